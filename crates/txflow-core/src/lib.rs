@@ -1,0 +1,41 @@
+//! The domain core of txflow.
+//!
+//! It knows what a bank transaction is, how a raw record becomes one (or is
+//! rejected, with the rule it broke), how a transaction gets a stable
+//! identity, how the reference model classifies it, and how the batch
+//! pipeline moves records from a source through a classifier into a sink.
+//!
+//! It does no I/O and depends on no client library: sources, classifiers and
+//! sinks are traits ([`ports`]) that adapter crates implement. Policies (the
+//! error budget, batching) return decisions; adapters act on them.
+//!
+//! Parts:
+//! - [`transaction`]: the value types (`TransactionId`, `Amount`, `Side`, ...)
+//!   and [`Transaction`] itself.
+//! - [`record`]: a raw record as a source hands it over, before validation.
+//! - [`validation`]: the named rules and [`Validator`].
+//! - [`identity`]: UUIDs kept or derived deterministically.
+//! - [`category`] and [`model`]: the 15 categories and the reference model.
+//! - [`ports`]: the traits adapters implement.
+//! - [`pipeline`]: the batch pipeline and its run summary.
+//! - [`synth`]: the deterministic sample generator.
+
+pub mod category;
+pub mod error;
+pub mod identity;
+pub mod model;
+pub mod pipeline;
+pub mod ports;
+pub mod record;
+pub mod synth;
+pub mod transaction;
+pub mod validation;
+
+pub use category::Category;
+pub use error::{BoxError, Error, Result};
+pub use model::ReferenceModel;
+pub use pipeline::{Counts, ErrorBudget, Lineage, ProcessingType, RunId, RunStatus, RunSummary};
+pub use ports::{Batch, Classifier, RecordSource, RejectLog, Sink};
+pub use record::{Column, Position, RawRecord};
+pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId};
+pub use validation::{RejectedRecord, Rule, Validator, Violation};

@@ -1,0 +1,383 @@
+//! The batch pipeline: records from a [`RecordSource`] are validated, the
+//! valid ones classified in batches, and everything written to a [`Sink`];
+//! invalid rows also go to a [`RejectLog`].
+//!
+//! Reading the next batch overlaps with writing the previous one: the sink's
+//! write runs while the source is parsed, so the database and the parser work
+//! at the same time. At most one batch is in flight, so memory stays bounded
+//! by two batches whatever the input size.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::identity;
+use crate::ports::{Batch, Classifier, RecordSource, RejectLog, Sink, WriteReport};
+use crate::record::Position;
+use crate::transaction::Transaction;
+use crate::validation::{RejectedRecord, Validator};
+
+/// A run id: given by the caller (Airflow sets one) or generated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunId(Arc<str>);
+
+/// Why a text is not a run id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("run id {0:?} must be 1 to 250 printable characters")]
+pub struct InvalidRunId(pub String);
+
+impl RunId {
+    pub fn parse(s: &str) -> Result<RunId, InvalidRunId> {
+        let ok = !s.is_empty() && s.chars().count() <= 250 && !s.chars().any(char::is_control);
+        if ok {
+            Ok(RunId(Arc::from(s)))
+        } else {
+            Err(InvalidRunId(s.to_owned()))
+        }
+    }
+
+    /// A fresh run id: `run-` and a random UUID.
+    pub fn generate() -> RunId {
+        RunId(Arc::from(format!("run-{}", Uuid::new_v4())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a record reached txflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingType {
+    Batch,
+    Streaming,
+}
+
+impl ProcessingType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessingType::Batch => "batch",
+            ProcessingType::Streaming => "streaming",
+        }
+    }
+}
+
+/// What every row of a batch shares: who wrote it, from where, how.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    pub run_id: RunId,
+    pub source: Arc<str>,
+    pub processing_type: ProcessingType,
+}
+
+/// Running totals of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub read: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    pub classified: u64,
+    /// Transactions newly stored (a rerun adds none).
+    pub written: u64,
+    pub predictions_written: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Counts {
+    /// Invalid rows over rows read; 0 for an empty run.
+    pub fn error_rate(&self) -> f64 {
+        if self.read == 0 {
+            0.0
+        } else {
+            self.invalid as f64 / self.read as f64
+        }
+    }
+
+    fn add_write(&mut self, report: WriteReport) {
+        self.written += report.transactions;
+        self.predictions_written += report.predictions;
+    }
+}
+
+/// The state of a run, as stored in the `runs` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    /// Every row valid and stored.
+    Succeeded,
+    /// Finished; some rows were invalid, fewer than the error budget allows.
+    SucceededWithRejects,
+    /// Finished, but more rows were invalid than the error budget allows.
+    ErrorRateExceeded,
+    /// Stopped by an error; what was written before it stays written.
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::SucceededWithRejects => "succeeded_with_rejects",
+            RunStatus::ErrorRateExceeded => "error_rate_exceeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A run as a whole: identity, times, totals, outcome.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: RunId,
+    pub kind: ProcessingType,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: Counts,
+    pub status: RunStatus,
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    pub fn start(run_id: RunId, kind: ProcessingType, now: DateTime<Utc>) -> Self {
+        RunSummary {
+            run_id,
+            kind,
+            started_at: now,
+            finished_at: None,
+            counts: Counts::default(),
+            status: RunStatus::Running,
+            error: None,
+        }
+    }
+
+    /// Closes the run: the status follows from the error, if any, and the budget.
+    pub fn finish(&mut self, now: DateTime<Utc>, error: Option<String>, budget: ErrorBudget) {
+        self.finished_at = Some(now);
+        self.status = if error.is_some() {
+            RunStatus::Failed
+        } else if budget.exceeded(&self.counts) {
+            RunStatus::ErrorRateExceeded
+        } else if self.counts.invalid > 0 {
+            RunStatus::SucceededWithRejects
+        } else {
+            RunStatus::Succeeded
+        };
+        self.error = error;
+    }
+
+    pub fn seconds(&self) -> f64 {
+        let end = self.finished_at.unwrap_or_else(Utc::now);
+        (end - self.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6
+    }
+}
+
+/// The largest share of invalid rows a run may have and still succeed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorBudget {
+    max_rate: f64,
+}
+
+impl ErrorBudget {
+    /// No limit: a run succeeds whatever share of its rows is invalid.
+    pub const UNLIMITED: ErrorBudget = ErrorBudget { max_rate: 1.0 };
+
+    /// `max_rate` in [0, 1]; `None` otherwise.
+    pub fn new(max_rate: f64) -> Option<Self> {
+        (0.0..=1.0)
+            .contains(&max_rate)
+            .then_some(ErrorBudget { max_rate })
+    }
+
+    pub fn max_rate(&self) -> f64 {
+        self.max_rate
+    }
+
+    pub fn exceeded(&self, counts: &Counts) -> bool {
+        counts.error_rate() > self.max_rate
+    }
+}
+
+/// The batch pipeline over one sink, one classifier and one reject log.
+#[derive(Debug)]
+pub struct BatchPipeline<'a, C, S> {
+    pub classifier: &'a C,
+    pub sink: &'a S,
+    /// Valid transactions per batch (and per database transaction).
+    pub batch_size: usize,
+    pub run_id: RunId,
+    pub processing_type: ProcessingType,
+}
+
+/// The rows gathered for one batch, before classification.
+struct Pending {
+    transactions: Vec<Transaction>,
+    positions: Vec<Position>,
+    rejected: Vec<RejectedRecord>,
+    exhausted: bool,
+}
+
+impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
+    /// Runs one source to its end, adding to `counts` and calling `progress`
+    /// after every batch.
+    pub async fn run_source<R, L>(
+        &self,
+        source: &mut R,
+        rejects: &mut L,
+        counts: &mut Counts,
+        progress: &mut (dyn FnMut(&Counts, u64) + Send),
+    ) -> Result<()>
+    where
+        R: RecordSource,
+        L: RejectLog,
+    {
+        let location = Arc::clone(source.location());
+        let validator = Validator::new(Arc::clone(&location), source.decimal_mark());
+        let lineage = Lineage {
+            run_id: self.run_id.clone(),
+            source: Arc::clone(&location),
+            processing_type: self.processing_type,
+        };
+        let mut sequence = 0u64;
+        let mut in_flight: Option<Batch> = None;
+        loop {
+            // Write the previous batch while reading the next one.
+            let write = async {
+                match in_flight.take() {
+                    Some(batch) => self.write(batch, rejects, &location).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let read = self.gather(source, &validator, counts);
+            let (written, pending) = futures::join!(write, read);
+            if let Some(report) = written? {
+                counts.add_write(report);
+            }
+            let pending = pending?;
+            counts.bytes = counts.bytes.max(source.bytes_read());
+            progress(counts, source.bytes_read());
+            if pending.transactions.is_empty() && pending.rejected.is_empty() {
+                break;
+            }
+            let predictions = self.classify(&pending.transactions, &location).await?;
+            counts.classified += predictions.len() as u64;
+            sequence += 1;
+            in_flight = Some(Batch {
+                lineage: lineage.clone(),
+                batch_id: batch_id(&self.run_id, &location, sequence),
+                transactions: pending.transactions,
+                positions: pending.positions,
+                predictions,
+                rejected: pending.rejected,
+            });
+            if pending.exhausted {
+                if let Some(batch) = in_flight.take() {
+                    counts.add_write(self.write(batch, rejects, &location).await?);
+                }
+                progress(counts, source.bytes_read());
+                break;
+            }
+        }
+        counts.files += 1;
+        Ok(())
+    }
+
+    /// Reads records until a batch is full or the source ends.
+    async fn gather<R: RecordSource>(
+        &self,
+        source: &mut R,
+        validator: &Validator,
+        counts: &mut Counts,
+    ) -> Result<Pending> {
+        let mut pending = Pending {
+            transactions: Vec::with_capacity(self.batch_size),
+            positions: Vec::with_capacity(self.batch_size),
+            rejected: Vec::new(),
+            exhausted: false,
+        };
+        // Rejected rows count towards the batch too, so a file of nothing but
+        // bad rows still moves in bounded steps.
+        while pending.transactions.len() + pending.rejected.len() < self.batch_size {
+            let record = source.next_record().await.map_err(|e| Error::Source {
+                location: validator.location().to_string(),
+                source: e,
+            })?;
+            let Some(record) = record else {
+                pending.exhausted = true;
+                break;
+            };
+            counts.read += 1;
+            match validator.validate(&record) {
+                Ok(tx) => {
+                    counts.valid += 1;
+                    pending.transactions.push(tx);
+                    pending.positions.push(record.position);
+                }
+                Err(violation) => {
+                    counts.invalid += 1;
+                    pending.rejected.push(validator.reject(&record, violation));
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    async fn classify(
+        &self,
+        transactions: &[Transaction],
+        location: &str,
+    ) -> Result<Vec<crate::Prediction>> {
+        if transactions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let predictions =
+            self.classifier
+                .classify(transactions)
+                .await
+                .map_err(|e| Error::Classify {
+                    location: location.to_owned(),
+                    source: e,
+                })?;
+        if predictions.len() != transactions.len() {
+            return Err(Error::PredictionCount {
+                expected: transactions.len(),
+                got: predictions.len(),
+            });
+        }
+        Ok(predictions)
+    }
+
+    async fn write<L: RejectLog>(
+        &self,
+        batch: Batch,
+        rejects: &mut L,
+        location: &str,
+    ) -> Result<WriteReport> {
+        if !batch.rejected.is_empty() {
+            rejects
+                .append(&batch.rejected)
+                .await
+                .map_err(|e| Error::RejectLog { source: e })?;
+        }
+        self.sink.write_batch(batch).await.map_err(|e| Error::Sink {
+            location: location.to_owned(),
+            source: e,
+        })
+    }
+}
+
+/// The id of the `sequence`-th batch of `source` in `run`: the same on a rerun
+/// with the same run id.
+fn batch_id(run: &RunId, source: &str, sequence: u64) -> Uuid {
+    let name = format!("batch\0{run}\0{source}\0{sequence}");
+    Uuid::new_v5(&identity::NAMESPACE, name.as_bytes())
+}
