@@ -4,7 +4,7 @@
 //! | rule | what it checks |
 //! |---|---|
 //! | `row_shape` | the row has as many fields as the header |
-//! | `encoding` | every field is valid UTF-8 |
+//! | `encoding` | every field is valid UTF-8, without NUL characters |
 //! | `required` | id, description, amount, timestamp, operation_type and side are present and not blank |
 //! | `field_length` | id ≤ 128, description ≤ 1024, merchant ≤ 256, operation_type ≤ 64 characters |
 //! | `amount_format` | the amount is a plain decimal number in the file's decimal mark |
@@ -148,6 +148,13 @@ impl Validator {
                     ),
                 )
             })?;
+            if value.contains('\0') {
+                return Err(Violation::new(
+                    Rule::Encoding,
+                    column,
+                    format!("{column} contains a NUL character; remove it from the input"),
+                ));
+            }
             let value = value.trim();
             text[column.index()] = (!value.is_empty()).then_some(value);
         }

@@ -1,0 +1,171 @@
+//! Binary COPY of a batch into the session's staging tables.
+
+use futures::pin_mut;
+use tokio_postgres::Transaction as DbTransaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use txflow_core::Batch;
+
+use crate::error::{Error, Result};
+use crate::numeric::Numeric;
+
+/// Staging tables: private to the session, emptied at every commit.
+pub(crate) const CREATE_STAGING: &str = "
+    CREATE TEMP TABLE IF NOT EXISTS staging_transactions
+        (LIKE transactions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE IF NOT EXISTS staging_predictions
+        (LIKE predictions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE IF NOT EXISTS staging_rejected_records
+        (LIKE rejected_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;";
+
+pub(crate) const TRANSACTION_COLUMNS: &str = "id, source_id, description, amount, \"timestamp\", merchant, \
+     operation_type, side, processing_type, run_id, batch_id, source_location, source_line, source_offset";
+pub(crate) const PREDICTION_COLUMNS: &str =
+    "transaction_id, model_version, category, confidence, run_id";
+pub(crate) const REJECTED_COLUMNS: &str = "source_location, source_line, source_offset, rule, field, message, raw, processing_type, run_id";
+
+/// PostgreSQL text cannot hold NUL; a rejected row may.
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}").into()
+    } else {
+        s.into()
+    }
+}
+
+async fn begin(
+    tx: &DbTransaction<'_>,
+    table: &str,
+    columns: &str,
+    types: &[Type],
+) -> Result<BinaryCopyInWriter> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+        ))
+        .await
+        .map_err(Error::query("starting COPY into staging"))?;
+    Ok(BinaryCopyInWriter::new(sink, types))
+}
+
+const COPY_ROW: &str = "COPY into staging";
+const COPY_END: &str = "finishing COPY into staging";
+
+pub(crate) async fn transactions(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()> {
+    use Type as T;
+    let types = [
+        T::UUID,
+        T::TEXT,
+        T::TEXT,
+        T::NUMERIC,
+        T::TIMESTAMPTZ,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::UUID,
+        T::TEXT,
+        T::INT8,
+        T::INT8,
+    ];
+    let writer = begin(tx, "staging_transactions", TRANSACTION_COLUMNS, &types).await?;
+    pin_mut!(writer);
+    let lineage = &batch.lineage;
+    let (processing, run, source) = (
+        lineage.processing_type.as_str(),
+        lineage.run_id.as_str(),
+        &*lineage.source,
+    );
+    for (t, position) in batch.transactions.iter().zip(&batch.positions) {
+        let (id, amount, timestamp) = (*t.id().as_uuid(), Numeric(t.amount()), t.timestamp());
+        let (source_id, description, merchant) = (t.source_id(), t.description(), t.merchant());
+        let (operation_type, side) = (t.operation_type(), t.side().as_str());
+        let (line, offset) = (position.line as i64, position.offset as i64);
+        let row: [&(dyn ToSql + Sync); 14] = [
+            &id,
+            &source_id,
+            &description,
+            &amount,
+            &timestamp,
+            &merchant,
+            &operation_type,
+            &side,
+            &processing,
+            &run,
+            &batch.batch_id,
+            &source,
+            &line,
+            &offset,
+        ];
+        writer
+            .as_mut()
+            .write(&row)
+            .await
+            .map_err(Error::query(COPY_ROW))?;
+    }
+    writer.finish().await.map_err(Error::query(COPY_END))?;
+    Ok(())
+}
+
+pub(crate) async fn predictions(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()> {
+    let types = [Type::UUID, Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TEXT];
+    let writer = begin(tx, "staging_predictions", PREDICTION_COLUMNS, &types).await?;
+    pin_mut!(writer);
+    let run = batch.lineage.run_id.as_str();
+    for p in &batch.predictions {
+        let (id, category) = (*p.transaction_id.as_uuid(), p.category.as_str());
+        let row: [&(dyn ToSql + Sync); 5] = [&id, &p.model_version, &category, &p.confidence, &run];
+        writer
+            .as_mut()
+            .write(&row)
+            .await
+            .map_err(Error::query(COPY_ROW))?;
+    }
+    writer.finish().await.map_err(Error::query(COPY_END))?;
+    Ok(())
+}
+
+pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()> {
+    use Type as T;
+    let types = [
+        T::TEXT,
+        T::INT8,
+        T::INT8,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+    ];
+    let writer = begin(tx, "staging_rejected_records", REJECTED_COLUMNS, &types).await?;
+    pin_mut!(writer);
+    let (processing, run) = (
+        batch.lineage.processing_type.as_str(),
+        batch.lineage.run_id.as_str(),
+    );
+    for r in &batch.rejected {
+        let (line, offset) = (r.position.line as i64, r.position.offset as i64);
+        let (source, rule, field) = (&*r.source, r.rule.name(), r.field.map(|f| f.name()));
+        let (message, raw) = (text(&r.message), text(&r.raw));
+        let row: [&(dyn ToSql + Sync); 9] = [
+            &source,
+            &line,
+            &offset,
+            &rule,
+            &field,
+            &message,
+            &raw,
+            &processing,
+            &run,
+        ];
+        writer
+            .as_mut()
+            .write(&row)
+            .await
+            .map_err(Error::query(COPY_ROW))?;
+    }
+    writer.finish().await.map_err(Error::query(COPY_END))?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Embedded schema migrations.
+
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+
+/// Every migration, in order: (version, name, SQL).
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+
+/// An arbitrary constant: the advisory lock that serialises migrations.
+const LOCK_KEY: i64 = 0x7478_666c_6f77; // "txflow"
+
+/// Applies the migrations the database lacks. Safe to run from many
+/// processes at once: they queue on an advisory lock and the later ones find
+/// nothing to do. Returns the versions applied.
+pub async fn migrate(client: &mut Client) -> Result<Vec<i32>> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(Error::query("starting the migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(Error::query("taking the migration lock"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS txflow_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(Error::query("creating txflow_migrations"))?;
+    let row = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM txflow_migrations",
+            &[],
+        )
+        .await
+        .map_err(Error::query("reading the schema version"))?;
+    let current: i32 = row.get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(Error::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    let mut applied = Vec::new();
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let failed = |source| Error::Migration {
+            version,
+            name,
+            source,
+        };
+        tx.batch_execute(sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO txflow_migrations (version, name) VALUES ($1, $2)",
+            &[&version, &name],
+        )
+        .await
+        .map_err(failed)?;
+        applied.push(version);
+    }
+    tx.commit()
+        .await
+        .map_err(Error::query("committing the migration"))?;
+    Ok(applied)
+}

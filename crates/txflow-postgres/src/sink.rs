@@ -1,0 +1,145 @@
+//! The sink: one database transaction per batch.
+
+use tokio::sync::Mutex;
+use tokio_postgres::Client;
+use txflow_core::ports::WriteReport;
+use txflow_core::{Batch, BoxError, RunSummary, Sink};
+
+use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
+use crate::error::{Error, Result};
+
+/// Writes batches to PostgreSQL over one connection.
+#[derive(Debug)]
+pub struct PostgresSink {
+    client: Mutex<Client>,
+    version: &'static str,
+}
+
+impl PostgresSink {
+    /// Connects, applies pending migrations and prepares the session's
+    /// staging tables. `version` is stored with every run.
+    pub async fn connect(url: &str, version: &'static str) -> Result<PostgresSink> {
+        let mut client = crate::connect(url).await?;
+        let applied = crate::migrate(&mut client).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied schema migrations");
+        }
+        client
+            .batch_execute(copy::CREATE_STAGING)
+            .await
+            .map_err(Error::query("creating staging tables"))?;
+        Ok(PostgresSink {
+            client: Mutex::new(client),
+            version,
+        })
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<WriteReport> {
+        let mut client = self.client.lock().await;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::query("starting a batch"))?;
+        let mut report = WriteReport::default();
+        if !batch.transactions.is_empty() {
+            copy::transactions(&tx, batch).await?;
+            report.transactions = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO transactions ({TRANSACTION_COLUMNS}) \
+                         SELECT {TRANSACTION_COLUMNS} FROM staging_transactions \
+                         ON CONFLICT (id) DO NOTHING"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(Error::query("moving transactions out of staging"))?;
+        }
+        if !batch.predictions.is_empty() {
+            copy::predictions(&tx, batch).await?;
+            report.predictions = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO predictions ({PREDICTION_COLUMNS}) \
+                         SELECT {PREDICTION_COLUMNS} FROM staging_predictions \
+                         ON CONFLICT (transaction_id, model_version) DO NOTHING"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(Error::query("moving predictions out of staging"))?;
+        }
+        if !batch.rejected.is_empty() {
+            copy::rejected(&tx, batch).await?;
+            report.rejected = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO rejected_records ({REJECTED_COLUMNS}) \
+                         SELECT {REJECTED_COLUMNS} FROM staging_rejected_records \
+                         ON CONFLICT (source_location, source_line) DO NOTHING"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(Error::query("moving rejected rows out of staging"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(Error::query("committing a batch"))?;
+        Ok(report)
+    }
+
+    async fn upsert_run(&self, run: &RunSummary) -> Result<()> {
+        let c = &run.counts;
+        let n = |v: u64| v as i64;
+        let client = self.client.lock().await;
+        client
+            .execute(
+                "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, bytes, rows_read,
+                     rows_valid, rows_invalid, rows_classified, rows_written, predictions_written, error,
+                     txflow_version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT (run_id) DO UPDATE SET kind = EXCLUDED.kind, status = EXCLUDED.status,
+                     started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+                     files = EXCLUDED.files, bytes = EXCLUDED.bytes, rows_read = EXCLUDED.rows_read,
+                     rows_valid = EXCLUDED.rows_valid, rows_invalid = EXCLUDED.rows_invalid,
+                     rows_classified = EXCLUDED.rows_classified, rows_written = EXCLUDED.rows_written,
+                     predictions_written = EXCLUDED.predictions_written, error = EXCLUDED.error,
+                     txflow_version = EXCLUDED.txflow_version",
+                &[
+                    &run.run_id.as_str(),
+                    &run.kind.as_str(),
+                    &run.status.as_str(),
+                    &run.started_at,
+                    &run.finished_at,
+                    &n(c.files),
+                    &n(c.bytes),
+                    &n(c.read),
+                    &n(c.valid),
+                    &n(c.invalid),
+                    &n(c.classified),
+                    &n(c.written),
+                    &n(c.predictions_written),
+                    &run.error,
+                    &self.version,
+                ],
+            )
+            .await
+            .map_err(Error::query("recording the run"))?;
+        Ok(())
+    }
+}
+
+impl Sink for PostgresSink {
+    async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
+        Ok(self.upsert_run(run).await?)
+    }
+
+    async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
+        Ok(self.write(&batch).await?)
+    }
+
+    async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {
+        Ok(self.upsert_run(run).await?)
+    }
+}
