@@ -89,7 +89,9 @@ pub struct Counts {
     /// Transactions newly stored (a rerun adds none).
     pub written: u64,
     pub predictions_written: u64,
+    /// Files finished, and files stopped by an error.
     pub files: u64,
+    pub files_failed: u64,
     pub bytes: u64,
 }
 
@@ -160,10 +162,11 @@ impl RunSummary {
         }
     }
 
-    /// Closes the run: the status follows from the error, if any, and the budget.
+    /// Closes the run: the status follows from the error or failed files, if
+    /// any, then from the error budget.
     pub fn finish(&mut self, now: DateTime<Utc>, error: Option<String>, budget: ErrorBudget) {
         self.finished_at = Some(now);
-        self.status = if error.is_some() {
+        self.status = if error.is_some() || self.counts.files_failed > 0 {
             RunStatus::Failed
         } else if budget.exceeded(&self.counts) {
             RunStatus::ErrorRateExceeded

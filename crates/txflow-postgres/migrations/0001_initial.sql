@@ -8,6 +8,7 @@ CREATE TABLE runs (
     started_at          timestamptz NOT NULL,
     finished_at         timestamptz,
     files               bigint NOT NULL DEFAULT 0,
+    files_failed        bigint NOT NULL DEFAULT 0,
     bytes               bigint NOT NULL DEFAULT 0,
     rows_read           bigint NOT NULL DEFAULT 0,
     rows_valid          bigint NOT NULL DEFAULT 0,

@@ -22,9 +22,9 @@ pub use sink::PostgresSink;
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .map_err(|source| Error::Connect {
+        .map_err(|cause| Error::Connect {
             url: redact(url),
-            source,
+            cause,
         })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

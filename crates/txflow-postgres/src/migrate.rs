@@ -47,10 +47,10 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>> {
     }
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let failed = |source| Error::Migration {
+        let failed = |cause| Error::Migration {
             version,
             name,
-            source,
+            cause,
         };
         tx.batch_execute(sql).await.map_err(failed)?;
         tx.execute(

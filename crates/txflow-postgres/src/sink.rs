@@ -95,13 +95,13 @@ impl PostgresSink {
         let client = self.client.lock().await;
         client
             .execute(
-                "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, bytes, rows_read,
+                "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, files_failed, bytes, rows_read,
                      rows_valid, rows_invalid, rows_classified, rows_written, predictions_written, error,
                      txflow_version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                  ON CONFLICT (run_id) DO UPDATE SET kind = EXCLUDED.kind, status = EXCLUDED.status,
                      started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
-                     files = EXCLUDED.files, bytes = EXCLUDED.bytes, rows_read = EXCLUDED.rows_read,
+                     files = EXCLUDED.files, files_failed = EXCLUDED.files_failed, bytes = EXCLUDED.bytes, rows_read = EXCLUDED.rows_read,
                      rows_valid = EXCLUDED.rows_valid, rows_invalid = EXCLUDED.rows_invalid,
                      rows_classified = EXCLUDED.rows_classified, rows_written = EXCLUDED.rows_written,
                      predictions_written = EXCLUDED.predictions_written, error = EXCLUDED.error,
@@ -113,6 +113,7 @@ impl PostgresSink {
                     &run.started_at,
                     &run.finished_at,
                     &n(c.files),
+                    &n(c.files_failed),
                     &n(c.bytes),
                     &n(c.read),
                     &n(c.valid),

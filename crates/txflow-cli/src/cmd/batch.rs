@@ -1,0 +1,413 @@
+//! `txflow batch`: validate, classify and store CSV files of transactions.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use txflow_core::pipeline::BatchPipeline;
+use txflow_core::transaction::DecimalMark;
+use txflow_core::{
+    Counts, Error as CoreError, ErrorBudget, ProcessingType, ReferenceModel, RunId, RunStatus,
+    RunSummary, Sink,
+};
+use txflow_csv::Dialect;
+use txflow_storage::{CsvSource, ERRORS_FOLDER, Input, Location, RejectFile, S3Options};
+
+use crate::store::{DEFAULT_DATABASE, Store};
+
+/// Exit code of a run that finished but had more invalid rows than
+/// `--max-error-rate` allows.
+pub const EXIT_ERROR_RATE: u8 = 3;
+
+const EXAMPLES: &str = "\
+Examples:
+  txflow batch transactions.csv
+  txflow batch data/2024/ --database-url postgres://txflow@localhost/txflow
+  AWS_ENDPOINT_URL=http://127.0.0.1:9000 txflow batch s3://bank/exports/ --max-error-rate 0.01
+
+Exit status: 0 when the run succeeded (invalid rows are kept in rejected_records
+and in the errors file), 3 when more rows were invalid than --max-error-rate
+allows, 1 when the run failed (an unreadable input, a database error), 2 for
+bad flags.";
+
+/// Validate, classify and store CSV files of transactions, with lineage.
+///
+/// Each input is a file, a folder or an S3 prefix (every .csv below it, except
+/// in folders whose name starts with `_` or `.`). Rows are validated, the
+/// valid ones classified by the reference model and written to the database
+/// with their run id, source and line; invalid rows go to rejected_records and
+/// to an errors file. Running the same input again adds nothing.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct Args {
+    /// Files, folders or prefixes: a path, file:///abs/path, s3://bucket/key.csv
+    /// or s3://bucket/prefix/.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+
+    /// Where to store results: postgres://user:password@host:port/db or
+    /// sqlite://path/to/file.db.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
+    database_url: String,
+
+    /// The run id stored with every row (Airflow sets TXFLOW_RUN_ID);
+    /// generated when absent.
+    #[arg(long, env = "TXFLOW_RUN_ID")]
+    run_id: Option<String>,
+
+    /// The CSV dialect: auto detects it from the header and first row.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: InputFormat,
+
+    /// Valid rows per batch; each batch is one database transaction.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_size: u32,
+
+    /// Folder or prefix for the file of invalid rows (<ERRORS>/<run id>.csv);
+    /// by default `_txflow_errors/` beside the first input.
+    #[arg(long, value_name = "ERRORS")]
+    errors: Option<String>,
+
+    /// Fail the run (exit status 3) when the share of invalid rows is above
+    /// this, between 0 and 1. The valid rows are stored all the same.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    max_error_rate: Option<ErrorBudget>,
+
+    /// S3-compatible endpoint (e.g. http://127.0.0.1:9000); the other AWS_*
+    /// variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) are read too.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    s3_endpoint: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "AWS_REGION")]
+    s3_region: Option<String>,
+
+    /// Also write the run summary as JSON to this file (`-` for standard output).
+    #[arg(long, value_name = "PATH")]
+    summary_json: Option<PathBuf>,
+
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InputFormat {
+    Auto,
+    /// `;`, decimal comma, `YYYY-MM-DD HH:MM:SS`.
+    Reference,
+    /// `,`, decimal point, RFC 3339.
+    Common,
+}
+
+fn parse_rate(s: &str) -> Result<ErrorBudget, String> {
+    let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    ErrorBudget::new(rate).ok_or_else(|| format!("{s} is not between 0 and 1"))
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let run_id = match &args.run_id {
+        Some(id) => RunId::parse(id)?,
+        None => RunId::generate(),
+    };
+    let s3 = S3Options {
+        endpoint: args.s3_endpoint.clone(),
+        region: args.s3_region.clone(),
+    };
+    let dialect = match args.format {
+        InputFormat::Auto => None,
+        InputFormat::Reference => Some(Dialect::REFERENCE),
+        InputFormat::Common => Some(Dialect::COMMON),
+    };
+
+    // Resolve every input before writing anything: a typo stops the run here.
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut first: Option<Location> = None;
+    for raw in &args.inputs {
+        let location = Location::parse(raw, &s3)?;
+        let found = location.inputs().await?;
+        if found.is_empty() {
+            tracing::warn!(input = %location.url(), "no .csv file found");
+        }
+        first.get_or_insert(location);
+        inputs.extend(found);
+    }
+    let errors_target = match (&args.errors, &first) {
+        (Some(prefix), _) => Location::parse(prefix, &s3)?.file_in(&format!("{run_id}.csv")),
+        (None, Some(first)) => first.sibling_folder_file(ERRORS_FOLDER, &format!("{run_id}.csv")),
+        (None, None) => unreachable!("clap requires one input"),
+    };
+
+    let store = Store::open(&args.database_url).await?;
+    let database = store.describe(&args.database_url);
+    let budget = args.max_error_rate.unwrap_or(ErrorBudget::UNLIMITED);
+    let mut summary = RunSummary::start(run_id.clone(), ProcessingType::Batch, Utc::now());
+    store
+        .start_run(&summary)
+        .await
+        .map_err(|e| anyhow!(e))
+        .context("recording the run start")?;
+    tracing::info!(run_id = %run_id, files = inputs.len(), database = %database, "run started");
+
+    let pipeline = BatchPipeline {
+        classifier: &ReferenceModel,
+        sink: &store,
+        batch_size: args.batch_size as usize,
+        run_id: run_id.clone(),
+        processing_type: ProcessingType::Batch,
+    };
+    let mut rejects = RejectFile::new(errors_target);
+    let mut progress = Progress::new(&inputs, args.no_progress);
+    let started = Instant::now();
+    let mut fatal: Option<anyhow::Error> = None;
+    let mut counts = Counts::default();
+    for input in &inputs {
+        let url = input.location.url();
+        let mut source = match CsvSource::open(&input.location, dialect).await {
+            Ok(source) => source,
+            Err(e) => {
+                progress.println(&format!("error: {e}; no row of this file was written"));
+                tracing::error!(file = %url, error = %e, "file skipped");
+                counts.files_failed += 1;
+                progress.file_done(input.size);
+                continue;
+            }
+        };
+        if !source.has_header() {
+            tracing::warn!(file = %url, "empty file: no header, no rows");
+        }
+        let before = counts;
+        let outcome = pipeline
+            .run_source(&mut source, &mut rejects, &mut counts, &mut |c, bytes| {
+                progress.update(c, bytes)
+            })
+            .await;
+        progress.file_done(input.size);
+        match outcome {
+            Ok(()) => tracing::info!(
+                file = %url,
+                dialect = dialect_name(source.dialect()),
+                read = counts.read - before.read,
+                valid = counts.valid - before.valid,
+                invalid = counts.invalid - before.invalid,
+                written = counts.written - before.written,
+                "file done"
+            ),
+            // An unreadable file stops that file only; what it wrote stays
+            // written, and a rerun completes it without duplicates.
+            Err(e @ CoreError::Source { .. }) => {
+                progress.println(&format!("error: {e}; rows before that point were written"));
+                tracing::error!(file = %url, error = %e, "file stopped");
+                counts.files_failed += 1;
+            }
+            Err(e) => {
+                fatal = Some(anyhow!(e));
+                break;
+            }
+        }
+    }
+    progress.finish();
+    summary.counts = counts;
+    let rejected = match rejects.finish().await {
+        Ok(file) => file,
+        Err(e) => {
+            fatal.get_or_insert(anyhow!(e));
+            None
+        }
+    };
+    summary.finish(Utc::now(), fatal.as_ref().map(|e| format!("{e:#}")), budget);
+    if let Err(e) = store.finish_run(&summary).await {
+        tracing::error!(error = %e, "could not record the run's end");
+        fatal.get_or_insert(anyhow!(e).context("recording the run's end"));
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        summary_line(&summary, seconds, rejected.as_ref(), &database)
+    );
+    if let Some(path) = &args.summary_json {
+        write_json(
+            path,
+            &summary,
+            seconds,
+            rejected.as_ref(),
+            &database,
+            budget,
+        )?;
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    Ok(match summary.status {
+        RunStatus::ErrorRateExceeded => ExitCode::from(EXIT_ERROR_RATE),
+        RunStatus::Failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn dialect_name(d: Dialect) -> &'static str {
+    match (d.delimiter, d.decimal) {
+        (b';', DecimalMark::Comma) => "reference",
+        (b',', DecimalMark::Point) => "common",
+        _ => "custom",
+    }
+}
+
+fn rate(rows: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        rows as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The one line every run ends with.
+fn summary_line(
+    s: &RunSummary,
+    seconds: f64,
+    rejected: Option<&(String, u64)>,
+    database: &str,
+) -> String {
+    let c = &s.counts;
+    let present = c.valid.saturating_sub(c.written);
+    let mut line = format!(
+        "run {} {}: {} file{}{}, {} rows read, {} valid, {} invalid, {} written ({} already present) to {}, \
+         {:.2} s, {:.0} rows/s",
+        s.run_id,
+        s.status.as_str(),
+        c.files,
+        if c.files == 1 { "" } else { "s" },
+        if c.files_failed > 0 {
+            format!(" ({} failed)", c.files_failed)
+        } else {
+            String::new()
+        },
+        c.read,
+        c.valid,
+        c.invalid,
+        c.written,
+        present,
+        database,
+        seconds,
+        rate(c.read, seconds),
+    );
+    if let Some((url, rows)) = rejected {
+        line.push_str(&format!("; {rows} invalid rows in {url}"));
+    }
+    line
+}
+
+fn write_json(
+    path: &PathBuf,
+    s: &RunSummary,
+    seconds: f64,
+    rejected: Option<&(String, u64)>,
+    database: &str,
+    budget: ErrorBudget,
+) -> Result<()> {
+    let c = &s.counts;
+    let value = serde_json::json!({
+        "run_id": s.run_id.as_str(),
+        "kind": s.kind.as_str(),
+        "status": s.status.as_str(),
+        "started_at": s.started_at.to_rfc3339(),
+        "finished_at": s.finished_at.map(|t| t.to_rfc3339()),
+        "seconds": seconds,
+        "files": c.files,
+        "files_failed": c.files_failed,
+        "bytes": c.bytes,
+        "rows_read": c.read,
+        "rows_valid": c.valid,
+        "rows_invalid": c.invalid,
+        "rows_classified": c.classified,
+        "rows_written": c.written,
+        "predictions_written": c.predictions_written,
+        "error_rate": c.error_rate(),
+        "max_error_rate": budget.max_rate(),
+        "rows_per_second": rate(c.read, seconds),
+        "errors_file": rejected.map(|r| &r.0),
+        "database": database,
+        "error": s.error,
+    });
+    let text = serde_json::to_string_pretty(&value).context("encoding the summary")?;
+    if path.as_os_str() == "-" {
+        println!("{text}");
+    } else {
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; otherwise a log line every 10 seconds.
+struct Progress {
+    bar: Option<ProgressBar>,
+    done_bytes: u64,
+    last_log: Instant,
+}
+
+impl Progress {
+    fn new(inputs: &[Input], disabled: bool) -> Progress {
+        let total: u64 = inputs.iter().map(|i| i.size).sum();
+        let bar = (!disabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total);
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            done_bytes: 0,
+            last_log: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, counts: &Counts, file_bytes: u64) {
+        let position = self.done_bytes + file_bytes;
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(position);
+                bar.set_message(format!("{} rows, {} invalid", counts.read, counts.invalid));
+            }
+            None if self.last_log.elapsed() >= Duration::from_secs(10) => {
+                self.last_log = Instant::now();
+                tracing::info!(
+                    rows = counts.read,
+                    invalid = counts.invalid,
+                    written = counts.written,
+                    bytes = position,
+                    "progress"
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn file_done(&mut self, size: u64) {
+        self.done_bytes += size;
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.done_bytes);
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `txflow`: classify bank transactions in batch (CSV files, local or S3) into
+//! PostgreSQL or SQLite. This binary only parses flags and wires the core
+//! (`txflow-core`) to its adapters; each subcommand is one file in `cmd/`.
+
+mod cmd;
+mod store;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Classify bank transactions into spending categories, with full lineage.
+#[derive(Debug, Parser)]
+#[command(name = "txflow", version, about, propagate_version = true)]
+struct Cli {
+    /// Log format: text, json, or auto (text on a terminal, json otherwise).
+    #[arg(long, global = true, env = "TXFLOW_LOG_FORMAT", default_value = "auto")]
+    log_format: telemetry::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Batch(cmd::batch::Args),
+    Generate(cmd::generate::Args),
+    Migrate(cmd::migrate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Batch(args) => cmd::batch::run(args).await,
+            Command::Generate(args) => cmd::generate::run(args).await,
+            Command::Migrate(args) => cmd::migrate::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The database a run writes to, picked by the URL's scheme.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use txflow_core::ports::WriteReport;
+use txflow_core::{Batch, BoxError, RunSummary, Sink};
+use txflow_postgres::PostgresSink;
+use txflow_sqlite::SqliteSink;
+
+/// The version stored with every run.
+pub const VERSION: &str = concat!("txflow ", env!("CARGO_PKG_VERSION"));
+
+/// The database when none is given: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE: &str = "sqlite://txflow.db";
+
+/// `postgres://…`/`postgresql://…` or `sqlite://path` (also `sqlite:path`).
+#[derive(Debug)]
+pub enum Store {
+    Postgres(PostgresSink),
+    Sqlite(SqliteSink),
+}
+
+impl Store {
+    /// Opens the database and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let sink = PostgresSink::connect(url, VERSION).await?;
+            return Ok(Store::Postgres(sink));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = PathBuf::from(path);
+            let sink = tokio::task::spawn_blocking(move || SqliteSink::open(&path, VERSION))
+                .await
+                .context("opening SQLite")??;
+            return Ok(Store::Sqlite(sink));
+        }
+        bail!(
+            "unsupported database URL {:?}: use postgres://user:password@host:port/db or sqlite://path/to/file.db",
+            txflow_postgres::redact(url)
+        )
+    }
+
+    /// Where the data goes, password hidden.
+    pub fn describe(&self, url: &str) -> String {
+        match self {
+            Store::Postgres(_) => txflow_postgres::redact(url),
+            Store::Sqlite(s) => format!("sqlite://{}", s.path().display()),
+        }
+    }
+}
+
+impl Sink for Store {
+    async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
+        match self {
+            Store::Postgres(s) => s.start_run(run).await,
+            Store::Sqlite(s) => s.start_run(run).await,
+        }
+    }
+
+    async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
+        match self {
+            Store::Postgres(s) => s.write_batch(batch).await,
+            Store::Sqlite(s) => s.write_batch(batch).await,
+        }
+    }
+
+    async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {
+        match self {
+            Store::Postgres(s) => s.finish_run(run).await,
+            Store::Sqlite(s) => s.finish_run(run).await,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! txflow's embedded SQLite adapter: a [`txflow_core::Sink`] writing the same
+//! tables and views as the PostgreSQL one into a single file, so that
+//! `txflow batch file.csv` works on a machine without a database server.
+//!
+//! SQLite is synchronous: each call runs on Tokio's blocking pool, one batch
+//! per SQLite transaction, `INSERT OR IGNORE` for idempotence.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, params};
+use txflow_core::ports::WriteReport;
+use txflow_core::{Batch, BoxError, RunSummary, Sink};
+
+/// Every migration, in order: (version, SQL). The applied version is kept in
+/// SQLite's `user_version`.
+pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening SQLite database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the SQLite database {path} is at schema version {found}, newer than this txflow knows ({known}); upgrade txflow"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i32,
+        known: i32,
+    },
+    #[error("SQLite database {path}: {what}: {source}")]
+    Query {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the SQLite worker thread stopped: {0}")]
+    Worker(String),
+}
+
+/// A sink over one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteSink {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    version: &'static str,
+}
+
+impl SqliteSink {
+    /// Opens (or creates) the database and applies pending migrations.
+    pub fn open(path: &Path, version: &'static str) -> Result<SqliteSink> {
+        let open_err = |source| Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(open_err)?;
+        migrate(&mut conn, path)?;
+        Ok(SqliteSink {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+            version,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection, on the blocking pool.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.conn);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|e| Error::Worker(e.to_string()))?;
+            f(&mut guard, &path)
+        })
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))?
+    }
+}
+
+fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Query { path, what, source }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn
+        .transaction()
+        .map_err(query(path, "starting the migration"))?;
+    let current: i32 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(query(path, "reading the schema version"))?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(Error::SchemaTooNew {
+            path: path.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.execute_batch(sql)
+            .map_err(query(path, "applying a migration"))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .map_err(query(path, "recording the schema version"))?;
+    }
+    tx.commit().map_err(query(path, "committing the migration"))
+}
+
+fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteReport> {
+    let q = |what| query(path, what);
+    let tx = conn.transaction().map_err(q("starting a batch"))?;
+    let mut report = WriteReport::default();
+    {
+        let lineage = &batch.lineage;
+        let batch_id = batch.batch_id.to_string();
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO transactions (id, source_id, description, amount, \"timestamp\", merchant,
+                     operation_type, side, processing_type, run_id, batch_id, source_location, source_line,
+                     source_offset)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .map_err(q("preparing the transaction insert"))?;
+        for (t, position) in batch.transactions.iter().zip(&batch.positions) {
+            report.transactions += insert
+                .execute(params![
+                    t.id().to_string(),
+                    t.source_id(),
+                    t.description(),
+                    t.amount().to_string(),
+                    t.timestamp().to_rfc3339_opts(chrono_secs(), true),
+                    t.merchant(),
+                    t.operation_type(),
+                    t.side().as_str(),
+                    lineage.processing_type.as_str(),
+                    lineage.run_id.as_str(),
+                    batch_id,
+                    &*lineage.source,
+                    position.line as i64,
+                    position.offset as i64,
+                ])
+                .map_err(q("inserting a transaction"))? as u64;
+        }
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO predictions (transaction_id, model_version, category, confidence, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(q("preparing the prediction insert"))?;
+        for p in &batch.predictions {
+            report.predictions += insert
+                .execute(params![
+                    p.transaction_id.to_string(),
+                    p.model_version,
+                    p.category.as_str(),
+                    p.confidence,
+                    lineage.run_id.as_str(),
+                ])
+                .map_err(q("inserting a prediction"))? as u64;
+        }
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO rejected_records (source_location, source_line, source_offset, rule,
+                     field, message, raw, processing_type, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(q("preparing the rejected-row insert"))?;
+        for r in &batch.rejected {
+            report.rejected += insert
+                .execute(params![
+                    &*r.source,
+                    r.position.line as i64,
+                    r.position.offset as i64,
+                    r.rule.name(),
+                    r.field.map(|f| f.name()),
+                    r.message,
+                    r.raw,
+                    lineage.processing_type.as_str(),
+                    lineage.run_id.as_str(),
+                ])
+                .map_err(q("inserting a rejected row"))? as u64;
+        }
+    }
+    tx.commit().map_err(q("committing a batch"))?;
+    Ok(report)
+}
+
+fn chrono_secs() -> SecondsFormat {
+    SecondsFormat::AutoSi
+}
+
+fn upsert_run(conn: &mut Connection, path: &Path, run: &RunSummary, version: &str) -> Result<()> {
+    let c = &run.counts;
+    let n = |v: u64| v as i64;
+    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono_secs(), true);
+    conn.execute(
+        "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, files_failed, bytes, rows_read, rows_valid,
+             rows_invalid, rows_classified, rows_written, predictions_written, error, txflow_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (run_id) DO UPDATE SET kind = excluded.kind, status = excluded.status,
+             started_at = excluded.started_at, finished_at = excluded.finished_at, files = excluded.files,
+             files_failed = excluded.files_failed,
+             bytes = excluded.bytes, rows_read = excluded.rows_read, rows_valid = excluded.rows_valid,
+             rows_invalid = excluded.rows_invalid, rows_classified = excluded.rows_classified,
+             rows_written = excluded.rows_written, predictions_written = excluded.predictions_written,
+             error = excluded.error, txflow_version = excluded.txflow_version",
+        params![
+            run.run_id.as_str(),
+            run.kind.as_str(),
+            run.status.as_str(),
+            ts(run.started_at),
+            run.finished_at.map(ts),
+            n(c.files),
+            n(c.files_failed),
+            n(c.bytes),
+            n(c.read),
+            n(c.valid),
+            n(c.invalid),
+            n(c.classified),
+            n(c.written),
+            n(c.predictions_written),
+            run.error,
+            version,
+        ],
+    )
+    .map_err(query(path, "recording the run"))?;
+    Ok(())
+}
+
+impl Sink for SqliteSink {
+    async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
+        let (run, version) = (run.clone(), self.version);
+        Ok(self
+            .with_conn(move |c, p| upsert_run(c, p, &run, version))
+            .await?)
+    }
+
+    async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
+        Ok(self.with_conn(move |c, p| write(c, p, &batch)).await?)
+    }
+
+    async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {
+        let (run, version) = (run.clone(), self.version);
+        Ok(self
+            .with_conn(move |c, p| upsert_run(c, p, &run, version))
+            .await?)
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The test harness: installs (when missing) and starts real PostgreSQL 15 and
+# an S3 server (s3s-fs) on free loopback ports, and stops them.
+#
+#   scripts/harness.sh install         install what is missing, start nothing
+#   scripts/harness.sh start DIR       start both servers under DIR (a new,
+#                                      empty folder) and write DIR/env
+#   scripts/harness.sh stop DIR        stop them and delete DIR
+#
+# DIR/env holds the variables the tests read: TXFLOW_TEST_DATABASE_URL (a
+# superuser URL; tests create their own databases), TXFLOW_TEST_S3_ENDPOINT,
+# TXFLOW_TEST_S3_BUCKET and the AWS_* credentials of the S3 server.
+# Tools are installed once into $TXFLOW_CACHE (default ~/.cache/txflow) and
+# reused by later runs and fresh clones on the same machine.
+set -euo pipefail
+
+CACHE=${TXFLOW_CACHE:-$HOME/.cache/txflow}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+S3S_VERSION=0.14.1
+
+log() { echo "harness: $*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+install() {
+  if [ ! -x "$PG_BIN/initdb" ]; then
+    log "installing PostgreSQL 15 (Debian package postgresql-15)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql-15 >/dev/null
+  fi
+  if [ ! -x "$CACHE/bin/s3s-fs" ]; then
+    log "installing s3s-fs $S3S_VERSION into $CACHE (a few minutes, once)"
+    cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$CACHE" >&2
+  fi
+}
+
+# Runs a command as the postgres user when we are root (the server refuses
+# to run as root), as ourselves otherwise.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start() {
+  local dir=$1
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  chmod 755 "$dir" # the postgres user must reach its data folder
+  install
+
+  local pg_port s3_port
+  pg_port=$(free_port)
+  mkdir -p "$dir/pg"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/pg"; chmod 700 "$dir/pg"; fi
+  as_pg "$PG_BIN/initdb" -D "$dir/pg/data" -U txflow -A trust --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+  # Durability is off for tests (TXFLOW_PG_DURABLE=1 keeps it on, for benchmarks).
+  local opts="-c listen_addresses=127.0.0.1 -c port=$pg_port -c unix_socket_directories=$dir/pg"
+  if [ "${TXFLOW_PG_DURABLE:-0}" != 1 ]; then
+    opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  fi
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -o "$opts" -w start >/dev/null
+  log "PostgreSQL 15 on 127.0.0.1:$pg_port"
+
+  s3_port=$(free_port)
+  mkdir -p "$dir/s3/txflow-test"
+  "$CACHE/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" \
+    --access-key txflow-test --secret-key txflow-test-secret "$dir/s3" >"$dir/s3.log" 2>&1 &
+  echo $! >"$dir/s3.pid"
+  for _ in $(seq 1 100); do
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $s3_port), 0.2)" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  log "s3s-fs on 127.0.0.1:$s3_port"
+
+  cat >"$dir/env" <<ENV
+export TXFLOW_TEST_DATABASE_URL=postgres://txflow@127.0.0.1:$pg_port/postgres
+export TXFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export TXFLOW_TEST_S3_BUCKET=txflow-test
+export AWS_ACCESS_KEY_ID=txflow-test
+export AWS_SECRET_ACCESS_KEY=txflow-test-secret
+export AWS_REGION=us-east-1
+export AWS_ALLOW_HTTP=true
+ENV
+}
+
+stop() {
+  local dir=$1
+  [ -d "$dir" ] || return 0
+  if [ -f "$dir/s3.pid" ]; then kill "$(cat "$dir/s3.pid")" 2>/dev/null || true; fi
+  if [ -f "$dir/pg/data/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start "${2:?usage: harness.sh start DIR}" ;;
+  stop) stop "${2:?usage: harness.sh stop DIR}" ;;
+  *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command (the README's, and CI's through .ci/run):
+# formatting, lints, then every test against real PostgreSQL and S3 servers
+# started by scripts/harness.sh and stopped on exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/txflow-harness.XXXXXX")
+trap 'scripts/harness.sh stop "$dir"' EXIT
+scripts/harness.sh start "$dir"
+# shellcheck disable=SC1091
+source "$dir/env"
+
+echo "== cargo test"
+cargo test --workspace --locked "$@"
