@@ -45,6 +45,10 @@ as_pg() {
 
 start() {
   local dir=$1
+  if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
+    log "$dir is not empty: give start a new or empty folder (or run: $0 stop $dir)"
+    exit 1
+  fi
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   chmod 755 "$dir" # the postgres user must reach its data folder

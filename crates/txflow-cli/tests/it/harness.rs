@@ -1,0 +1,188 @@
+//! What every integration test needs: the `txflow` binary, a fresh
+//! PostgreSQL database and a unique S3 prefix on the servers that
+//! `scripts/harness.sh` started (its `env` file sets `TXFLOW_TEST_*`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio_postgres::{Client, NoTls};
+
+/// A variable the harness sets; without it the tests cannot run, and say how.
+pub fn harness_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests with scripts/test.sh, which starts PostgreSQL and S3 \
+             (or `scripts/harness.sh start DIR` and `source DIR/env`)"
+        )
+    })
+}
+
+/// The 10,000-row reference sample, beside the repository (`../shared`).
+pub fn reference_file() -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/transactions_fr.csv");
+    assert!(
+        path.exists(),
+        "the reference sample {} is missing: it lives in ../shared/data beside the repository",
+        path.display()
+    );
+    path
+}
+
+/// A short unique name for databases, prefixes and run ids.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A database of its own for one test.
+pub struct Database {
+    pub url: String,
+    pub client: Client,
+}
+
+impl Database {
+    pub async fn create() -> Database {
+        let admin_url = harness_var("TXFLOW_TEST_DATABASE_URL");
+        let admin = connect(&admin_url).await;
+        let name = unique("it");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("creating a test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .expect("TXFLOW_TEST_DATABASE_URL ends with /database");
+        let url = format!("{base}/{name}");
+        let client = connect(&url).await;
+        Database { url, client }
+    }
+
+    /// `SELECT count(*)` of a table or view, with an optional WHERE clause.
+    pub async fn count(&self, table: &str, filter: &str) -> i64 {
+        let sql = if filter.is_empty() {
+            format!("SELECT count(*) FROM {table}")
+        } else {
+            format!("SELECT count(*) FROM {table} WHERE {filter}")
+        };
+        self.client
+            .query_one(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// The harness's S3 bucket, under a prefix of this test's own.
+pub struct Bucket {
+    pub store: AmazonS3,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl Bucket {
+    pub fn new() -> Bucket {
+        let bucket = harness_var("TXFLOW_TEST_S3_BUCKET");
+        let store = AmazonS3Builder::from_env()
+            .with_endpoint(harness_var("TXFLOW_TEST_S3_ENDPOINT"))
+            .with_bucket_name(&bucket)
+            .with_allow_http(true)
+            .build()
+            .expect("an S3 client for the harness");
+        Bucket {
+            store,
+            bucket,
+            prefix: unique("it"),
+        }
+    }
+
+    /// `s3://bucket/<prefix>/<key>`.
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}/{key}", self.bucket, self.prefix)
+    }
+
+    pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) -> String {
+        let path = ObjectPath::from(format!("{}/{key}", self.prefix));
+        self.store
+            .put(&path, PutPayload::from(body.into()))
+            .await
+            .unwrap_or_else(|e| panic!("uploading {key}: {e}"));
+        self.url(key)
+    }
+
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let path = ObjectPath::from(format!("{}/{key}", self.prefix));
+        match self.store.get(&path).await {
+            Ok(object) => {
+                let bytes = object.bytes().await.expect("reading an S3 object");
+                Some(String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+            }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("reading {key}: {e}"),
+        }
+    }
+}
+
+/// One run of the `txflow` binary.
+pub struct Run {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.status,
+            Some(code),
+            "txflow exited with {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// The `--summary-json -` document (the JSON object on stdout).
+    pub fn summary(&self) -> serde_json::Value {
+        let start = self
+            .stdout
+            .find("\n{")
+            .map(|i| i + 1)
+            .or_else(|| self.stdout.starts_with('{').then_some(0))
+            .unwrap_or_else(|| panic!("no JSON summary in stdout:\n{}", self.stdout));
+        serde_json::from_str(&self.stdout[start..]).expect("the JSON summary")
+    }
+}
+
+/// Runs `txflow` in `dir` with the harness's S3 settings and no inherited
+/// database URL or run id, so each test says what it means.
+pub fn txflow(dir: &Path, args: &[&str]) -> Run {
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_txflow"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("TXFLOW_RUN_ID")
+        .env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"))
+        .env("TXFLOW_LOG_FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("starting the txflow binary");
+    Run {
+        status: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
