@@ -19,6 +19,7 @@ cargo build --release --locked -p txflow-cli >&2
 txflow=$PWD/target/release/txflow
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench.XXXXXX")
+chmod 755 "$work" # the postgres user must reach its data folder below
 harness="$work/harness"
 trap 'scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
 TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness"
@@ -28,16 +29,16 @@ admin=$TXFLOW_TEST_DATABASE_URL
 base=${admin%/*}
 
 fresh_db() { # NAME: an empty database with txflow's schema
-  psql -q "$admin" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+  psql -q "$admin" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
   "$txflow" migrate --database-url "$base/$1" >/dev/null 2>&1
 }
 
 # Columns the pipeline writes; the rest take their defaults in both runs.
-tx_cols="id, source_id, description, amount, \"timestamp\", merchant, operation_type, side,
-         processing_type, run_id, batch_id, source_location, source_line, source_offset"
+# (one line: psql's \copy must fit on one)
+tx_cols="id, source_id, description, amount, \"timestamp\", merchant, operation_type, side, processing_type, run_id, batch_id, source_location, source_line, source_offset"
 pred_cols="transaction_id, model_version, category, confidence, run_id"
 
-# Runs `txflow batch` under /usr/bin/time; prints "seconds rows_written peak_rss_kib".
+# Runs `txflow batch` under /usr/bin/time; prints "seconds rows_written peak_rss_kib cpu_seconds".
 run_txflow() { # DB FILE RUN_ID
   /usr/bin/time -v -o "$work/time.txt" "$txflow" batch "$2" --database-url "$base/$1" \
     --run-id "$3" --no-progress --errors "$work/errors" --summary-json "$work/summary.json" \
@@ -48,15 +49,16 @@ t = open(sys.argv[1]).read()
 wall = re.search(r"Elapsed \(wall clock\) time.*: (.+)", t).group(1)
 secs = sum(float(p) * 60 ** i for i, p in enumerate(reversed(wall.split(":"))))
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
+cpu = sum(float(re.search(p + r" time \(seconds\): ([\d.]+)", t).group(1)) for p in ("User", "System"))
 s = json.load(open(sys.argv[2]))
 assert s["status"] == "succeeded", s
-print(secs, s["rows_written"], rss)
+print(secs, s["rows_written"], rss, cpu)
 PY
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
 echo "postgres: $(psql -At "$admin" -c 'SHOW server_version'), fsync $(psql -At "$admin" -c 'SHOW fsync')"
-printf '%-9s %-12s %-12s %-8s %-14s\n' rows "txflow r/s" "copy r/s" "ratio" "txflow RSS MiB"
+printf '%-9s %-12s %-12s %-8s %-15s %s\n' rows "txflow r/s" "copy r/s" "ratio" "txflow RSS MiB" "txflow CPU s"
 for rows in "${sizes[@]}"; do
   file="$work/tx_$rows.csv"
   "$txflow" generate --rows "$rows" --seed 7 -o "$file"
@@ -88,11 +90,11 @@ SQL
 
   # (a) txflow, from the CSV file, into a fresh database.
   fresh_db bench_txflow
-  read -r tx_secs written rss < <(run_txflow bench_txflow "$file" bench)
+  read -r tx_secs written rss cpu < <(run_txflow bench_txflow "$file" bench)
 
   [ "$written" = "$rows" ] && [ "$copied" = "$rows" ] ||
     { echo "row counts differ: generated $rows, txflow wrote $written, copy loaded $copied" >&2; exit 1; }
   python3 -c "
-rows, a, b, rss = $rows, $tx_secs, $copy_ns / 1e9, $rss
-print(f'{rows:<9} {rows/a:<12,.0f} {rows/b:<12,.0f} {(rows/a)/(rows/b):<8.2f} {rss/1024:<14.1f}')"
+rows, a, b, rss, cpu = $rows, $tx_secs, $copy_ns / 1e9, $rss, $cpu
+print(f'{rows:<9} {rows/a:<12,.0f} {rows/b:<12,.0f} {(rows/a)/(rows/b):<8.2f} {rss/1024:<15.1f} {cpu:.2f}')"
 done
