@@ -18,6 +18,7 @@
 //! - [`category`] and [`model`]: the 15 categories and the reference model.
 //! - [`ports`]: the traits adapters implement.
 //! - [`pipeline`]: the batch pipeline and its run summary.
+//! - [`resilience`]: retry (backoff) and circuit-breaker policies.
 //! - [`synth`]: the deterministic sample generator.
 
 pub mod category;
@@ -27,6 +28,7 @@ pub mod model;
 pub mod pipeline;
 pub mod ports;
 pub mod record;
+pub mod resilience;
 pub mod synth;
 pub mod transaction;
 pub mod validation;
@@ -35,7 +37,10 @@ pub use category::Category;
 pub use error::{BoxError, Error, Result};
 pub use model::ReferenceModel;
 pub use pipeline::{Counts, ErrorBudget, Lineage, ProcessingType, RunId, RunStatus, RunSummary};
-pub use ports::{Batch, Classifier, RecordSource, RejectLog, Sink};
+pub use ports::{
+    Batch, Classifier, ClassifyFailure, FailureClass, Outcome, RecordSource, RejectLog, Sink,
+    Unclassified,
+};
 pub use record::{Column, Position, RawRecord};
 pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId};
 pub use validation::{RejectedRecord, Rule, Validator, Violation};

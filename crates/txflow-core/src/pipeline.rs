@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::identity;
-use crate::ports::{Batch, Classifier, RecordSource, RejectLog, Sink, WriteReport};
+use crate::ports::{Batch, Classifier, RecordSource, RejectLog, Sink, Unclassified, WriteReport};
 use crate::record::Position;
-use crate::transaction::Transaction;
+use crate::transaction::{Prediction, Transaction};
 use crate::validation::{RejectedRecord, Validator};
 
 /// A run id: given by the caller (Airflow sets one) or generated.
@@ -86,6 +86,9 @@ pub struct Counts {
     pub valid: u64,
     pub invalid: u64,
     pub classified: u64,
+    /// Valid transactions the classifier failed on (stored without a
+    /// prediction).
+    pub unclassified: u64,
     /// Transactions newly stored (a rerun adds none).
     pub written: u64,
     pub predictions_written: u64,
@@ -170,7 +173,7 @@ impl RunSummary {
             RunStatus::Failed
         } else if budget.exceeded(&self.counts) {
             RunStatus::ErrorRateExceeded
-        } else if self.counts.invalid > 0 {
+        } else if self.counts.invalid > 0 || self.counts.unclassified > 0 {
             RunStatus::SucceededWithRejects
         } else {
             RunStatus::Succeeded
@@ -271,8 +274,11 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
             if pending.transactions.is_empty() && pending.rejected.is_empty() {
                 break;
             }
-            let predictions = self.classify(&pending.transactions, &location).await?;
+            let (predictions, unclassified) = self
+                .classify(&pending.transactions, &pending.positions, &location)
+                .await?;
             counts.classified += predictions.len() as u64;
+            counts.unclassified += unclassified.len() as u64;
             sequence += 1;
             in_flight = Some(Batch {
                 lineage: lineage.clone(),
@@ -280,6 +286,7 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
                 transactions: pending.transactions,
                 positions: pending.positions,
                 predictions,
+                unclassified,
                 rejected: pending.rejected,
             });
             if pending.exhausted {
@@ -334,15 +341,17 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
         Ok(pending)
     }
 
+    /// The batch's predictions, and the transactions the classifier failed on.
     async fn classify(
         &self,
         transactions: &[Transaction],
+        positions: &[Position],
         location: &str,
-    ) -> Result<Vec<crate::Prediction>> {
+    ) -> Result<(Vec<Prediction>, Vec<Unclassified>)> {
         if transactions.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
-        let predictions =
+        let outcomes =
             self.classifier
                 .classify(transactions)
                 .await
@@ -350,13 +359,25 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
                     location: location.to_owned(),
                     source: e,
                 })?;
-        if predictions.len() != transactions.len() {
+        if outcomes.len() != transactions.len() {
             return Err(Error::PredictionCount {
                 expected: transactions.len(),
-                got: predictions.len(),
+                got: outcomes.len(),
             });
         }
-        Ok(predictions)
+        let mut predictions = Vec::with_capacity(outcomes.len());
+        let mut unclassified = Vec::new();
+        for ((outcome, tx), position) in outcomes.into_iter().zip(transactions).zip(positions) {
+            match outcome {
+                Ok(prediction) => predictions.push(prediction),
+                Err(failure) => unclassified.push(Unclassified {
+                    transaction_id: tx.id(),
+                    position: *position,
+                    failure,
+                }),
+            }
+        }
+        Ok((predictions, unclassified))
     }
 
     async fn write<L: RejectLog>(
@@ -383,4 +404,183 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
 fn batch_id(run: &RunId, source: &str, sequence: u64) -> Uuid {
     let name = format!("batch\0{run}\0{source}\0{sequence}");
     Uuid::new_v5(&identity::NAMESPACE, name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::error::BoxError;
+    use crate::ports::{ClassifyFailure, FailureClass, Outcome};
+    use crate::record::{Column, RawRecord};
+    use crate::transaction::DecimalMark;
+    use crate::{ReferenceModel, model};
+
+    /// Rows of `;`-separated fields in column order, from memory.
+    struct Rows {
+        location: Arc<str>,
+        rows: Vec<Vec<u8>>,
+        next: usize,
+    }
+
+    impl RecordSource for Rows {
+        fn location(&self) -> &Arc<str> {
+            &self.location
+        }
+        fn decimal_mark(&self) -> DecimalMark {
+            DecimalMark::Comma
+        }
+        async fn next_record(&mut self) -> Result<Option<RawRecord<'_>>, BoxError> {
+            let Some(row) = self.rows.get(self.next) else {
+                return Ok(None);
+            };
+            self.next += 1;
+            let mut fields = [None; 7];
+            let mut count = 0;
+            for (i, cell) in row.split(|&b| b == b';').enumerate() {
+                if let Some(slot) = fields.get_mut(i) {
+                    *slot = Some(cell);
+                }
+                count += 1;
+            }
+            Ok(Some(RawRecord {
+                position: Position {
+                    line: self.next as u64 + 1,
+                    offset: 0,
+                },
+                raw: row,
+                fields,
+                field_count: count,
+                expected_fields: Column::ALL.len(),
+            }))
+        }
+        fn bytes_read(&self) -> u64 {
+            0
+        }
+    }
+
+    #[derive(Default)]
+    struct Memory {
+        batches: Mutex<Vec<Batch>>,
+    }
+
+    impl Sink for Memory {
+        async fn start_run(&self, _: &RunSummary) -> Result<(), BoxError> {
+            Ok(())
+        }
+        async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
+            let report = WriteReport {
+                transactions: batch.transactions.len() as u64,
+                predictions: batch.predictions.len() as u64,
+                rejected: batch.rejected.len() as u64,
+                unclassified: batch.unclassified.len() as u64,
+            };
+            self.batches.lock().map_err(|e| e.to_string())?.push(batch);
+            Ok(report)
+        }
+        async fn finish_run(&self, _: &RunSummary) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    impl RejectLog for Vec<RejectedRecord> {
+        async fn append(&mut self, rejected: &[RejectedRecord]) -> Result<(), BoxError> {
+            self.extend_from_slice(rejected);
+            Ok(())
+        }
+    }
+
+    /// Fails the transactions whose source id is even.
+    struct FailsEven;
+
+    impl Classifier for FailsEven {
+        async fn classify(&self, txs: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
+            Ok(txs
+                .iter()
+                .map(|tx| {
+                    let even = tx.source_id().parse::<u64>().is_ok_and(|n| n % 2 == 0);
+                    if even {
+                        Err(ClassifyFailure {
+                            class: FailureClass::InvalidAnswer,
+                            message: "unknown category \"Pets\"".into(),
+                        })
+                    } else {
+                        Ok(model::ReferenceModel::predict(tx.id()))
+                    }
+                })
+                .collect())
+        }
+    }
+
+    fn rows(n: usize, bad_every: usize) -> Rows {
+        let rows = (1..=n)
+            .map(|i| {
+                let amount = if i % bad_every == 0 { "x" } else { "-1,50" };
+                format!("{i};Coffee;{amount};2024-01-02 03:04:05;Café;card;debit").into_bytes()
+            })
+            .collect();
+        Rows {
+            location: Arc::from("file:///in.csv"),
+            rows,
+            next: 0,
+        }
+    }
+
+    fn run<C: Classifier>(classifier: &C, source: &mut Rows) -> (Counts, Vec<Batch>, usize) {
+        let sink = Memory::default();
+        let pipeline = BatchPipeline {
+            classifier,
+            sink: &sink,
+            batch_size: 4,
+            run_id: RunId::parse("test").expect("a run id"),
+            processing_type: ProcessingType::Batch,
+        };
+        let mut counts = Counts::default();
+        let mut rejects = Vec::new();
+        futures::executor::block_on(pipeline.run_source(
+            source,
+            &mut rejects,
+            &mut counts,
+            &mut |_, _| {},
+        ))
+        .expect("the run");
+        let batches = sink.batches.into_inner().expect("the batches");
+        (counts, batches, rejects.len())
+    }
+
+    #[test]
+    fn every_row_read_is_valid_or_rejected_and_every_valid_one_is_written() {
+        let (counts, batches, rejected) = run(&ReferenceModel, &mut rows(10, 3));
+        assert_eq!((counts.read, counts.valid, counts.invalid), (10, 7, 3));
+        assert_eq!((counts.written, counts.predictions_written), (7, 7));
+        assert_eq!(rejected, 3);
+        // Batches of at most 4 rows, valid and rejected together.
+        assert_eq!(batches.len(), 3);
+        let lines: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.positions.iter().map(|p| p.line))
+            .collect();
+        assert_eq!(lines, [2, 3, 5, 6, 8, 9, 11]);
+    }
+
+    #[test]
+    fn a_failed_item_is_stored_without_prediction_and_the_others_go_on() {
+        let (counts, batches, _) = run(&FailsEven, &mut rows(6, 100));
+        assert_eq!((counts.classified, counts.unclassified), (3, 3));
+        assert_eq!(counts.written, 6);
+        let unclassified: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.unclassified.iter().map(|u| u.position.line))
+            .collect();
+        assert_eq!(unclassified, [3, 5, 7]);
+        let mut summary = RunSummary::start(
+            RunId::parse("test").expect("a run id"),
+            ProcessingType::Batch,
+            Utc::now(),
+        );
+        summary.counts = counts;
+        summary.finish(Utc::now(), None, ErrorBudget::UNLIMITED);
+        assert_eq!(summary.status, RunStatus::SucceededWithRejects);
+    }
 }

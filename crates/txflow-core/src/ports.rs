@@ -10,7 +10,7 @@ use crate::error::BoxError;
 use crate::model::ReferenceModel;
 use crate::pipeline::{Lineage, RunSummary};
 use crate::record::{Position, RawRecord};
-use crate::transaction::{DecimalMark, Prediction, Transaction};
+use crate::transaction::{DecimalMark, Prediction, Transaction, TransactionId};
 use crate::validation::RejectedRecord;
 
 /// A stream of raw records from one input (a CSV file, a topic partition).
@@ -31,27 +31,68 @@ pub trait RecordSource: Send {
     fn bytes_read(&self) -> u64;
 }
 
+/// What a classifier says of one transaction: a prediction, or why there is
+/// none for it.
+pub type Outcome = Result<Prediction, ClassifyFailure>;
+
 /// Classifies transactions in batches.
 pub trait Classifier: Send + Sync {
-    /// One prediction per transaction, in the same order.
+    /// One outcome per transaction, in the same order. A failed item fails
+    /// that transaction only; an `Err` means the classifier could not answer
+    /// at all, and stops the run (nothing of the batch is written, so a
+    /// rerun picks it up).
     fn classify(
         &self,
         transactions: &[Transaction],
-    ) -> impl Future<Output = Result<Vec<Prediction>, BoxError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Outcome>, BoxError>> + Send;
 }
 
 impl Classifier for ReferenceModel {
-    async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Prediction>, BoxError> {
+    async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
         Ok(transactions
             .iter()
-            .map(|tx| Prediction {
-                transaction_id: tx.id(),
-                category: ReferenceModel::category(tx.id()),
-                confidence: Some(1.0),
-                model_version: ReferenceModel::VERSION.to_owned(),
-            })
+            .map(|tx| Ok(ReferenceModel::predict(tx.id())))
             .collect())
     }
+}
+
+/// Why a classifier gave no prediction for one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifyFailure {
+    pub class: FailureClass,
+    pub message: String,
+}
+
+/// The kinds of [`ClassifyFailure`], stored by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The service refused the request (a 4xx other than 429).
+    Refused,
+    /// The service's answer for this item was unusable (unknown category,
+    /// confidence out of range, a duplicated id).
+    InvalidAnswer,
+    /// The service's answer had no item for this transaction.
+    MissingAnswer,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Refused => "refused",
+            FailureClass::InvalidAnswer => "invalid_answer",
+            FailureClass::MissingAnswer => "missing_answer",
+        }
+    }
+}
+
+/// A valid transaction the classifier failed on. It is stored all the same,
+/// without a prediction (so it shows in `unprocessed_transactions`), and a
+/// rerun classifies it.
+#[derive(Debug, Clone)]
+pub struct Unclassified {
+    pub transaction_id: TransactionId,
+    pub position: Position,
+    pub failure: ClassifyFailure,
 }
 
 /// One unit of work for a sink: written in one database transaction.
@@ -63,8 +104,10 @@ pub struct Batch {
     pub transactions: Vec<Transaction>,
     /// Where each transaction stood in the source; same length as `transactions`.
     pub positions: Vec<Position>,
-    /// One per transaction, same order.
+    /// At most one per transaction.
     pub predictions: Vec<Prediction>,
+    /// The transactions of this batch the classifier failed on.
+    pub unclassified: Vec<Unclassified>,
     pub rejected: Vec<RejectedRecord>,
 }
 
@@ -75,6 +118,7 @@ pub struct WriteReport {
     pub transactions: u64,
     pub predictions: u64,
     pub rejected: u64,
+    pub unclassified: u64,
 }
 
 /// Durable storage of transactions, predictions, rejected rows and runs.

@@ -169,3 +169,27 @@ pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()
     writer.finish().await.map_err(Error::query(COPY_END))?;
     Ok(())
 }
+
+/// The batch's classification failures; rare, so one INSERT over arrays.
+/// Returns the rows added.
+pub(crate) async fn unclassified(tx: &DbTransaction<'_>, batch: &Batch) -> Result<u64> {
+    let u = &batch.unclassified;
+    let ids: Vec<uuid::Uuid> = u.iter().map(|f| *f.transaction_id.as_uuid()).collect();
+    let classes: Vec<&str> = u.iter().map(|f| f.failure.class.as_str()).collect();
+    let messages: Vec<String> = u
+        .iter()
+        .map(|f| text(&f.failure.message).into_owned())
+        .collect();
+    let lines: Vec<i64> = u.iter().map(|f| f.position.line as i64).collect();
+    let (run, source) = (batch.lineage.run_id.as_str(), &*batch.lineage.source);
+    tx.execute(
+        "INSERT INTO classification_failures
+             (transaction_id, failure_class, message, source_line, run_id, source_location)
+         SELECT id, class, message, line, $5, $6
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS f(id, class, message, line)
+         ON CONFLICT (transaction_id, run_id) DO NOTHING",
+        &[&ids, &classes, &messages, &lines, &run, &source],
+    )
+    .await
+    .map_err(Error::query("recording classification failures"))
+}

@@ -5,8 +5,14 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "classification_failures",
+        include_str!("../migrations/0002_classification_failures.sql"),
+    ),
+];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
 const LOCK_KEY: i64 = 0x7478_666c_6f77; // "txflow"

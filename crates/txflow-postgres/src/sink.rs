@@ -83,6 +83,9 @@ impl PostgresSink {
                 .await
                 .map_err(Error::query("moving rejected rows out of staging"))?;
         }
+        if !batch.unclassified.is_empty() {
+            report.unclassified = copy::unclassified(&tx, batch).await?;
+        }
         tx.commit()
             .await
             .map_err(Error::query("committing a batch"))?;
@@ -97,15 +100,16 @@ impl PostgresSink {
             .execute(
                 "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, files_failed, bytes, rows_read,
                      rows_valid, rows_invalid, rows_classified, rows_written, predictions_written, error,
-                     txflow_version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                     txflow_version, rows_unclassified)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                  ON CONFLICT (run_id) DO UPDATE SET kind = EXCLUDED.kind, status = EXCLUDED.status,
                      started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
                      files = EXCLUDED.files, files_failed = EXCLUDED.files_failed, bytes = EXCLUDED.bytes, rows_read = EXCLUDED.rows_read,
                      rows_valid = EXCLUDED.rows_valid, rows_invalid = EXCLUDED.rows_invalid,
                      rows_classified = EXCLUDED.rows_classified, rows_written = EXCLUDED.rows_written,
                      predictions_written = EXCLUDED.predictions_written, error = EXCLUDED.error,
-                     txflow_version = EXCLUDED.txflow_version",
+                     txflow_version = EXCLUDED.txflow_version,
+                     rows_unclassified = EXCLUDED.rows_unclassified",
                 &[
                     &run.run_id.as_str(),
                     &run.kind.as_str(),
@@ -123,6 +127,7 @@ impl PostgresSink {
                     &n(c.predictions_written),
                     &run.error,
                     &self.version,
+                    &n(c.unclassified),
                 ],
             )
             .await

@@ -15,7 +15,13 @@ use txflow_core::{Batch, BoxError, RunSummary, Sink};
 
 /// Every migration, in order: (version, SQL). The applied version is kept in
 /// SQLite's `user_version`.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        include_str!("../migrations/0002_classification_failures.sql"),
+    ),
+];
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -198,6 +204,26 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
                 ])
                 .map_err(q("inserting a rejected row"))? as u64;
         }
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO classification_failures (transaction_id, run_id, failure_class,
+                     message, source_location, source_line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(q("preparing the classification-failure insert"))?;
+        for u in &batch.unclassified {
+            report.unclassified += insert
+                .execute(params![
+                    u.transaction_id.to_string(),
+                    lineage.run_id.as_str(),
+                    u.failure.class.as_str(),
+                    u.failure.message,
+                    &*lineage.source,
+                    u.position.line as i64,
+                ])
+                .map_err(q("inserting a classification failure"))?
+                as u64;
+        }
     }
     tx.commit().map_err(q("committing a batch"))?;
     Ok(report)
@@ -213,15 +239,16 @@ fn upsert_run(conn: &mut Connection, path: &Path, run: &RunSummary, version: &st
     let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono_secs(), true);
     conn.execute(
         "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, files_failed, bytes, rows_read, rows_valid,
-             rows_invalid, rows_classified, rows_written, predictions_written, error, txflow_version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             rows_invalid, rows_classified, rows_written, predictions_written, error, txflow_version, rows_unclassified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (run_id) DO UPDATE SET kind = excluded.kind, status = excluded.status,
              started_at = excluded.started_at, finished_at = excluded.finished_at, files = excluded.files,
              files_failed = excluded.files_failed,
              bytes = excluded.bytes, rows_read = excluded.rows_read, rows_valid = excluded.rows_valid,
              rows_invalid = excluded.rows_invalid, rows_classified = excluded.rows_classified,
              rows_written = excluded.rows_written, predictions_written = excluded.predictions_written,
-             error = excluded.error, txflow_version = excluded.txflow_version",
+             error = excluded.error, txflow_version = excluded.txflow_version,
+             rows_unclassified = excluded.rows_unclassified",
         params![
             run.run_id.as_str(),
             run.kind.as_str(),
@@ -239,6 +266,7 @@ fn upsert_run(conn: &mut Connection, path: &Path, run: &RunSummary, version: &st
             n(c.predictions_written),
             run.error,
             version,
+            n(c.unclassified),
         ],
     )
     .map_err(query(path, "recording the run"))?;

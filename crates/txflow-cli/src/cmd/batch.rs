@@ -296,6 +296,13 @@ fn summary_line(
         seconds,
         rate(c.read, seconds),
     );
+    if c.unclassified > 0 {
+        line.push_str(&format!(
+            "; {} valid rows could not be classified (stored without a prediction, see \
+             classification_failures; a rerun classifies them)",
+            c.unclassified
+        ));
+    }
     if let Some((url, rows)) = rejected {
         line.push_str(&format!("; {rows} invalid rows in {url}"));
     }
@@ -325,6 +332,7 @@ fn write_json(
         "rows_valid": c.valid,
         "rows_invalid": c.invalid,
         "rows_classified": c.classified,
+        "rows_unclassified": c.unclassified,
         "rows_written": c.written,
         "predictions_written": c.predictions_written,
         "error_rate": c.error_rate(),

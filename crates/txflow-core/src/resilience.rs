@@ -1,0 +1,257 @@
+//! Retry and circuit-breaker policies. They decide; the adapters sleep and
+//! call. Time comes in as an argument, so the policies are pure and tested
+//! without a clock.
+
+use std::time::{Duration, Instant};
+
+/// Exponential backoff with full jitter, capped, honouring a server's
+/// `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The ceiling of the first delay.
+    pub initial: Duration,
+    /// No delay is longer than this (unless the server asks for more).
+    pub max: Duration,
+    /// Attempts per call, the first included; at least 1.
+    pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Try again after this long.
+    RetryAfter(Duration),
+    /// Attempts exhausted.
+    GiveUp,
+}
+
+impl Backoff {
+    /// The decision after `attempt` (1-based) failed. `jitter` is a number
+    /// in [0, 1) from the caller's random source; `retry_after` the server's
+    /// own request, which wins when it is longer.
+    pub fn after_failure(
+        &self,
+        attempt: u32,
+        jitter: f64,
+        retry_after: Option<Duration>,
+    ) -> RetryDecision {
+        if attempt >= self.max_attempts {
+            return RetryDecision::GiveUp;
+        }
+        let exponent = attempt.saturating_sub(1).min(30);
+        let ceiling = self.initial.saturating_mul(1u32 << exponent).min(self.max);
+        let delay = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
+        RetryDecision::RetryAfter(match retry_after {
+            Some(asked) if asked > delay => asked,
+            _ => delay,
+        })
+    }
+}
+
+/// The state of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Calls go through.
+    Closed,
+    /// Calls wait: the service failed too often.
+    Open,
+    /// One probe call is allowed to test the service.
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// What a caller may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Call (as the probe when half-open).
+    Proceed,
+    /// Do not call; ask again after this long.
+    Wait(Duration),
+}
+
+/// A circuit breaker: `threshold` failures in a row open it; after
+/// `cool_down` one probe goes through; its success closes the circuit, its
+/// failure opens it again.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    threshold: u32,
+    cool_down: Duration,
+    failures: u32,
+    state: CircuitState,
+    opened_at: Option<Instant>,
+    probe_in_flight: bool,
+}
+
+impl CircuitBreaker {
+    pub fn new(threshold: u32, cool_down: Duration) -> CircuitBreaker {
+        CircuitBreaker {
+            threshold: threshold.max(1),
+            cool_down,
+            failures: 0,
+            state: CircuitState::Closed,
+            opened_at: None,
+            probe_in_flight: false,
+        }
+    }
+
+    pub fn state(&self) -> CircuitState {
+        self.state
+    }
+
+    /// May a call start at `now`?
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        match self.state {
+            CircuitState::Closed => Admission::Proceed,
+            CircuitState::Open => {
+                let opened = self.opened_at.unwrap_or(now);
+                let ready = opened + self.cool_down;
+                if now >= ready {
+                    self.state = CircuitState::HalfOpen;
+                    self.probe_in_flight = true;
+                    Admission::Proceed
+                } else {
+                    Admission::Wait(ready - now)
+                }
+            }
+            CircuitState::HalfOpen if self.probe_in_flight => {
+                // Others wait for the probe's verdict.
+                Admission::Wait(
+                    self.cool_down
+                        .min(Duration::from_millis(50))
+                        .max(Duration::from_millis(1)),
+                )
+            }
+            CircuitState::HalfOpen => {
+                self.probe_in_flight = true;
+                Admission::Proceed
+            }
+        }
+    }
+
+    /// A call succeeded. Returns the state it left, if it changed.
+    pub fn on_success(&mut self) -> Option<CircuitState> {
+        self.failures = 0;
+        self.probe_in_flight = false;
+        let before = self.state;
+        self.state = CircuitState::Closed;
+        self.opened_at = None;
+        (before != CircuitState::Closed).then_some(before)
+    }
+
+    /// A call failed in a way worth retrying (the service is unwell).
+    /// Returns the new state if it changed.
+    pub fn on_failure(&mut self, now: Instant) -> Option<CircuitState> {
+        self.failures = self.failures.saturating_add(1);
+        let open = match self.state {
+            CircuitState::Closed => self.failures >= self.threshold,
+            CircuitState::HalfOpen => true,
+            CircuitState::Open => false,
+        };
+        self.probe_in_flight = false;
+        if open { self.trip(now) } else { None }
+    }
+
+    /// Opens the circuit at once (e.g. a call ran out of attempts).
+    pub fn trip(&mut self, now: Instant) -> Option<CircuitState> {
+        let before = self.state;
+        self.state = CircuitState::Open;
+        self.opened_at = Some(now);
+        self.probe_in_flight = false;
+        (before != CircuitState::Open).then_some(CircuitState::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_gives_up() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(350),
+            max_attempts: 4,
+        };
+        let full = |attempt| b.after_failure(attempt, 0.999_999, None);
+        let ms = |d: RetryDecision| match d {
+            RetryDecision::RetryAfter(d) => d.as_millis(),
+            RetryDecision::GiveUp => u128::MAX,
+        };
+        assert_eq!(ms(full(1)), 99);
+        assert_eq!(ms(full(2)), 199);
+        assert_eq!(ms(full(3)), 349);
+        assert_eq!(full(4), RetryDecision::GiveUp);
+        assert_eq!(
+            b.after_failure(1, 0.0, None),
+            RetryDecision::RetryAfter(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn retry_after_wins_when_longer() {
+        let b = Backoff::default();
+        let asked = Duration::from_secs(3);
+        assert_eq!(
+            b.after_failure(1, 0.5, Some(asked)),
+            RetryDecision::RetryAfter(asked)
+        );
+    }
+
+    #[test]
+    fn breaker_opens_after_threshold_probes_and_closes() {
+        let t0 = Instant::now();
+        let mut cb = CircuitBreaker::new(3, Duration::from_secs(1));
+        assert_eq!(cb.on_failure(t0), None);
+        assert_eq!(cb.on_failure(t0), None);
+        assert_eq!(cb.on_failure(t0), Some(CircuitState::Open));
+        assert_eq!(cb.admit(t0), Admission::Wait(Duration::from_secs(1)));
+        let later = t0 + Duration::from_millis(1500);
+        assert_eq!(cb.admit(later), Admission::Proceed);
+        assert_eq!(cb.state(), CircuitState::HalfOpen);
+        // A second caller waits for the probe.
+        assert!(matches!(cb.admit(later), Admission::Wait(_)));
+        assert_eq!(cb.on_success(), Some(CircuitState::HalfOpen));
+        assert_eq!(cb.state(), CircuitState::Closed);
+        assert_eq!(cb.admit(later), Admission::Proceed);
+    }
+
+    #[test]
+    fn a_failed_probe_opens_the_circuit_again() {
+        let t0 = Instant::now();
+        let mut cb = CircuitBreaker::new(1, Duration::from_secs(1));
+        cb.on_failure(t0);
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(cb.admit(t1), Admission::Proceed);
+        assert_eq!(cb.on_failure(t1), Some(CircuitState::Open));
+        assert_eq!(cb.admit(t1), Admission::Wait(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        let t0 = Instant::now();
+        let mut cb = CircuitBreaker::new(2, Duration::from_secs(1));
+        cb.on_failure(t0);
+        cb.on_success();
+        assert_eq!(cb.on_failure(t0), None);
+        assert_eq!(cb.state(), CircuitState::Closed);
+    }
+}
