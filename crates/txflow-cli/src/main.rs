@@ -1,7 +1,8 @@
 //! `txflow`: classify bank transactions in batch (CSV files, local or S3) into
-//! PostgreSQL or SQLite. This binary only parses flags and wires the core
+//! PostgreSQL or SQLite, and serve the classification API. This binary only parses flags and wires the core
 //! (`txflow-core`) to its adapters; each subcommand is one file in `cmd/`.
 
+mod classifier;
 mod cmd;
 mod store;
 mod telemetry;
@@ -22,11 +23,14 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     Batch(cmd::batch::Args),
     Generate(cmd::generate::Args),
     Migrate(cmd::migrate::Args),
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
             Command::Batch(args) => cmd::batch::run(args).await,
             Command::Generate(args) => cmd::generate::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
         }
     });
     match result {

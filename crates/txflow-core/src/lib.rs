@@ -42,5 +42,5 @@ pub use ports::{
     Unclassified,
 };
 pub use record::{Column, Position, RawRecord};
-pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId};
+pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId, TransactionParts};
 pub use validation::{RejectedRecord, Rule, Validator, Violation};

@@ -91,6 +91,16 @@ pub enum AmountError {
     OutOfRange,
 }
 
+impl fmt::Display for AmountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AmountError::NotANumber => "not a plain decimal number",
+            AmountError::TooPrecise => "more than 2 decimals",
+            AmountError::OutOfRange => "beyond ±9,999,999,999,999.99",
+        })
+    }
+}
+
 impl Amount {
     /// The largest magnitude stored, in cents: `numeric(15,2)` in PostgreSQL.
     pub const MAX_CENTS: i64 = 999_999_999_999_999;
@@ -206,6 +216,35 @@ impl Transaction {
     }
     pub fn side(&self) -> Side {
         self.side
+    }
+}
+
+/// A transaction's parts, each already parsed: for adapters that receive
+/// typed values (a JSON request, an event) rather than a CSV row.
+#[derive(Debug, Clone)]
+pub struct TransactionParts {
+    pub id: TransactionId,
+    pub source_id: String,
+    pub description: String,
+    pub amount: Amount,
+    pub timestamp: DateTime<Utc>,
+    pub merchant: Option<String>,
+    pub operation_type: String,
+    pub side: Side,
+}
+
+impl From<TransactionParts> for Transaction {
+    fn from(p: TransactionParts) -> Transaction {
+        Transaction {
+            id: p.id,
+            source_id: p.source_id,
+            description: p.description,
+            amount: p.amount,
+            timestamp: p.timestamp,
+            merchant: p.merchant,
+            operation_type: p.operation_type,
+            side: p.side,
+        }
     }
 }
 

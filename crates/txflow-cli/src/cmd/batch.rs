@@ -11,12 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use txflow_core::pipeline::BatchPipeline;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
-    Counts, Error as CoreError, ErrorBudget, ProcessingType, ReferenceModel, RunId, RunStatus,
-    RunSummary, Sink,
+    Counts, Error as CoreError, ErrorBudget, ProcessingType, RunId, RunStatus, RunSummary, Sink,
 };
 use txflow_csv::Dialect;
 use txflow_storage::{CsvSource, ERRORS_FOLDER, Input, Location, RejectFile, S3Options};
 
+use crate::classifier::{AnyClassifier, ClassifierArgs};
 use crate::store::{DEFAULT_DATABASE, Store};
 
 /// Exit code of a run that finished but had more invalid rows than
@@ -93,6 +93,9 @@ pub struct Args {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+
+    #[command(flatten)]
+    classifier: ClassifierArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -142,6 +145,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (None, None) => unreachable!("clap requires one input"),
     };
 
+    let classifier = AnyClassifier::from_args(&args.classifier)?;
     let store = Store::open(&args.database_url).await?;
     let database = store.describe(&args.database_url);
     let budget = args.max_error_rate.unwrap_or(ErrorBudget::UNLIMITED);
@@ -151,10 +155,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .await
         .map_err(|e| anyhow!(e))
         .context("recording the run start")?;
-    tracing::info!(run_id = %run_id, files = inputs.len(), database = %database, "run started");
+    tracing::info!(run_id = %run_id, files = inputs.len(), database = %database,
+        classifier = %classifier.describe(&args.classifier), "run started");
 
     let pipeline = BatchPipeline {
-        classifier: &ReferenceModel,
+        classifier: &classifier,
         sink: &store,
         batch_size: args.batch_size as usize,
         run_id: run_id.clone(),

@@ -3,3 +3,4 @@
 pub mod batch;
 pub mod generate;
 pub mod migrate;
+pub mod serve;

@@ -1,0 +1,117 @@
+//! The classifier a run uses, picked by `--classifier`: the in-process
+//! reference model, or an HTTP service.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use txflow_core::{BoxError, Classifier, Outcome, ReferenceModel, Transaction};
+use txflow_http::{ClientConfig, HttpClassifier};
+
+/// The `--classifier*` flags, shared by the commands that classify.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClassifierArgs {
+    /// `reference` (the in-process model) or the URL of a classification
+    /// service, e.g. http://127.0.0.1:8000 (txflow serve, or the original).
+    #[arg(long, env = "TXFLOW_CLASSIFIER", default_value = "reference")]
+    pub classifier: String,
+
+    /// Transactions per request to the service.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub classifier_batch_size: u32,
+
+    /// Requests to the service in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub classifier_concurrency: u32,
+
+    /// Timeout of one request to the service (e.g. 500ms, 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub classifier_timeout: Duration,
+
+    /// Fail the run (no record) when the service has been unusable this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub classifier_max_outage: Duration,
+
+    /// Model version stored when the service's answers carry none (the
+    /// original service's).
+    #[arg(long, default_value = "external")]
+    pub classifier_model_version: String,
+}
+
+/// One of the classifiers txflow knows.
+#[derive(Debug)]
+pub enum AnyClassifier {
+    Reference(ReferenceModel),
+    Http(Box<HttpClassifier>),
+}
+
+impl AnyClassifier {
+    pub fn from_args(args: &ClassifierArgs) -> Result<AnyClassifier> {
+        if args.classifier == "reference" {
+            return Ok(AnyClassifier::Reference(ReferenceModel));
+        }
+        let mut config = ClientConfig::new(&args.classifier);
+        config.batch_size = args.classifier_batch_size as usize;
+        config.max_in_flight = args.classifier_concurrency as usize;
+        config.request_timeout = args.classifier_timeout;
+        config.max_outage = Some(args.classifier_max_outage);
+        config.default_model_version = args.classifier_model_version.clone();
+        Ok(AnyClassifier::Http(Box::new(HttpClassifier::new(config)?)))
+    }
+
+    /// For logs and summaries.
+    pub fn describe(&self, args: &ClassifierArgs) -> String {
+        match self {
+            AnyClassifier::Reference(_) => format!("in-process {}", ReferenceModel::VERSION),
+            AnyClassifier::Http(_) => args.classifier.clone(),
+        }
+    }
+}
+
+impl Classifier for AnyClassifier {
+    async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
+        match self {
+            AnyClassifier::Reference(m) => m.classify(transactions).await,
+            AnyClassifier::Http(h) => h.classify(transactions).await,
+        }
+    }
+}
+
+/// `250ms`, `30s`, `10m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 30s, 10m"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1_000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3_600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_their_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

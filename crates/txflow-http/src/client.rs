@@ -1,0 +1,493 @@
+//! [`HttpClassifier`]: the core's classifier port over an HTTP service that
+//! speaks the `POST /predict` contract (txflow's own or the original one).
+//!
+//! A batch is split into requests of `batch_size` items, up to
+//! `max_in_flight` at once, over pooled keep-alive connections. What the
+//! service does wrong is sorted into three kinds:
+//! - *retriable* (connection error, timeout, 429, 5xx, an answer that is not
+//!   a JSON list): retried with backoff, counted by the circuit breaker; while
+//!   the circuit is open every call waits, so an outage pauses the pipeline
+//!   and fails no record;
+//! - *refused* (another 4xx): the request's records fail with that class;
+//! - *bad items* in a good answer (unknown category, confidence out of range,
+//!   a duplicated or missing id): those records fail, the others go on.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use serde_json::Value;
+use txflow_core::resilience::{Admission, Backoff, CircuitBreaker, CircuitState, RetryDecision};
+use txflow_core::{
+    BoxError, Category, Classifier, ClassifyFailure, FailureClass, Outcome, Prediction,
+    Transaction, TransactionId,
+};
+use uuid::Uuid;
+
+use crate::contract::{ErrorBody, PredictItem};
+
+/// How to reach the service and how patient to be with it.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The service's base URL, e.g. `http://127.0.0.1:8000`; requests go to
+    /// `<url>/predict`.
+    pub url: String,
+    /// Transactions per request.
+    pub batch_size: usize,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
+    pub connect_timeout: Duration,
+    /// The whole request, answer included.
+    pub request_timeout: Duration,
+    pub backoff: Backoff,
+    /// Failures in a row that open the circuit.
+    pub breaker_threshold: u32,
+    /// How long the circuit stays open before a probe.
+    pub breaker_cool_down: Duration,
+    /// Give up (the run fails, no record does) when the service has been
+    /// unusable this long; `None` waits for ever, as a streaming consumer
+    /// should.
+    pub max_outage: Option<Duration>,
+    /// The model version stored when an answer carries none (the original
+    /// service's answers).
+    pub default_model_version: String,
+}
+
+impl ClientConfig {
+    pub fn new(url: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            url: url.into(),
+            batch_size: 1_000,
+            max_in_flight: 4,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            backoff: Backoff::default(),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(5),
+            max_outage: Some(Duration::from_secs(600)),
+            default_model_version: "external".to_owned(),
+        }
+    }
+}
+
+/// Why the client could not classify at all.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid classifier URL {url:?}: {reason}; use http://host:port")]
+    Url { url: String, reason: String },
+    #[error("building the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error(
+        "the classification service at {url} has been unavailable for {waited:?} \
+         (last error: {last_error}); no record was failed for it: fix the service and rerun"
+    )]
+    Unavailable {
+        url: String,
+        waited: Duration,
+        last_error: String,
+    },
+}
+
+/// Metric names, one place.
+pub mod metric {
+    pub const REQUESTS: &str = "txflow_classifier_requests_total";
+    pub const RETRIES: &str = "txflow_classifier_retries_total";
+    pub const CIRCUIT: &str = "txflow_classifier_circuit_state";
+    pub const FAILED_ITEMS: &str = "txflow_classifier_failed_items_total";
+}
+
+/// The classifier port over HTTP.
+#[derive(Debug)]
+pub struct HttpClassifier {
+    client: reqwest::Client,
+    endpoint: String,
+    config: ClientConfig,
+    breaker: Mutex<CircuitBreaker>,
+}
+
+impl HttpClassifier {
+    pub fn new(config: ClientConfig) -> Result<HttpClassifier, Error> {
+        let base = config.url.trim_end_matches('/');
+        let parsed = reqwest::Url::parse(base).map_err(|e| Error::Url {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::Url {
+                url: config.url.clone(),
+                reason: format!("the scheme is {:?}", parsed.scheme()),
+            });
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.max_in_flight.max(1))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(Error::Client)?;
+        let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cool_down);
+        metrics::gauge!(metric::CIRCUIT).set(0.0);
+        Ok(HttpClassifier {
+            client,
+            endpoint: format!("{base}/predict"),
+            config,
+            breaker: Mutex::new(breaker),
+        })
+    }
+
+    /// The circuit's state now.
+    pub fn circuit_state(&self) -> CircuitState {
+        self.with_breaker(|b| b.state())
+    }
+
+    fn with_breaker<T>(&self, f: impl FnOnce(&mut CircuitBreaker) -> T) -> T {
+        // A panic while holding this lock cannot leave the breaker in a
+        // state worse than any other; keep using it.
+        let mut guard = self
+            .breaker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+
+    fn circuit_changed(&self, from: Option<CircuitState>) {
+        let now = self.circuit_state();
+        if let Some(from) = from.filter(|f| *f != now) {
+            let level = match now {
+                CircuitState::Closed => 0.0,
+                CircuitState::Open => 1.0,
+                CircuitState::HalfOpen => 2.0,
+            };
+            metrics::gauge!(metric::CIRCUIT).set(level);
+            match now {
+                CircuitState::Open => tracing::warn!(
+                    service = %self.endpoint,
+                    from = from.as_str(),
+                    cool_down = ?self.config.breaker_cool_down,
+                    "classifier circuit open: calls paused"
+                ),
+                _ => tracing::info!(
+                    service = %self.endpoint,
+                    from = from.as_str(),
+                    to = now.as_str(),
+                    "classifier circuit state changed"
+                ),
+            }
+        }
+    }
+
+    /// One request's worth of transactions, retried until it is answered,
+    /// refused, or the outage lasts longer than allowed.
+    async fn call(&self, txs: &[Transaction]) -> Result<Vec<Outcome>, Error> {
+        let items: Vec<PredictItem<'_>> = txs.iter().map(PredictItem::from_transaction).collect();
+        let body = bytes_of(&items);
+        let mut attempt = 0u32;
+        let mut first_failure: Option<Instant> = None;
+        let mut last_error = String::new();
+        loop {
+            // Wait while the circuit is open (or another call is probing).
+            loop {
+                let admission = self.with_breaker(|b| b.admit(Instant::now()));
+                match admission {
+                    Admission::Proceed => break,
+                    Admission::Wait(d) => {
+                        self.check_outage(first_failure, d, &last_error)?;
+                        tokio::time::sleep(d).await;
+                    }
+                }
+            }
+            attempt += 1;
+            match self.send(body.clone()).await {
+                Attempt::Answered(answers) => {
+                    let changed = self.with_breaker(|b| b.on_success());
+                    self.circuit_changed(changed);
+                    metrics::counter!(metric::REQUESTS, "outcome" => "answered").increment(1);
+                    return Ok(self.match_answers(txs, answers));
+                }
+                Attempt::Refused(message) => {
+                    // The service is up and says no: not a reason to open the circuit.
+                    let changed = self.with_breaker(|b| b.on_success());
+                    self.circuit_changed(changed);
+                    metrics::counter!(metric::REQUESTS, "outcome" => "refused").increment(1);
+                    tracing::warn!(service = %self.endpoint, items = txs.len(), error = %message, "classification refused");
+                    let failure = ClassifyFailure {
+                        class: FailureClass::Refused,
+                        message,
+                    };
+                    metrics::counter!(metric::FAILED_ITEMS, "class" => "refused")
+                        .increment(txs.len() as u64);
+                    return Ok(txs.iter().map(|_| Err(failure.clone())).collect());
+                }
+                Attempt::Retriable { error, retry_after } => {
+                    metrics::counter!(metric::REQUESTS, "outcome" => "retriable").increment(1);
+                    let now = Instant::now();
+                    first_failure.get_or_insert(now);
+                    last_error = error;
+                    let changed = self.with_breaker(|b| b.on_failure(now));
+                    self.circuit_changed(changed);
+                    match self
+                        .config
+                        .backoff
+                        .after_failure(attempt, jitter(), retry_after)
+                    {
+                        RetryDecision::RetryAfter(delay) => {
+                            tracing::debug!(service = %self.endpoint, attempt, ?delay, error = %last_error, "retrying");
+                            metrics::counter!(metric::RETRIES).increment(1);
+                            self.check_outage(first_failure, delay, &last_error)?;
+                            tokio::time::sleep(delay).await;
+                        }
+                        RetryDecision::GiveUp => {
+                            tracing::warn!(service = %self.endpoint, attempts = attempt, error = %last_error,
+                                "classification attempts exhausted; waiting for the service");
+                            let changed = self.with_breaker(|b| b.trip(Instant::now()));
+                            self.circuit_changed(changed);
+                            attempt = 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_outage(
+        &self,
+        first_failure: Option<Instant>,
+        next_wait: Duration,
+        last_error: &str,
+    ) -> Result<(), Error> {
+        let (Some(max), Some(first)) = (self.config.max_outage, first_failure) else {
+            return Ok(());
+        };
+        let waited = first.elapsed();
+        if waited + next_wait > max {
+            return Err(Error::Unavailable {
+                url: self.endpoint.clone(),
+                waited,
+                last_error: last_error.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn send(&self, body: bytes::Bytes) -> Attempt {
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return Attempt::retriable(describe(&e)),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Attempt::retriable(format!("reading the answer: {}", describe(&e))),
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Attempt::Retriable {
+                error: format!("HTTP {status}: {}", excerpt(&bytes)),
+                retry_after,
+            };
+        }
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| {
+                    let first = b.problems.first().map(|p| {
+                        format!(
+                            "; first problem: item {:?}, field {:?}: {}",
+                            p.index, p.field, p.message
+                        )
+                    });
+                    format!("{}{}", b.error, first.unwrap_or_default())
+                })
+                .unwrap_or_else(|_| excerpt(&bytes));
+            return Attempt::Refused(format!("HTTP {status}: {detail}"));
+        }
+        match parse_answers(&bytes) {
+            Some(answers) => Attempt::Answered(answers),
+            None => Attempt::retriable(format!(
+                "the answer is not a JSON list of predictions: {}",
+                excerpt(&bytes)
+            )),
+        }
+    }
+
+    /// Pairs each transaction with its answer, failing only the items whose
+    /// answer is missing, duplicated or unusable.
+    fn match_answers(&self, txs: &[Transaction], answers: Vec<Value>) -> Vec<Outcome> {
+        let mut by_id: HashMap<Uuid, Vec<Value>> = HashMap::with_capacity(answers.len());
+        let mut strays = 0usize;
+        for answer in answers {
+            match answer
+                .get("transaction_id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::try_parse(s).ok())
+            {
+                Some(id) => by_id.entry(id).or_default().push(answer),
+                None => strays += 1,
+            }
+        }
+        let mut wanted: HashMap<Uuid, usize> = HashMap::with_capacity(txs.len());
+        for tx in txs {
+            *wanted.entry(*tx.id().as_uuid()).or_default() += 1;
+        }
+        let unknown = by_id.keys().filter(|id| !wanted.contains_key(id)).count();
+        if strays + unknown > 0 {
+            tracing::warn!(service = %self.endpoint, without_id = strays, unknown_ids = unknown,
+                "the classifier answered items that match no transaction; ignored");
+        }
+        let mut outcomes = Vec::with_capacity(txs.len());
+        for tx in txs {
+            let id = *tx.id().as_uuid();
+            let outcome = match by_id.get_mut(&id) {
+                Some(list) if list.len() > wanted[&id] => Err(ClassifyFailure {
+                    class: FailureClass::InvalidAnswer,
+                    message: format!(
+                        "the service answered {} items for transaction {id}",
+                        list.len()
+                    ),
+                }),
+                Some(list) if !list.is_empty() => {
+                    let answer = list.remove(0);
+                    self.prediction(tx.id(), &answer)
+                }
+                _ => Err(ClassifyFailure {
+                    class: FailureClass::MissingAnswer,
+                    message: format!("the service's answer has no item for transaction {id}"),
+                }),
+            };
+            if let Err(f) = &outcome {
+                metrics::counter!(metric::FAILED_ITEMS, "class" => f.class.as_str()).increment(1);
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    fn prediction(&self, id: TransactionId, answer: &Value) -> Outcome {
+        let invalid = |message: String| {
+            Err(ClassifyFailure {
+                class: FailureClass::InvalidAnswer,
+                message,
+            })
+        };
+        let category = match answer.get("category").and_then(Value::as_str) {
+            Some(name) => match Category::from_str(name) {
+                Ok(c) => c,
+                Err(_) => return invalid(format!("unknown category {name:?}")),
+            },
+            None => return invalid("the answer has no category".into()),
+        };
+        let confidence = match answer.get("confidence_score") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_f64() {
+                Some(c) if (0.0..=1.0).contains(&c) => Some(c),
+                _ => return invalid(format!("confidence_score {v} is not a number in [0, 1]")),
+            },
+        };
+        let model_version = match answer.get("model_version") {
+            None | Some(Value::Null) => self.config.default_model_version.clone(),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(v) => return invalid(format!("model_version {v} is not a non-empty string")),
+        };
+        Ok(Prediction {
+            transaction_id: id,
+            category,
+            confidence,
+            model_version,
+        })
+    }
+}
+
+impl Classifier for HttpClassifier {
+    async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
+        let size = self.config.batch_size.max(1);
+        let calls: Vec<_> = transactions
+            .chunks(size)
+            .map(|chunk| self.call(chunk))
+            .collect();
+        let results: Vec<Result<Vec<Outcome>, Error>> = futures::stream::iter(calls)
+            .buffered(self.config.max_in_flight.max(1))
+            .collect()
+            .await;
+        let mut outcomes = Vec::with_capacity(transactions.len());
+        for result in results {
+            outcomes.extend(result?);
+        }
+        Ok(outcomes)
+    }
+}
+
+enum Attempt {
+    Answered(Vec<Value>),
+    Refused(String),
+    Retriable {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Attempt {
+    fn retriable(error: String) -> Attempt {
+        Attempt::Retriable {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+fn bytes_of(items: &[PredictItem<'_>]) -> bytes::Bytes {
+    // Serialising plain structs of strings and numbers cannot fail.
+    serde_json::to_vec(items).unwrap_or_default().into()
+}
+
+/// The answer as a list of items, each checked on its own later.
+fn parse_answers(bytes: &[u8]) -> Option<Vec<Value>> {
+    match serde_json::from_slice::<Value>(bytes).ok()? {
+        Value::Array(items) => Some(items),
+        _ => None,
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    text.trim().to_owned()
+}
+
+/// A number in [0, 1) for backoff jitter; `RandomState` is seeded randomly.
+fn jitter() -> f64 {
+    let bits = RandomState::new().hash_one(Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}

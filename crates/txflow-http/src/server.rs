@@ -1,0 +1,304 @@
+//! `txflow serve`: the classification service.
+//!
+//! It takes an already-bound listener and a shutdown signal, so tests bind
+//! port 0 and run many servers side by side; on the signal it stops
+//! accepting and finishes the requests in flight.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use txflow_core::{Category, Prediction, ReferenceModel, Transaction};
+use utoipa::OpenApi;
+
+use crate::contract::{ErrorBody, PredictAnswer, PredictItem, Problem, shape_problems};
+
+/// The models the service can run, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// The core's reference model, bit for bit the original service's.
+    Reference,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reference => "reference",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Model::Reference => ReferenceModel::VERSION,
+        }
+    }
+
+    fn predict(self, tx: &Transaction) -> Prediction {
+        match self {
+            Model::Reference => ReferenceModel::predict(tx.id()),
+        }
+    }
+}
+
+impl FromStr for Model {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Model, String> {
+        match s {
+            "reference" => Ok(Model::Reference),
+            other => Err(format!("unknown model {other:?}; known models: reference")),
+        }
+    }
+}
+
+/// What the service is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub model: Model,
+    /// More items than this in one request get 413.
+    pub max_batch: usize,
+    /// Bodies larger than this are refused (413) before they are parsed.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            model: Model::Reference,
+            max_batch: 10_000,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+struct AppState {
+    config: ServerConfig,
+    metrics: PrometheusHandle,
+}
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(metric::LATENCY.into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(metric::BATCH_SIZE.into()),
+                        &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0],
+                    )
+                });
+            let recorder = match builder {
+                Ok(builder) => builder.build_recorder(),
+                // The bucket lists above are constant and not empty.
+                Err(_) => PrometheusBuilder::new().build_recorder(),
+            };
+            let handle = recorder.handle();
+            // Another recorder may be installed already (an embedding
+            // program's); ours then only serves its own, empty, registry.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Metric names, one place.
+pub mod metric {
+    pub const REQUESTS: &str = "txflow_http_requests_total";
+    pub const LATENCY: &str = "txflow_http_request_duration_seconds";
+    pub const BATCH_SIZE: &str = "txflow_predict_batch_size";
+    pub const PREDICTIONS: &str = "txflow_predictions_total";
+}
+
+/// The service's routes.
+pub fn router(config: ServerConfig) -> Router {
+    let limit = config.max_body_bytes;
+    let state = Arc::new(AppState {
+        config,
+        metrics: metrics_handle(),
+    });
+    Router::new()
+        .route("/predict", post(predict))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The OpenAPI document, generated from the handlers and types below.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "txflow classification service",
+        description = "Classifies bank transactions into spending categories."
+    ),
+    paths(predict, health, ready, metrics_text),
+    components(schemas(PredictAnswer, Problem, ErrorBody))
+)]
+pub struct ApiDoc;
+
+/// Classify a list of transactions.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    request_body(content = Vec<PredictItem>, description = "The transactions, at most the configured maximum"),
+    responses(
+        (status = 200, description = "One answer per transaction, in request order", body = Vec<PredictAnswer>),
+        (status = 413, description = "Too many items, or a body over the size limit", body = ErrorBody),
+        (status = 422, description = "A malformed request: every problem, by item and field", body = ErrorBody),
+    )
+)]
+async fn predict(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let response = classify(&state.config, &body);
+    let status = response.status();
+    metrics::counter!(metric::REQUESTS, "route" => "/predict", "status" => status.as_str().to_owned())
+        .increment(1);
+    metrics::histogram!(metric::LATENCY, "route" => "/predict")
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn classify(config: &ServerConfig, body: &[u8]) -> Response {
+    let items: Vec<PredictItem<'_>> = match serde_json::from_slice(body) {
+        Ok(items) => items,
+        Err(_) => return problems(shape_problems(body)),
+    };
+    if items.len() > config.max_batch {
+        let error = format!(
+            "{} transactions in one request; the maximum is {} (split the batch)",
+            items.len(),
+            config.max_batch
+        );
+        return json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &ErrorBody {
+                error,
+                problems: Vec::new(),
+            },
+        );
+    }
+    metrics::histogram!(metric::BATCH_SIZE).record(items.len() as f64);
+    let mut all_problems = Vec::new();
+    let mut transactions = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match item.parse(index) {
+            Ok(tx) => transactions.push(tx),
+            Err(p) => all_problems.extend(p),
+        }
+    }
+    if !all_problems.is_empty() {
+        return problems(all_problems);
+    }
+    let model = config.model;
+    let mut per_category = [0u64; Category::ALL.len()];
+    let answers: Vec<Answer> = transactions
+        .iter()
+        .map(|tx| {
+            let p = model.predict(tx);
+            per_category[p.category as usize] += 1;
+            Answer {
+                transaction_id: p.transaction_id.as_uuid().hyphenated(),
+                category: p.category.as_str(),
+                confidence_score: p.confidence,
+                model_version: model.version(),
+            }
+        })
+        .collect();
+    for (category, n) in Category::ALL.iter().zip(per_category) {
+        if n > 0 {
+            metrics::counter!(metric::PREDICTIONS, "category" => category.as_str()).increment(n);
+        }
+    }
+    json(StatusCode::OK, &answers)
+}
+
+/// A [`PredictAnswer`] as written, without allocating per item.
+#[derive(Serialize)]
+struct Answer {
+    transaction_id: uuid::fmt::Hyphenated,
+    category: &'static str,
+    confidence_score: Option<f64>,
+    model_version: &'static str,
+}
+
+fn problems(problems: Vec<Problem>) -> Response {
+    json(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &ErrorBody {
+            error: format!("{} problem(s) in the request", problems.len()),
+            problems,
+        },
+    )
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "Alive")))]
+async fn health() -> Response {
+    json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+/// The model is loaded and the service answers predictions.
+#[utoipa::path(get, path = "/ready", responses((status = 200, description = "Ready, with the model and its version")))]
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let model = state.config.model;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": "ready",
+            "model": model.name(),
+            "model_version": model.version(),
+        }),
+    )
+}
+
+/// Prometheus metrics: requests by status, latency, batch sizes,
+/// predictions by category.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    json(StatusCode::OK, &ApiDoc::openapi())
+}
