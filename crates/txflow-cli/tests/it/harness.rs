@@ -61,6 +61,15 @@ impl Database {
         Database { url, client }
     }
 
+    /// The single number a query answers.
+    pub async fn count_sql(&self, sql: &str) -> i64 {
+        self.client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     /// `SELECT count(*)` of a table or view, with an optional WHERE clause.
     pub async fn count(&self, table: &str, filter: &str) -> i64 {
         let sql = if filter.is_empty() {

@@ -2,6 +2,8 @@
 //! servers of `scripts/harness.sh`, and against SQLite.
 
 mod harness;
+mod serve;
+mod sink_contract;
 
 use harness::{Bucket, Database, reference_file, txflow};
 use txflow_core::{Category, ReferenceModel, TransactionId};
