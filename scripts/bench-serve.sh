@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Benchmark of the classification service and of the batch pipeline through it:
+#   1. `txflow serve` under load from wrk (Debian package, installed when
+#      missing) at batch sizes 100 and 1,000: predictions/s, p50 and p99;
+#   2. `txflow batch` of ROWS generated rows into PostgreSQL (fsync on) with
+#      `--classifier http://…` versus the in-process model, in the same run.
+#
+#   scripts/bench-serve.sh [ROWS]      default 1000000
+#
+# Everything runs on this machine: server, load generator, database share
+# its cores. Copy the output into docs/PERFORMANCE.md with the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-1000000}
+duration=${BENCH_SECONDS:-10}
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --locked -p txflow-cli >&2
+txflow=$PWD/target/release/txflow
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-serve.XXXXXX")
+chmod 755 "$work"
+harness="$work/harness"
+serve_pid=
+cleanup() {
+  [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true
+  scripts/harness.sh stop "$harness"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$txflow" serve --listen "127.0.0.1:$port" --log-format json >"$work/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
+  sleep 0.1
+done
+
+# Request bodies: N distinct transactions in the contract's JSON.
+body() { # N FILE
+  python3 - "$1" "$2" <<'PY'
+import json, random, sys, uuid
+n, path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(7)
+merchants = ["Monoprix", "Uber", "EDF", "Amazon.fr", "SNCF", None]
+items = []
+for i in range(n):
+    debit = rng.random() < 0.8
+    cents = rng.randint(100, 200000)
+    items.append({
+        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "description": f"Card expense {i}",
+        "amount": (-cents if debit else cents) / 100,
+        "timestamp": "2024-03-01T08:15:00+01:00",
+        "merchant": rng.choice(merchants),
+        "operation_type": "card",
+        "side": "debit" if debit else "credit",
+    })
+json.dump(items, open(path, "w"))
+PY
+}
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY"), "r"))
+wrk.body = f:read("*a")
+f:close()
+LUA
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+echo
+echo "== txflow serve under wrk (1 thread, 8 connections, ${duration}s per size)"
+printf '%-7s %-14s %-14s %-10s %-10s\n' batch "requests/s" "predictions/s" "p50 ms" "p99 ms"
+for batch in 100 1000; do
+  body "$batch" "$work/body_$batch.json"
+  # Warm up, then measure.
+  BODY="$work/body_$batch.json" wrk -t1 -c8 -d2s -s "$work/post.lua" "http://127.0.0.1:$port/predict" >/dev/null
+  BODY="$work/body_$batch.json" wrk -t1 -c8 -d"${duration}s" --latency -s "$work/post.lua" \
+    "http://127.0.0.1:$port/predict" >"$work/wrk_$batch.txt"
+  python3 - "$work/wrk_$batch.txt" "$batch" <<'PY'
+import re, sys
+t, batch = open(sys.argv[1]).read(), int(sys.argv[2])
+if "Non-2xx" in t:
+    sys.exit("the server answered errors:\n" + t)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def ms(p):
+    v, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
+    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+print(f"{batch:<7} {rps:<14,.0f} {rps * batch:<14,.0f} {ms(50):<10.2f} {ms(99):<10.2f}")
+PY
+done
+
+echo
+echo "== txflow batch of $rows rows into PostgreSQL (fsync on): in-process vs --classifier http"
+TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness" 2>/dev/null
+# shellcheck disable=SC1091
+source "$harness/env"
+admin=$TXFLOW_TEST_DATABASE_URL
+base=${admin%/*}
+"$txflow" generate --rows "$rows" --seed 7 -o "$work/tx.csv"
+printf '%-12s %-12s %-10s\n' classifier "rows/s" "seconds"
+for mode in in-process http; do
+  db="bench_${mode//-/_}"
+  psql -q "$admin" -c "CREATE DATABASE $db"
+  flags=()
+  [ "$mode" = http ] && flags=(--classifier "http://127.0.0.1:$port")
+  start=$(date +%s%N)
+  "$txflow" batch "$work/tx.csv" --database-url "$base/$db" --no-progress --errors "$work/errors" \
+    --summary-json "$work/summary.json" "${flags[@]}" >/dev/null 2>"$work/batch.log"
+  ns=$(($(date +%s%N) - start))
+  python3 - "$work/summary.json" "$ns" "$mode" "$rows" <<'PY'
+import json, sys
+s, ns, mode, rows = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+assert s["status"] == "succeeded" and s["predictions_written"] == rows, s
+secs = ns / 1e9
+print(f"{mode:<12} {rows / secs:<12,.0f} {secs:<10.2f}")
+PY
+done
