@@ -18,3 +18,10 @@ source "$dir/env"
 
 echo "== cargo test"
 cargo test --workspace --locked "$@"
+
+# The Airflow DAG in a real Airflow, against the same servers (skipped when
+# arguments narrow the tests to some crates or tests).
+if [ $# -eq 0 ]; then
+  echo "== airflow dags test (scripts/test-airflow.sh)"
+  TXFLOW_BIN=$PWD/target/debug/txflow scripts/test-airflow.sh
+fi

@@ -4,6 +4,7 @@
 
 mod classifier;
 mod cmd;
+mod inputs;
 mod store;
 mod telemetry;
 
@@ -29,7 +30,9 @@ struct Cli {
 enum Command {
     Batch(cmd::batch::Args),
     Generate(cmd::generate::Args),
+    List(cmd::list::Args),
     Migrate(cmd::migrate::Args),
+    Runs(cmd::runs::Args),
     Serve(cmd::serve::Args),
 }
 
@@ -50,7 +53,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Batch(args) => cmd::batch::run(args).await,
             Command::Generate(args) => cmd::generate::run(args).await,
+            Command::List(args) => cmd::list::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
+            Command::Runs(args) => cmd::runs::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
         }
     });

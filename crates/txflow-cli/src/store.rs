@@ -1,10 +1,11 @@
 //! The database a run writes to, picked by the URL's scheme.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, RunSummary, Sink};
+use txflow_core::{Batch, BoxError, FileOutcome, RunId, RunRecord, RunSummary, Sink};
 use txflow_postgres::PostgresSink;
 use txflow_sqlite::SqliteSink;
 
@@ -53,6 +54,24 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Which of `locations` some run has read to the end.
+    pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
+        Ok(match self {
+            Store::Postgres(s) => s.done_files(locations).await?,
+            Store::Sqlite(s) => s.done_files(locations).await?,
+        })
+    }
+
+    /// The runs whose id starts with `prefix`.
+    pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
+        Ok(match self {
+            Store::Postgres(s) => s.runs(prefix).await?,
+            Store::Sqlite(s) => s.runs(prefix).await?,
+        })
+    }
+}
+
 impl Sink for Store {
     async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
         match self {
@@ -65,6 +84,13 @@ impl Sink for Store {
         match self {
             Store::Postgres(s) => s.write_batch(batch).await,
             Store::Sqlite(s) => s.write_batch(batch).await,
+        }
+    }
+
+    async fn record_file(&self, run: &RunId, file: &FileOutcome) -> Result<(), BoxError> {
+        match self {
+            Store::Postgres(s) => s.record_file(run, file).await,
+            Store::Sqlite(s) => s.record_file(run, file).await,
         }
     }
 

@@ -36,7 +36,10 @@ pub mod validation;
 pub use category::Category;
 pub use error::{BoxError, Error, Result};
 pub use model::ReferenceModel;
-pub use pipeline::{Counts, ErrorBudget, Lineage, ProcessingType, RunId, RunStatus, RunSummary};
+pub use pipeline::{
+    Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, RunId, RunRecord, RunStatus,
+    RunSummary,
+};
 pub use ports::{
     Batch, Classifier, ClassifyFailure, FailureClass, Outcome, RecordSource, RejectLog, Sink,
     Unclassified,

@@ -140,6 +140,56 @@ impl RunStatus {
     }
 }
 
+/// A run as a sink stored it: what `txflow runs` prints and a scheduler checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub status: String,
+    pub files: u64,
+    pub files_failed: u64,
+    pub rows_read: u64,
+    pub rows_invalid: u64,
+    pub rows_written: u64,
+    pub error: Option<String>,
+}
+
+/// What a run did with one input file.
+#[derive(Debug, Clone)]
+pub struct FileOutcome {
+    pub location: String,
+    /// `true` when the file was read to its end.
+    pub done: bool,
+    /// This file's counts only.
+    pub counts: Counts,
+    pub error: Option<String>,
+}
+
+impl FileOutcome {
+    pub fn status(&self) -> &'static str {
+        if self.done { "done" } else { "failed" }
+    }
+}
+
+/// `after - before`, field by field: one file's share of a run's counts.
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+
+    fn sub(self, before: Counts) -> Counts {
+        Counts {
+            read: self.read - before.read,
+            valid: self.valid - before.valid,
+            invalid: self.invalid - before.invalid,
+            classified: self.classified - before.classified,
+            unclassified: self.unclassified - before.unclassified,
+            written: self.written - before.written,
+            predictions_written: self.predictions_written - before.predictions_written,
+            files: self.files - before.files,
+            files_failed: self.files_failed - before.files_failed,
+            bytes: self.bytes - before.bytes,
+        }
+    }
+}
+
 /// A run as a whole: identity, times, totals, outcome.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -478,6 +528,9 @@ mod tests {
             };
             self.batches.lock().map_err(|e| e.to_string())?.push(batch);
             Ok(report)
+        }
+        async fn record_file(&self, _: &RunId, _: &FileOutcome) -> Result<(), BoxError> {
+            Ok(())
         }
         async fn finish_run(&self, _: &RunSummary) -> Result<(), BoxError> {
             Ok(())

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::error::BoxError;
 use crate::model::ReferenceModel;
-use crate::pipeline::{Lineage, RunSummary};
+use crate::pipeline::{FileOutcome, Lineage, RunId, RunSummary};
 use crate::record::{Position, RawRecord};
 use crate::transaction::{DecimalMark, Prediction, Transaction, TransactionId};
 use crate::validation::RejectedRecord;
@@ -133,6 +133,14 @@ pub trait Sink: Send + Sync {
         &self,
         batch: Batch,
     ) -> impl Future<Output = Result<WriteReport, BoxError>> + Send;
+
+    /// Records what a run did with one input file (again for the same run
+    /// and file: replaced).
+    fn record_file(
+        &self,
+        run: &RunId,
+        file: &FileOutcome,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
     /// Records a run's final counts and status.
     fn finish_run(&self, run: &RunSummary) -> impl Future<Output = Result<(), BoxError>> + Send;

@@ -12,6 +12,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "classification_failures",
         include_str!("../migrations/0002_classification_failures.sql"),
     ),
+    (
+        3,
+        "run_files",
+        include_str!("../migrations/0003_run_files.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

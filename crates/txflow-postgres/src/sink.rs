@@ -1,9 +1,11 @@
 //! The sink: one database transaction per batch.
 
+use std::collections::HashSet;
+
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, RunSummary, Sink};
+use txflow_core::{Batch, BoxError, FileOutcome, RunId, RunRecord, RunSummary, Sink};
 
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
@@ -136,6 +138,86 @@ impl PostgresSink {
     }
 }
 
+impl PostgresSink {
+    async fn upsert_file(&self, run: &RunId, file: &FileOutcome) -> Result<()> {
+        let c = &file.counts;
+        let n = |v: u64| v as i64;
+        let client = self.client.lock().await;
+        client
+            .execute(
+                "INSERT INTO run_files (run_id, source_location, status, rows_read, rows_valid,
+                     rows_invalid, rows_written, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (run_id, source_location) DO UPDATE SET status = EXCLUDED.status,
+                     rows_read = EXCLUDED.rows_read, rows_valid = EXCLUDED.rows_valid,
+                     rows_invalid = EXCLUDED.rows_invalid, rows_written = EXCLUDED.rows_written,
+                     error = EXCLUDED.error, finished_at = now()",
+                &[
+                    &run.as_str(),
+                    &file.location,
+                    &file.status(),
+                    &n(c.read),
+                    &n(c.valid),
+                    &n(c.invalid),
+                    &n(c.written),
+                    &file.error,
+                ],
+            )
+            .await
+            .map_err(Error::query("recording a file of the run"))?;
+        Ok(())
+    }
+
+    /// Which of `locations` some run has read to the end.
+    pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT DISTINCT source_location FROM run_files
+                 WHERE status = 'done' AND source_location = ANY($1)",
+                &[&locations],
+            )
+            .await
+            .map_err(Error::query("reading the files already done"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The runs whose id starts with `prefix`, oldest first.
+    pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
+        let client = self.client.lock().await;
+        let pattern = format!("{}%", like_escape(prefix));
+        let rows = client
+            .query(
+                "SELECT run_id, status, files, files_failed, rows_read, rows_invalid, rows_written, error
+                 FROM runs WHERE run_id LIKE $1 ORDER BY started_at, run_id",
+                &[&pattern],
+            )
+            .await
+            .map_err(Error::query("reading runs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| RunRecord {
+                run_id: r.get(0),
+                status: r.get(1),
+                files: r.get::<_, i64>(2) as u64,
+                files_failed: r.get::<_, i64>(3) as u64,
+                rows_read: r.get::<_, i64>(4) as u64,
+                rows_invalid: r.get::<_, i64>(5) as u64,
+                rows_written: r.get::<_, i64>(6) as u64,
+                error: r.get(7),
+            })
+            .collect())
+    }
+}
+
+/// `prefix` for a LIKE pattern, its wildcards taken literally.
+fn like_escape(prefix: &str) -> String {
+    prefix
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 impl Sink for PostgresSink {
     async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
         Ok(self.upsert_run(run).await?)
@@ -143,6 +225,10 @@ impl Sink for PostgresSink {
 
     async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
         Ok(self.write(&batch).await?)
+    }
+
+    async fn record_file(&self, run: &RunId, file: &FileOutcome) -> Result<(), BoxError> {
+        Ok(self.upsert_file(run, file).await?)
     }
 
     async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {

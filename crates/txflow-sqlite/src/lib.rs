@@ -5,13 +5,14 @@
 //! SQLite is synchronous: each call runs on Tokio's blocking pool, one batch
 //! per SQLite transaction, `INSERT OR IGNORE` for idempotence.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, params};
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, RunSummary, Sink};
+use txflow_core::{Batch, BoxError, FileOutcome, RunId, RunRecord, RunSummary, Sink};
 
 /// Every migration, in order: (version, SQL). The applied version is kept in
 /// SQLite's `user_version`.
@@ -21,6 +22,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../migrations/0002_classification_failures.sql"),
     ),
+    (3, include_str!("../migrations/0003_run_files.sql")),
 ];
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -99,6 +101,85 @@ impl SqliteSink {
         .await
         .map_err(|e| Error::Worker(e.to_string()))?
     }
+
+    /// Which of `locations` some run has read to the end.
+    pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
+        let locations = locations.to_vec();
+        self.with_conn(move |conn, path| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT 1 FROM run_files WHERE status = 'done' AND source_location = ?1 LIMIT 1",
+                )
+                .map_err(query(path, "preparing the done-files query"))?;
+            let mut done = HashSet::new();
+            for location in locations {
+                let found = select
+                    .exists([&location])
+                    .map_err(query(path, "reading the files already done"))?;
+                if found {
+                    done.insert(location);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    /// The runs whose id starts with `prefix`, oldest first.
+    pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
+        let prefix = prefix.to_owned();
+        self.with_conn(move |conn, path| {
+            let mut select = conn
+                .prepare(
+                    "SELECT run_id, status, files, files_failed, rows_read, rows_invalid, rows_written, error
+                     FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 ORDER BY started_at, run_id",
+                )
+                .map_err(query(path, "preparing the runs query"))?;
+            let rows = select
+                .query_map([&prefix], |r| {
+                    Ok(RunRecord {
+                        run_id: r.get(0)?,
+                        status: r.get(1)?,
+                        files: r.get::<_, i64>(2)? as u64,
+                        files_failed: r.get::<_, i64>(3)? as u64,
+                        rows_read: r.get::<_, i64>(4)? as u64,
+                        rows_invalid: r.get::<_, i64>(5)? as u64,
+                        rows_written: r.get::<_, i64>(6)? as u64,
+                        error: r.get(7)?,
+                    })
+                })
+                .map_err(query(path, "reading runs"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(query(path, "reading runs"))
+        })
+        .await
+    }
+}
+
+fn upsert_file(conn: &mut Connection, path: &Path, run: &RunId, file: &FileOutcome) -> Result<()> {
+    let c = &file.counts;
+    let n = |v: u64| v as i64;
+    conn.execute(
+        "INSERT INTO run_files (run_id, source_location, status, rows_read, rows_valid, rows_invalid,
+             rows_written, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (run_id, source_location) DO UPDATE SET status = excluded.status,
+             rows_read = excluded.rows_read, rows_valid = excluded.rows_valid,
+             rows_invalid = excluded.rows_invalid, rows_written = excluded.rows_written,
+             error = excluded.error, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        params![
+            run.as_str(),
+            file.location,
+            file.status(),
+            n(c.read),
+            n(c.valid),
+            n(c.invalid),
+            n(c.written),
+            file.error,
+        ],
+    )
+    .map_err(query(path, "recording a file of the run"))?;
+    Ok(())
 }
 
 fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -283,6 +364,13 @@ impl Sink for SqliteSink {
 
     async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
         Ok(self.with_conn(move |c, p| write(c, p, &batch)).await?)
+    }
+
+    async fn record_file(&self, run: &RunId, file: &FileOutcome) -> Result<(), BoxError> {
+        let (run, file) = (run.clone(), file.clone());
+        Ok(self
+            .with_conn(move |c, p| upsert_file(c, p, &run, &file))
+            .await?)
     }
 
     async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {

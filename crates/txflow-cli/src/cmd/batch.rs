@@ -11,12 +11,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use txflow_core::pipeline::BatchPipeline;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
-    Counts, Error as CoreError, ErrorBudget, ProcessingType, RunId, RunStatus, RunSummary, Sink,
+    Counts, Error as CoreError, ErrorBudget, FileOutcome, ProcessingType, RunId, RunStatus,
+    RunSummary, Sink,
 };
 use txflow_csv::Dialect;
-use txflow_storage::{CsvSource, ERRORS_FOLDER, Input, Location, RejectFile, S3Options};
+use txflow_storage::{CsvSource, ERRORS_FOLDER, Input, Location, RejectFile};
 
 use crate::classifier::{AnyClassifier, ClassifierArgs};
+use crate::inputs::{self, S3Args};
 use crate::store::{DEFAULT_DATABASE, Store};
 
 /// Exit code of a run that finished but had more invalid rows than
@@ -77,14 +79,8 @@ pub struct Args {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     max_error_rate: Option<ErrorBudget>,
 
-    /// S3-compatible endpoint (e.g. http://127.0.0.1:9000); the other AWS_*
-    /// variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) are read too.
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
-    s3_endpoint: Option<String>,
-
-    /// S3 region.
-    #[arg(long, env = "AWS_REGION")]
-    s3_region: Option<String>,
+    #[command(flatten)]
+    s3: S3Args,
 
     /// Also write the run summary as JSON to this file (`-` for standard output).
     #[arg(long, value_name = "PATH")]
@@ -93,6 +89,12 @@ pub struct Args {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+
+    /// Leave out the files some earlier run has read to the end (see
+    /// `txflow list --skip-done`); by default every file is read, and what
+    /// is already stored is not written twice.
+    #[arg(long)]
+    skip_done: bool,
 
     #[command(flatten)]
     classifier: ClassifierArgs,
@@ -117,10 +119,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Some(id) => RunId::parse(id)?,
         None => RunId::generate(),
     };
-    let s3 = S3Options {
-        endpoint: args.s3_endpoint.clone(),
-        region: args.s3_region.clone(),
-    };
+    let s3 = args.s3.options();
     let dialect = match args.format {
         InputFormat::Auto => None,
         InputFormat::Reference => Some(Dialect::REFERENCE),
@@ -128,17 +127,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
 
     // Resolve every input before writing anything: a typo stops the run here.
-    let mut inputs: Vec<Input> = Vec::new();
-    let mut first: Option<Location> = None;
-    for raw in &args.inputs {
-        let location = Location::parse(raw, &s3)?;
-        let found = location.inputs().await?;
-        if found.is_empty() {
-            tracing::warn!(input = %location.url(), "no .csv file found");
-        }
-        first.get_or_insert(location);
-        inputs.extend(found);
-    }
+    let (mut inputs, first) = inputs::resolve(&args.inputs, &s3).await?;
     let errors_target = match (&args.errors, &first) {
         (Some(prefix), _) => Location::parse(prefix, &s3)?.file_in(&format!("{run_id}.csv")),
         (None, Some(first)) => first.sibling_folder_file(ERRORS_FOLDER, &format!("{run_id}.csv")),
@@ -148,6 +137,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let classifier = AnyClassifier::from_args(&args.classifier)?;
     let store = Store::open(&args.database_url).await?;
     let database = store.describe(&args.database_url);
+    if args.skip_done {
+        let urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();
+        let done = store.done_files(&urls).await?;
+        if !done.is_empty() {
+            tracing::info!(skipped = done.len(), "files already done by an earlier run");
+        }
+        inputs.retain(|i| !done.contains(&i.location.url()));
+    }
     let budget = args.max_error_rate.unwrap_or(ErrorBudget::UNLIMITED);
     let mut summary = RunSummary::start(run_id.clone(), ProcessingType::Batch, Utc::now());
     store
@@ -179,6 +176,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 tracing::error!(file = %url, error = %e, "file skipped");
                 counts.files_failed += 1;
                 progress.file_done(input.size);
+                let outcome = FileOutcome {
+                    location: url.clone(),
+                    done: false,
+                    counts: Counts::default(),
+                    error: Some(e.to_string()),
+                };
+                if let Err(e) = store.record_file(&run_id, &outcome).await {
+                    fatal = Some(anyhow!(e).context("recording a file of the run"));
+                    break;
+                }
                 continue;
             }
         };
@@ -192,6 +199,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             })
             .await;
         progress.file_done(input.size);
+        let file_error = match &outcome {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        let record = FileOutcome {
+            location: url.clone(),
+            done: outcome.is_ok(),
+            counts: counts - before,
+            error: file_error,
+        };
+        if let Err(e) = store.record_file(&run_id, &record).await {
+            fatal.get_or_insert(anyhow!(e).context("recording a file of the run"));
+            break;
+        }
         match outcome {
             Ok(()) => tracing::info!(
                 file = %url,

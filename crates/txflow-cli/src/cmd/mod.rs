@@ -2,5 +2,7 @@
 
 pub mod batch;
 pub mod generate;
+pub mod list;
 pub mod migrate;
+pub mod runs;
 pub mod serve;

@@ -499,3 +499,52 @@ async fn a_bad_row_is_recorded_once_across_reruns_and_stored_once_fixed() {
     txflow(dir.path(), &["batch", "fix.csv", "--database-url", &db.url]).assert_code(0);
     assert_eq!(db.count("transactions", "").await, 1);
 }
+
+#[tokio::test]
+async fn list_skips_the_files_done_and_runs_check_tells_a_failed_run() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("a folder");
+    std::fs::write(
+        data.join("a.csv"),
+        format!("{HEADER}1;A;-1,00;2023-11-28 06:35:12;EDF;card;debit\n"),
+    )
+    .expect("write");
+    std::fs::write(data.join("b.csv"), "id;amount\n1;2\n").expect("write");
+
+    let list = |extra: &[&str]| {
+        let mut args = vec!["list", "data", "--json"];
+        args.extend_from_slice(extra);
+        let run = txflow(dir.path(), &args);
+        run.assert_code(0);
+        serde_json::from_str::<Vec<String>>(run.stdout.trim()).expect("a JSON list")
+    };
+    assert_eq!(list(&[]).len(), 2);
+    txflow(dir.path(), &["batch", "data/a.csv", "--run-id", "day1.0"]).assert_code(0);
+    txflow(dir.path(), &["batch", "data/b.csv", "--run-id", "day1.1"]).assert_code(1);
+    let left = list(&["--skip-done"]);
+    assert_eq!(left.len(), 1);
+    assert!(left[0].ends_with("/data/b.csv"), "{left:?}");
+
+    let check = txflow(
+        dir.path(),
+        &["runs", "--prefix", "day1.", "--check", "--expect", "2"],
+    );
+    check.assert_code(1);
+    assert!(
+        check.stderr.contains("run day1.1 is failed"),
+        "{}",
+        check.stderr
+    );
+    txflow(
+        dir.path(),
+        &["runs", "--prefix", "day1.0", "--check", "--expect", "1"],
+    )
+    .assert_code(0);
+    let missing = txflow(
+        dir.path(),
+        &["runs", "--prefix", "day1.0", "--check", "--expect", "2"],
+    );
+    missing.assert_code(1);
+    assert!(missing.stderr.contains("2 expected"), "{}", missing.stderr);
+}

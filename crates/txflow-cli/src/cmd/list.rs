@@ -1,0 +1,51 @@
+//! `txflow list`: the files a batch run would read.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::inputs::{self, S3Args};
+use crate::store::{DEFAULT_DATABASE, Store};
+
+/// Print the .csv files that `txflow batch` would read for these inputs, one
+/// URL per line (or a JSON array): what a scheduler maps one task per file over.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files, folders or prefixes, as for `txflow batch`.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+
+    /// Leave out the files some earlier run has read to the end (looked up
+    /// in the database's run_files table).
+    #[arg(long)]
+    skip_done: bool,
+
+    /// The database --skip-done looks in.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
+    database_url: String,
+
+    /// One JSON array on one line instead of one URL per line.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    s3: S3Args,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let (inputs, _) = inputs::resolve(&args.inputs, &args.s3.options()).await?;
+    let mut urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();
+    if args.skip_done {
+        let store = Store::open(&args.database_url).await?;
+        let done = store.done_files(&urls).await?;
+        urls.retain(|u| !done.contains(u));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&urls)?);
+    } else {
+        for url in urls {
+            println!("{url}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
