@@ -16,10 +16,13 @@ CACHE=${TXFLOW_CACHE:-$HOME/.cache/txflow}
 venv=$CACHE/airflow-venv
 AIRFLOW_VERSION=3.3.2
 
-if [ ! -x "$venv/bin/airflow" ]; then
-  echo "installing apache-airflow $AIRFLOW_VERSION into $venv" >&2
+# The marker is written last: an install cut short is redone, not reused.
+if [ ! -f "$venv/.installed-$AIRFLOW_VERSION" ]; then
+  echo "installing apache-airflow $AIRFLOW_VERSION into $venv (about a minute, once)" >&2
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "apache-airflow==$AIRFLOW_VERSION"
+  touch "$venv/.installed-$AIRFLOW_VERSION"
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-airflow.XXXXXX")
