@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test harness: installs (when missing) and starts real PostgreSQL 15 and
-# an S3 server (s3s-fs) on free loopback ports, and stops them.
+# The test harness: installs (when missing) and starts real PostgreSQL 15, an
+# S3 server (s3s-fs) and a Kafka-API broker (Tansu) on free loopback ports,
+# and stops them.
 #
 #   scripts/harness.sh install         install what is missing, start nothing
 #   scripts/harness.sh start DIR       start both servers under DIR (a new,
@@ -9,7 +10,8 @@
 #
 # DIR/env holds the variables the tests read: TXFLOW_TEST_DATABASE_URL (a
 # superuser URL; tests create their own databases), TXFLOW_TEST_S3_ENDPOINT,
-# TXFLOW_TEST_S3_BUCKET and the AWS_* credentials of the S3 server.
+# TXFLOW_TEST_S3_BUCKET and the AWS_* credentials of the S3 server,
+# TXFLOW_TEST_KAFKA_BROKERS (host:port of the broker, memory storage).
 # Tools are installed once into $TXFLOW_CACHE (default ~/.cache/txflow) and
 # reused by later runs and fresh clones on the same machine.
 set -euo pipefail
@@ -17,6 +19,7 @@ set -euo pipefail
 CACHE=${TXFLOW_CACHE:-$HOME/.cache/txflow}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 S3S_VERSION=0.14.1
+TANSU_VERSION=0.6.0
 
 log() { echo "harness: $*" >&2; }
 
@@ -35,6 +38,20 @@ install() {
     log "installing s3s-fs $S3S_VERSION into $CACHE (a few minutes, once)"
     cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$CACHE" >&2
   fi
+  if [ ! -x "$CACHE/bin/tansu" ]; then
+    log "installing tansu $TANSU_VERSION into $CACHE (about 10 minutes, once)"
+    cargo install --locked "tansu@$TANSU_VERSION" --features postgres,dynostore --root "$CACHE" >&2
+  fi
+}
+
+# Waits up to 10 s for something to listen on a loopback port.
+wait_port() {
+  for _ in $(seq 1 100); do
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "nothing listens on 127.0.0.1:$1 after 10 s"
+  return 1
 }
 
 # Runs a command as the postgres user when we are root (the server refuses
@@ -72,11 +89,17 @@ start() {
   "$CACHE/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" \
     --access-key txflow-test --secret-key txflow-test-secret "$dir/s3" >"$dir/s3.log" 2>&1 &
   echo $! >"$dir/s3.pid"
-  for _ in $(seq 1 100); do
-    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $s3_port), 0.2)" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
+  wait_port "$s3_port"
   log "s3s-fs on 127.0.0.1:$s3_port"
+
+  local kafka_port
+  kafka_port=$(free_port)
+  "$CACHE/bin/tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+    --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/ \
+    >"$dir/tansu.log" 2>&1 &
+  echo $! >"$dir/tansu.pid"
+  wait_port "$kafka_port"
+  log "tansu (Kafka API) on 127.0.0.1:$kafka_port"
 
   cat >"$dir/env" <<ENV
 export TXFLOW_TEST_DATABASE_URL=postgres://txflow@127.0.0.1:$pg_port/postgres
@@ -86,13 +109,16 @@ export AWS_ACCESS_KEY_ID=txflow-test
 export AWS_SECRET_ACCESS_KEY=txflow-test-secret
 export AWS_REGION=us-east-1
 export AWS_ALLOW_HTTP=true
+export TXFLOW_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
 ENV
 }
 
 stop() {
   local dir=$1
   [ -d "$dir" ] || return 0
-  if [ -f "$dir/s3.pid" ]; then kill "$(cat "$dir/s3.pid")" 2>/dev/null || true; fi
+  for pid in "$dir/s3.pid" "$dir/tansu.pid"; do
+    if [ -f "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
+  done
   if [ -f "$dir/pg/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$dir/pg/data" -m fast -w stop >/dev/null 2>&1 || true
   fi

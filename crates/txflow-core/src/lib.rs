@@ -41,8 +41,8 @@ pub use pipeline::{
     RunSummary,
 };
 pub use ports::{
-    Batch, Classifier, ClassifyFailure, FailureClass, Outcome, RecordSource, RejectLog, Sink,
-    Unclassified,
+    Batch, Checkpoint, Classifier, ClassifyFailure, FailureClass, OffsetStore, Outcome,
+    RecordSource, RejectLog, Sink, Unclassified,
 };
 pub use record::{Column, Position, RawRecord};
 pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId, TransactionParts};

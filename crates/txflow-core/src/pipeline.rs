@@ -338,6 +338,7 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
                 predictions,
                 unclassified,
                 rejected: pending.rejected,
+                checkpoint: None,
             });
             if pending.exhausted {
                 if let Some(batch) = in_flight.take() {

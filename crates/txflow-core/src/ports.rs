@@ -109,6 +109,28 @@ pub struct Batch {
     /// The transactions of this batch the classifier failed on.
     pub unclassified: Vec<Unclassified>,
     pub rejected: Vec<RejectedRecord>,
+    /// For a stream: where the consumer stands once this batch is stored,
+    /// written in the same database transaction as its rows.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// The next offset a consumer group reads in one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// Where stream consumers stand, kept with the rows (see [`Checkpoint`]).
+pub trait OffsetStore: Send + Sync {
+    /// The stored next offset of each partition of `topic` for `group`.
+    fn stored_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> impl Future<Output = Result<Vec<(i32, i64)>, BoxError>> + Send;
 }
 
 /// What a sink actually added: rows already present are not counted, so a

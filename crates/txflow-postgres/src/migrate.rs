@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "run_files",
         include_str!("../migrations/0003_run_files.sql"),
     ),
+    (
+        4,
+        "stream_offsets",
+        include_str!("../migrations/0004_stream_offsets.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

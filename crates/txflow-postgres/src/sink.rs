@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, FileOutcome, RunId, RunRecord, RunSummary, Sink};
+use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Sink};
 
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
@@ -87,6 +87,18 @@ impl PostgresSink {
         }
         if !batch.unclassified.is_empty() {
             report.unclassified = copy::unclassified(&tx, batch).await?;
+        }
+        if let Some(c) = &batch.checkpoint {
+            tx.execute(
+                "INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
+                     next_offset = GREATEST(stream_offsets.next_offset, EXCLUDED.next_offset),
+                     updated_at = now()",
+                &[&c.group, &c.topic, &c.partition, &c.next_offset],
+            )
+            .await
+            .map_err(Error::query("storing the stream offset"))?;
         }
         tx.commit()
             .await
@@ -182,6 +194,19 @@ impl PostgresSink {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT partition, next_offset FROM stream_offsets
+                 WHERE consumer_group = $1 AND topic = $2",
+                &[&group, &topic],
+            )
+            .await
+            .map_err(Error::query("reading stream offsets"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// The runs whose id starts with `prefix`, oldest first.
     pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
         let client = self.client.lock().await;
@@ -216,6 +241,12 @@ fn like_escape(prefix: &str) -> String {
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
+}
+
+impl OffsetStore for PostgresSink {
+    async fn stored_offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>, BoxError> {
+        Ok(self.offsets(group, topic).await?)
+    }
 }
 
 impl Sink for PostgresSink {

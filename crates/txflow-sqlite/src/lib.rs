@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, params};
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, FileOutcome, RunId, RunRecord, RunSummary, Sink};
+use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Sink};
 
 /// Every migration, in order: (version, SQL). The applied version is kept in
 /// SQLite's `user_version`.
@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0002_classification_failures.sql"),
     ),
     (3, include_str!("../migrations/0003_run_files.sql")),
+    (4, include_str!("../migrations/0004_stream_offsets.sql")),
 ];
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -121,6 +122,24 @@ impl SqliteSink {
                 }
             }
             Ok(done)
+        })
+        .await
+    }
+
+    async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        self.with_conn(move |conn, path| {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT partition, next_offset FROM stream_offsets
+                     WHERE consumer_group = ?1 AND topic = ?2",
+                )
+                .map_err(query(path, "preparing the offsets query"))?;
+            let rows = select
+                .query_map([&group, &topic], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(query(path, "reading stream offsets"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(query(path, "reading stream offsets"))
         })
         .await
     }
@@ -305,6 +324,17 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
                 .map_err(q("inserting a classification failure"))?
                 as u64;
         }
+        if let Some(c) = &batch.checkpoint {
+            tx.execute(
+                "INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
+                     next_offset = max(next_offset, excluded.next_offset),
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![c.group, c.topic, c.partition, c.next_offset],
+            )
+            .map_err(q("storing the stream offset"))?;
+        }
     }
     tx.commit().map_err(q("committing a batch"))?;
     Ok(report)
@@ -352,6 +382,12 @@ fn upsert_run(conn: &mut Connection, path: &Path, run: &RunSummary, version: &st
     )
     .map_err(query(path, "recording the run"))?;
     Ok(())
+}
+
+impl OffsetStore for SqliteSink {
+    async fn stored_offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>, BoxError> {
+        Ok(self.offsets(group, topic).await?)
+    }
 }
 
 impl Sink for SqliteSink {

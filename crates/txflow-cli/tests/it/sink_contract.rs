@@ -6,8 +6,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
-    Amount, Batch, ClassifyFailure, FailureClass, Lineage, Position, ProcessingType,
-    ReferenceModel, RunId, Side, Sink, Transaction, TransactionId, TransactionParts, Unclassified,
+    Amount, Batch, Checkpoint, ClassifyFailure, FailureClass, Lineage, OffsetStore, Position,
+    ProcessingType, ReferenceModel, RunId, Side, Sink, Transaction, TransactionId,
+    TransactionParts, Unclassified,
 };
 
 use crate::harness::Database;
@@ -55,22 +56,23 @@ fn batch() -> Batch {
         transactions,
         positions,
         rejected: Vec::new(),
+        checkpoint: None,
     }
 }
 
 /// Writes a batch with one unclassified transaction twice; `count` runs a
 /// `SELECT count(*)`.
-async fn contract<S: Sink, F: AsyncFn(&str) -> i64>(sink: &S, count: F) {
-    let batch = batch();
+async fn contract<S: Sink + OffsetStore, F: AsyncFn(&str) -> i64>(sink: &S, count: F) {
+    let once = batch();
     let first = sink
-        .write_batch(batch.clone())
+        .write_batch(once.clone())
         .await
         .expect("the first write");
     assert_eq!(
         (first.transactions, first.predictions, first.unclassified),
         (3, 2, 1)
     );
-    let again = sink.write_batch(batch).await.expect("the second write");
+    let again = sink.write_batch(once).await.expect("the second write");
     assert_eq!(
         (again.transactions, again.predictions, again.unclassified),
         (0, 0, 0)
@@ -88,6 +90,33 @@ async fn contract<S: Sink, F: AsyncFn(&str) -> i64>(sink: &S, count: F) {
         )
         .await,
         1
+    );
+
+    // A stream's checkpoint is stored with its batch and never goes back.
+    let checkpoint = |next_offset| Checkpoint {
+        group: "g".into(),
+        topic: "transactions".into(),
+        partition: 2,
+        next_offset,
+    };
+    let mut ahead = batch();
+    ahead.checkpoint = Some(checkpoint(10));
+    sink.write_batch(ahead)
+        .await
+        .expect("a batch with a checkpoint");
+    let mut behind = batch();
+    behind.checkpoint = Some(checkpoint(5));
+    sink.write_batch(behind).await.expect("an older checkpoint");
+    let stored = sink
+        .stored_offsets("g", "transactions")
+        .await
+        .expect("offsets");
+    assert_eq!(stored, [(2, 10)]);
+    assert!(
+        sink.stored_offsets("other", "transactions")
+            .await
+            .expect("offsets")
+            .is_empty()
     );
 }
 
