@@ -5,6 +5,8 @@
 mod classifier;
 mod cmd;
 mod inputs;
+mod kafka_args;
+mod signal;
 mod store;
 mod telemetry;
 
@@ -29,11 +31,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Batch(cmd::batch::Args),
+    Consume(cmd::consume::Args),
     Generate(cmd::generate::Args),
     List(cmd::list::Args),
     Migrate(cmd::migrate::Args),
+    Produce(cmd::produce::Args),
     Runs(cmd::runs::Args),
     Serve(cmd::serve::Args),
+    Topics(cmd::topics::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,11 +57,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Batch(args) => cmd::batch::run(args).await,
+            Command::Consume(args) => cmd::consume::run(args).await,
             Command::Generate(args) => cmd::generate::run(args).await,
             Command::List(args) => cmd::list::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
+            Command::Produce(args) => cmd::produce::run(args).await,
             Command::Runs(args) => cmd::runs::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Topics(args) => cmd::topics::run(args).await,
         }
     });
     match result {

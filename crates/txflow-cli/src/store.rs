@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, FileOutcome, RunId, RunRecord, RunSummary, Sink};
+use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Sink};
 use txflow_postgres::PostgresSink;
 use txflow_sqlite::SqliteSink;
 
@@ -69,6 +69,15 @@ impl Store {
             Store::Postgres(s) => s.runs(prefix).await?,
             Store::Sqlite(s) => s.runs(prefix).await?,
         })
+    }
+}
+
+impl OffsetStore for Store {
+    async fn stored_offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>, BoxError> {
+        match self {
+            Store::Postgres(s) => s.stored_offsets(group, topic).await,
+            Store::Sqlite(s) => s.stored_offsets(group, topic).await,
+        }
     }
 }
 

@@ -392,43 +392,13 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
         Ok(pending)
     }
 
-    /// The batch's predictions, and the transactions the classifier failed on.
     async fn classify(
         &self,
         transactions: &[Transaction],
         positions: &[Position],
         location: &str,
     ) -> Result<(Vec<Prediction>, Vec<Unclassified>)> {
-        if transactions.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let outcomes =
-            self.classifier
-                .classify(transactions)
-                .await
-                .map_err(|e| Error::Classify {
-                    location: location.to_owned(),
-                    source: e,
-                })?;
-        if outcomes.len() != transactions.len() {
-            return Err(Error::PredictionCount {
-                expected: transactions.len(),
-                got: outcomes.len(),
-            });
-        }
-        let mut predictions = Vec::with_capacity(outcomes.len());
-        let mut unclassified = Vec::new();
-        for ((outcome, tx), position) in outcomes.into_iter().zip(transactions).zip(positions) {
-            match outcome {
-                Ok(prediction) => predictions.push(prediction),
-                Err(failure) => unclassified.push(Unclassified {
-                    transaction_id: tx.id(),
-                    position: *position,
-                    failure,
-                }),
-            }
-        }
-        Ok((predictions, unclassified))
+        classify(self.classifier, transactions, positions, location).await
     }
 
     async fn write<L: RejectLog>(
@@ -448,6 +418,45 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
             source: e,
         })
     }
+}
+
+/// Classifies a batch: its predictions, and the transactions the classifier
+/// failed on (each with its position). A stage both pipelines share.
+pub async fn classify<C: Classifier>(
+    classifier: &C,
+    transactions: &[Transaction],
+    positions: &[Position],
+    location: &str,
+) -> Result<(Vec<Prediction>, Vec<Unclassified>)> {
+    if transactions.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let outcomes = classifier
+        .classify(transactions)
+        .await
+        .map_err(|e| Error::Classify {
+            location: location.to_owned(),
+            source: e,
+        })?;
+    if outcomes.len() != transactions.len() {
+        return Err(Error::PredictionCount {
+            expected: transactions.len(),
+            got: outcomes.len(),
+        });
+    }
+    let mut predictions = Vec::with_capacity(outcomes.len());
+    let mut unclassified = Vec::new();
+    for ((outcome, tx), position) in outcomes.into_iter().zip(transactions).zip(positions) {
+        match outcome {
+            Ok(prediction) => predictions.push(prediction),
+            Err(failure) => unclassified.push(Unclassified {
+                transaction_id: tx.id(),
+                position: *position,
+                failure,
+            }),
+        }
+    }
+    Ok((predictions, unclassified))
 }
 
 /// The id of the `sequence`-th batch of `source` in `run`: the same on a rerun

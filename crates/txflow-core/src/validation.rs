@@ -13,6 +13,8 @@
 //! | `timestamp_format` | RFC 3339 or `YYYY-MM-DD HH:MM:SS` (taken as UTC) |
 //! | `side_value` | side is `debit` or `credit` |
 //! | `side_sign` | a debit is negative, a credit positive (so zero is refused) |
+//! | `id_format` | streams only: the id is a UUID (files may use any id) |
+//! | `event_format` | streams only: the record is a JSON object of strings and numbers |
 //!
 //! Rules run in that order and a row is rejected by the first it breaks.
 
@@ -36,6 +38,11 @@ pub enum Rule {
     TimestampFormat,
     SideValue,
     SideSign,
+    /// Streams only: the id must be a UUID.
+    IdFormat,
+    /// Streams only: the record is not a transaction event at all (checked
+    /// by the adapter that decodes it, named here so all rules share one list).
+    EventFormat,
 }
 
 impl Rule {
@@ -51,6 +58,8 @@ impl Rule {
             Rule::TimestampFormat => "timestamp_format",
             Rule::SideValue => "side_value",
             Rule::SideSign => "side_sign",
+            Rule::IdFormat => "id_format",
+            Rule::EventFormat => "event_format",
         }
     }
 }
@@ -109,12 +118,24 @@ pub fn max_length(column: Column) -> usize {
 pub struct Validator {
     location: Arc<str>,
     decimal: DecimalMark,
+    uuid_ids: bool,
 }
 
 impl Validator {
     /// `location` is the source's canonical URL: it feeds derived ids.
     pub fn new(location: Arc<str>, decimal: DecimalMark) -> Self {
-        Validator { location, decimal }
+        Validator {
+            location,
+            decimal,
+            uuid_ids: false,
+        }
+    }
+
+    /// Refuses ids that are not UUIDs (rule `id_format`): a stream's events
+    /// carry their own identity, there is no file and line to derive one from.
+    pub fn requiring_uuid_ids(mut self) -> Self {
+        self.uuid_ids = true;
+        self
     }
 
     pub fn location(&self) -> &Arc<str> {
@@ -243,6 +264,13 @@ impl Validator {
         }
 
         let source_id = get(Column::Id);
+        if self.uuid_ids && uuid::Uuid::try_parse(source_id).is_err() {
+            return Err(Violation::new(
+                Rule::IdFormat,
+                Column::Id,
+                format!("id {source_id:?} is not a UUID; stream events must carry a UUID id"),
+            ));
+        }
         Ok(Transaction {
             id: identity::transaction_id(&self.location, source_id),
             source_id: source_id.to_owned(),

@@ -143,6 +143,24 @@ pub fn router(config: ServerConfig) -> Router {
         .with_state(state)
 }
 
+/// `/health` and `/metrics` alone: what a worker (`txflow consume`) serves
+/// for its operators.
+pub fn ops_router() -> Router {
+    let handle = metrics_handle();
+    Router::new().route("/health", get(health)).route(
+        "/metrics",
+        get(move || {
+            let body = handle.render();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+        }),
+    )
+}
+
+/// Serves any router (e.g. [`ops_router`]) until the process ends.
+pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(
     listener: TcpListener,

@@ -1,7 +1,18 @@
-//! txflow on the Kafka API.
+//! txflow on the Kafka API (Apache Kafka, Redpanda, Tansu), over rdkafka.
 //!
 //! - [`event`]: the transaction event as it travels on the `transactions`
 //!   topic (JSON), decoded into the core's raw record so that events are
 //!   validated by exactly the rules the batch pipeline uses.
+//! - [`topics`]: creating the pipeline's topics (`txflow topics create`).
+//! - [`produce`]: the event producer and the simulated producers
+//!   (`txflow produce`).
+//! - [`consume`]: a consumer group member, exactly once into the database
+//!   (`txflow consume`).
 
+pub mod consume;
+pub mod error;
 pub mod event;
+pub mod produce;
+pub mod topics;
+
+pub use error::{Error, Result};

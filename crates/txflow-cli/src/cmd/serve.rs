@@ -59,34 +59,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
     };
     tracing::info!(%address, model = config.model.name(), version = config.model.version(), "serving");
-    txflow_http::serve(listener, config, shutdown_signal())
+    txflow_http::serve(listener, config, crate::signal::shutdown())
         .await
         .context("serving")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: finishing the requests in flight");
 }

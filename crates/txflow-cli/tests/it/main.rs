@@ -4,6 +4,7 @@
 mod harness;
 mod serve;
 mod sink_contract;
+mod stream;
 
 use harness::{Bucket, Database, reference_file, txflow};
 use txflow_core::{Category, ReferenceModel, TransactionId};

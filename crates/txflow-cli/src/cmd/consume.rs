@@ -1,0 +1,144 @@
+//! `txflow consume`: one member of the streaming pipeline's consumer group.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use chrono::Utc;
+use txflow_core::{ProcessingType, RunId, RunSummary, Sink};
+use txflow_kafka::consume::{self, ConsumeConfig};
+
+use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
+use crate::kafka_args::KafkaArgs;
+use crate::store::{DEFAULT_DATABASE, Store, VERSION};
+
+const EXAMPLES: &str = "\
+Examples:
+  txflow consume --database-url postgres://txflow@localhost/txflow
+  txflow consume --group fraud-team --max-batch 5000 --max-wait 200ms --classifier http://ml:8000
+
+Start more members with the same --group to share the partitions. SIGTERM or
+Ctrl-C: stop fetching, store what is buffered, leave the group. Each stored
+batch carries its partition's next offset in the same database transaction;
+a restarted member resumes from there, so nothing is lost or written twice.";
+
+/// Consume transaction events: validate, classify, publish predictions,
+/// dead-letter what fails, and store everything exactly once.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct Args {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Where to store results: postgres://… (or sqlite://path for a try-out).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
+    database_url: String,
+
+    /// The consumer group.
+    #[arg(long, env = "TXFLOW_GROUP", default_value = "txflow")]
+    group: String,
+
+    /// This member's name (run id `<group>/<member>`); default host and pid.
+    #[arg(long, env = "TXFLOW_MEMBER")]
+    member: Option<String>,
+
+    /// Records buffered before a flush, at most.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_batch: u32,
+
+    /// How long a record may wait in the buffer (e.g. 500ms).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    max_wait: Duration,
+
+    /// Where /health and /metrics are served (port 0: any free port).
+    #[arg(long, env = "TXFLOW_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    metrics_listen: SocketAddr,
+
+    #[command(flatten)]
+    classifier: ClassifierArgs,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let mut classifier_args = args.classifier.clone();
+    // A stream waits for its classifier as long as it takes; the circuit
+    // breaker pauses consumption meanwhile.
+    classifier_args.classifier_max_outage = Duration::MAX;
+    let classifier = AnyClassifier::from_args(&classifier_args)?;
+    let store = Arc::new(Store::open(&args.database_url).await?);
+    let member = args.member.clone().unwrap_or_else(default_member);
+    let config = ConsumeConfig {
+        brokers: args.kafka.brokers.clone(),
+        group: args.group.clone(),
+        member: member.clone(),
+        input_topic: args.kafka.transactions_topic.clone(),
+        predictions_topic: args.kafka.predictions_topic.clone(),
+        dead_letter_topic: args.kafka.dead_letter_topic.clone(),
+        max_batch: args.max_batch as usize,
+        max_wait: args.max_wait,
+        version: VERSION.to_owned(),
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} for /metrics (try --metrics-listen)",
+                args.metrics_listen
+            )
+        })?;
+    let metrics_address = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum_serve(listener).await {
+            tracing::error!(error = %e, "the /metrics server stopped");
+        }
+    });
+
+    let run_id = RunId::parse(&format!("{}/{}", args.group, member))?;
+    let mut summary = RunSummary::start(run_id.clone(), ProcessingType::Streaming, Utc::now());
+    store
+        .start_run(&summary)
+        .await
+        .map_err(|e| anyhow!(e))
+        .context("recording the run start")?;
+    tracing::info!(group = %args.group, member = %member, topic = %config.input_topic,
+        database = %store.describe(&args.database_url), metrics = %metrics_address,
+        classifier = %classifier.describe(&args.classifier), "consuming");
+
+    let outcome = consume::run(
+        &config,
+        &classifier,
+        Arc::clone(&store),
+        crate::signal::shutdown(),
+    )
+    .await;
+    let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    if let Ok(done) = &outcome {
+        summary.counts = done.counts;
+    }
+    summary.finish(Utc::now(), error, txflow_core::ErrorBudget::UNLIMITED);
+    store
+        .finish_run(&summary)
+        .await
+        .map_err(|e| anyhow!(e))
+        .context("recording the run's end")?;
+    let done = outcome?;
+    let c = &done.counts;
+    println!(
+        "member {run_id} stopped: {} records, {} valid, {} invalid, {} written, {} predictions published, {} dead letters",
+        c.read, c.valid, c.invalid, c.written, done.predictions_published, done.dead_letters
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    txflow_http::server::serve_router(listener, txflow_http::server::ops_router()).await
+}
+
+fn default_member() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!("{host}-{}", std::process::id())
+}

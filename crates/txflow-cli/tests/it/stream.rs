@@ -1,0 +1,449 @@
+//! The streaming pipeline against the real Kafka-API broker (Tansu) and
+//! PostgreSQL of the harness: `txflow topics create`, `txflow produce` and
+//! `txflow consume` run as processes, as an operator would run them.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::harness::{Database, harness_var, txflow, unique};
+
+/// Three topics of a test's own, created with `txflow topics create`.
+struct Topics {
+    brokers: String,
+    transactions: String,
+    predictions: String,
+    dead_letters: String,
+}
+
+impl Topics {
+    fn create() -> Topics {
+        let brokers = harness_var("TXFLOW_TEST_KAFKA_BROKERS");
+        let name = unique("t");
+        let topics = Topics {
+            brokers,
+            transactions: format!("{name}-transactions"),
+            predictions: format!("{name}-predictions"),
+            dead_letters: format!("{name}-failed"),
+        };
+        let dir = std::env::temp_dir();
+        let mut args = vec![
+            "topics",
+            "create",
+            "--partitions",
+            "3",
+            "--replication",
+            "1",
+        ];
+        let flags = topics.flags();
+        args.extend(flags.iter().map(String::as_str));
+        let run = txflow(&dir, &args);
+        run.assert_code(0);
+        assert!(run.stdout.contains("created"), "{}", run.stdout);
+        topics
+    }
+
+    fn flags(&self) -> Vec<String> {
+        [
+            ("--brokers", &self.brokers),
+            ("--transactions-topic", &self.transactions),
+            ("--predictions-topic", &self.predictions),
+            ("--dead-letter-topic", &self.dead_letters),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value.clone()])
+        .collect()
+    }
+
+    fn produce(&self, count: u64) {
+        let mut args: Vec<String> = ["produce", "--flat", "--count", &count.to_string()]
+            .map(String::from)
+            .to_vec();
+        args.extend(self.flags());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        txflow(&std::env::temp_dir(), &args).assert_code(0);
+    }
+
+    /// Records on a topic, summed over its partitions.
+    fn count(&self, topic: &str) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .expect("a consumer");
+        (0..3)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                high - low
+            })
+            .sum()
+    }
+
+    /// Every record of a topic: read until nothing comes for 3 seconds.
+    fn read_all(&self, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", unique("reader"))
+            .create()
+            .expect("a consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("a partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_secs(3) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                out.push(m.detach());
+                quiet_since = Instant::now();
+            }
+        }
+        out
+    }
+}
+
+/// A `txflow consume` process.
+struct Member {
+    child: Child,
+}
+
+impl Member {
+    fn start(topics: &Topics, db: &Database, group: &str, member: &str, extra: &[&str]) -> Member {
+        // The schema first, so the test can count rows from the start.
+        txflow(
+            &std::env::temp_dir(),
+            &["migrate", "--database-url", &db.url],
+        )
+        .assert_code(0);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_txflow"));
+        command
+            .args([
+                "consume",
+                "--database-url",
+                &db.url,
+                "--group",
+                group,
+                "--member",
+                member,
+            ])
+            .args([
+                "--max-batch",
+                "500",
+                "--max-wait",
+                "100ms",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .args(topics.flags())
+            .args(extra)
+            .env("TXFLOW_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Member {
+            child: command.spawn().expect("starting txflow consume"),
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the member") {
+                assert!(status.success(), "txflow consume exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "txflow consume did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill_9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for(db: &Database, table: &str, n: i64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let count = db.count(table, "").await;
+        if count >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table}: {count} rows after {within:?}, {n} expected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_event_produced_is_stored_once_with_its_prediction_published() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let member = Member::start(&topics, &db, &unique("g"), "m1", &[]);
+    topics.produce(3_000);
+    wait_for(&db, "predictions", 3_000, Duration::from_secs(60)).await;
+    member.stop();
+    assert_eq!(
+        db.count("transactions", "processing_type = 'streaming'")
+            .await,
+        3_000
+    );
+    assert_eq!(db.count("predictions", "").await, 3_000);
+    assert_eq!(
+        db.count_sql("SELECT sum(next_offset)::bigint FROM stream_offsets")
+            .await,
+        3_000
+    );
+    // Every prediction is on the topic (at least once: a replay may repeat one).
+    let published: HashSet<Vec<u8>> = topics
+        .read_all(&topics.predictions)
+        .iter()
+        .filter_map(|m| m.key().map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(published.len(), 3_000);
+    assert_eq!(topics.count(&topics.dead_letters), 0);
+    assert_eq!(
+        db.count(
+            "runs",
+            "kind = 'streaming' AND status = 'succeeded' AND rows_read = 3000"
+        )
+        .await,
+        1
+    );
+    // Lineage: topic, partition and offset of each event.
+    let located = db
+        .count(
+            "transactions",
+            &format!(
+                "source_location LIKE 'kafka://{}/%' AND source_offset >= 0",
+                topics.transactions
+            ),
+        )
+        .await;
+    assert_eq!(located, 3_000);
+}
+
+#[tokio::test]
+async fn poison_records_go_to_the_dead_letter_topic_with_their_story_and_the_rest_is_stored() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &topics.brokers)
+        .set("message.max.bytes", "4000000")
+        .create()
+        .expect("a producer");
+    let good = |i: u32| {
+        format!(
+            r#"{{"id": "{}", "description": "Coffee {i}", "amount": -2.5, "timestamp": "2024-03-01T08:15:00Z",
+                "merchant": "Café", "operation_type": "card", "side": "debit"}}"#,
+            uuid::Uuid::new_v4()
+        )
+    };
+    let huge = format!(
+        r#"{{"id": "{}", "description": "{}", "amount": -2.5, "timestamp": "2024-03-01T08:15:00Z",
+            "merchant": null, "operation_type": "card", "side": "debit"}}"#,
+        uuid::Uuid::new_v4(),
+        "x".repeat(1_000_000)
+    );
+    let poison: Vec<(&str, Vec<u8>)> = vec![
+        ("not-json", b"this is not JSON".to_vec()),
+        ("missing-fields", br#"{"id": "8d6f1a8e-1b7c-4f5e-9a55-2f1c7a0e9b11", "amount": -1}"#.to_vec()),
+        (
+            "bad-uuid",
+            br#"{"id": "12345", "description": "x", "amount": -1, "timestamp": "2024-03-01T08:15:00Z",
+                "operation_type": "card", "side": "debit"}"#
+                .to_vec(),
+        ),
+        ("huge", huge.into_bytes()),
+    ];
+    // All on one partition (same key for the good ones), poison in the middle.
+    let mut values: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| ("good".to_owned(), good(i).into_bytes()))
+        .collect();
+    values.extend(poison.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    values.extend((5..10).map(|i| ("good".to_owned(), good(i).into_bytes())));
+    for (key, value) in &values {
+        let record = FutureRecord::to(&topics.transactions)
+            .key(key)
+            .payload(value)
+            .partition(1)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "origin",
+                value: Some("test"),
+            }));
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produced");
+    }
+
+    let member = Member::start(&topics, &db, &unique("g"), "m1", &[]);
+    wait_for(&db, "transactions", 10, Duration::from_secs(60)).await;
+    wait_for(&db, "rejected_records", 4, Duration::from_secs(30)).await;
+    member.stop();
+    assert_eq!(db.count("transactions", "").await, 10);
+    let dead = topics.read_all(&topics.dead_letters);
+    assert_eq!(dead.len(), 4);
+    let header = |m: &rdkafka::message::OwnedMessage, name: &str| -> String {
+        m.headers()
+            .and_then(|h| h.iter().find(|h| h.key == name))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| panic!("no header {name}"))
+    };
+    let mut by_key: HashMap<String, &rdkafka::message::OwnedMessage> = HashMap::new();
+    for m in &dead {
+        by_key.insert(
+            String::from_utf8_lossy(m.key().expect("a key")).into_owned(),
+            m,
+        );
+    }
+    let expect = [
+        ("not-json", "decode", "event_format"),
+        ("missing-fields", "validation", "required"),
+        ("bad-uuid", "validation", "id_format"),
+        ("huge", "validation", "field_length"),
+    ];
+    for (key, class, rule) in expect {
+        let m = by_key
+            .get(key)
+            .unwrap_or_else(|| panic!("no dead letter {key}"));
+        assert_eq!(header(m, "txflow-error-class"), class, "{key}");
+        assert_eq!(header(m, "txflow-error-rule"), rule, "{key}");
+        assert!(!header(m, "txflow-error-message").is_empty());
+        assert_eq!(header(m, "txflow-source-topic"), topics.transactions);
+        assert_eq!(header(m, "txflow-source-partition"), "1");
+        assert!(
+            header(m, "txflow-source-offset")
+                .parse::<i64>()
+                .expect("an offset")
+                >= 5
+        );
+        assert_eq!(header(m, "txflow-attempts"), "1");
+        assert!(header(m, "txflow-first-failure").starts_with("20"));
+        assert!(header(m, "txflow-version").starts_with("txflow "));
+        assert_eq!(
+            header(m, "origin"),
+            "test",
+            "the record's own headers are kept"
+        );
+        let original = &poison
+            .iter()
+            .find(|(k, _)| *k == key)
+            .expect("the poison")
+            .1;
+        assert_eq!(
+            m.payload(),
+            Some(original.as_slice()),
+            "{key}: original bytes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_member_killed_mid_stream_and_restarted_writes_every_record_exactly_once() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let group = unique("g");
+    topics.produce(20_000);
+    let member = Member::start(&topics, &db, &group, "m1", &[]);
+    wait_for(&db, "transactions", 2_000, Duration::from_secs(60)).await;
+    member.kill_9();
+    let after_kill = db.count("transactions", "").await;
+    let member = Member::start(&topics, &db, &group, "m1", &[]);
+    wait_for(&db, "predictions", 20_000, Duration::from_secs(120)).await;
+    member.stop();
+    assert!(
+        after_kill < 20_000,
+        "the kill came too late to test anything ({after_kill} rows)"
+    );
+    assert_eq!(db.count("transactions", "").await, 20_000);
+    assert_eq!(db.count("predictions", "").await, 20_000);
+    assert_eq!(
+        db.count_sql("SELECT sum(next_offset)::bigint FROM stream_offsets")
+            .await,
+        20_000
+    );
+    assert_eq!(topics.count(&topics.dead_letters), 0);
+}
+
+#[tokio::test]
+async fn two_members_of_one_group_split_the_partitions_and_write_each_record_once() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let group = unique("g");
+    let first = Member::start(&topics, &db, &group, "m1", &[]);
+    let second = Member::start(&topics, &db, &group, "m2", &[]);
+    // Let the group settle before the records arrive.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    topics.produce(6_000);
+    wait_for(&db, "predictions", 6_000, Duration::from_secs(90)).await;
+    first.stop();
+    second.stop();
+    assert_eq!(db.count("transactions", "").await, 6_000);
+    let members = db
+        .count_sql("SELECT count(DISTINCT run_id) FROM transactions")
+        .await;
+    assert_eq!(members, 2, "both members should have written");
+}
+
+#[tokio::test]
+async fn with_the_classifier_down_nothing_is_dead_lettered_and_all_is_written_after_recovery() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let member = Member::start(&topics, &db, &unique("g"), "m1", &["--classifier", &url]);
+    topics.produce(500);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(db.count("transactions", "").await, 0);
+    assert_eq!(topics.count(&topics.dead_letters), 0);
+
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_txflow"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting txflow serve");
+    wait_for(&db, "predictions", 500, Duration::from_secs(60)).await;
+    member.stop();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(db.count("transactions", "").await, 500);
+    assert_eq!(topics.count(&topics.dead_letters), 0);
+    assert_eq!(db.count("classification_failures", "").await, 0);
+}

@@ -1,0 +1,58 @@
+//! Errors of the Kafka adapter.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting to the Kafka brokers {brokers}: {source}; check --brokers (host:port)")]
+    Client {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("creating topic {topic:?}: {code}{hint}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+        hint: &'static str,
+    },
+    #[error("reading metadata of topic {topic:?}: {source}")]
+    Metadata {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("publishing to {topic:?}: {source}")]
+    Publish {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("consumer group {group:?}: {what}: {source}")]
+    Consumer {
+        group: String,
+        what: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("processing records from {location}: {source}")]
+    Pipeline {
+        location: String,
+        #[source]
+        source: txflow_core::Error,
+    },
+    #[error("storing records from {location}: {source}")]
+    Sink {
+        location: String,
+        #[source]
+        source: txflow_core::BoxError,
+    },
+    #[error("reading the stored offsets of group {group:?}: {source}")]
+    Offsets {
+        group: String,
+        #[source]
+        source: txflow_core::BoxError,
+    },
+}

@@ -1,0 +1,101 @@
+//! `txflow topics create`: the three topics of the streaming pipeline.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::error::{Error, Result};
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+/// What became of a topic: created now, or found with these settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicReport {
+    pub name: String,
+    pub created: bool,
+    pub partitions: usize,
+    pub replication: usize,
+}
+
+/// Creates the topics that do not exist; leaves the others alone and
+/// reports their settings.
+pub async fn ensure(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<TopicReport>> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|source| Error::Client {
+            brokers: brokers.to_owned(),
+            source,
+        })?;
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            NewTopic::new(
+                &s.name,
+                s.partitions,
+                TopicReplication::Fixed(s.replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .map_err(|source| Error::Client {
+            brokers: brokers.to_owned(),
+            source,
+        })?;
+    let mut reports = Vec::with_capacity(specs.len());
+    for (spec, result) in specs.iter().zip(results) {
+        let created = match result {
+            Ok(_) => true,
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => false,
+            Err((topic, code)) => {
+                let hint = match code {
+                    RDKafkaErrorCode::InvalidReplicationFactor => {
+                        "; the cluster has fewer brokers than the replication factor: lower --replication"
+                    }
+                    RDKafkaErrorCode::InvalidPartitions => "; use at least 1 partition",
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+                        "; the client is not allowed to create topics: ask for the ACL or create them by hand"
+                    }
+                    _ => "",
+                };
+                return Err(Error::CreateTopic { topic, code, hint });
+            }
+        };
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(&spec.name), Duration::from_secs(10))
+            .map_err(|source| Error::Metadata {
+                topic: spec.name.clone(),
+                source,
+            })?;
+        let (partitions, replication) = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == spec.name)
+            .map(|t| {
+                let replicas = t.partitions().first().map_or(0, |p| p.replicas().len());
+                (t.partitions().len(), replicas)
+            })
+            .unwrap_or((0, 0));
+        reports.push(TopicReport {
+            name: spec.name.clone(),
+            created,
+            partitions,
+            replication,
+        });
+    }
+    Ok(reports)
+}
