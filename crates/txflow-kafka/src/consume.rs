@@ -244,9 +244,31 @@ where
             // its stored offsets once it polls again.
             .set("max.poll.interval.ms", "600000")
             .set("queued.max.messages.kbytes", "16384")
+            // A broker may hold a fetch this long when there is little to
+            // read; it adds to every record's latency, on top of max_wait.
+            .set("fetch.wait.max.ms", "100")
             .create_with_context(context)
             .map_err(client_error)?,
     );
+    // A missing topic would only show as records waiting for ever.
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(client_error)?;
+    for topic in [
+        &config.input_topic,
+        &config.predictions_topic,
+        &config.dead_letter_topic,
+    ] {
+        if !metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic.as_str() && !t.partitions().is_empty())
+        {
+            return Err(Error::MissingTopic {
+                topic: topic.clone(),
+            });
+        }
+    }
     consumer
         .subscribe(&[&config.input_topic])
         .map_err(|source| Error::Consumer {

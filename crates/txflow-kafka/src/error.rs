@@ -18,6 +18,10 @@ pub enum Error {
         code: RDKafkaErrorCode,
         hint: &'static str,
     },
+    #[error(
+        "topic {topic:?} does not exist: create the pipeline's topics with `txflow topics create`"
+    )]
+    MissingTopic { topic: String },
     #[error("reading metadata of topic {topic:?}: {source}")]
     Metadata {
         topic: String,

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Benchmark of the streaming pipeline, in one run, on the harness's Tansu
+# (memory storage) and PostgreSQL (fsync on):
+#   1. the broker's ceiling: a plain rdkafka consumer reading ROWS records;
+#   2. `txflow consume` draining the same pre-filled topic into PostgreSQL;
+#   3. end-to-end latency at the original producers' rates (the seed
+#      profile, SECONDS long): event time to database commit, p50 and p99.
+#
+#   scripts/bench-stream.sh [ROWS] [SECONDS]      default 1000000 30
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-1000000}
+seconds=${2:-30}
+
+cargo build --release --locked -p txflow-cli >&2
+cargo build --release --locked -p txflow-kafka --example plain_consume >&2
+txflow=$PWD/target/release/txflow
+plain=$PWD/target/release/examples/plain_consume
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-stream.XXXXXX")
+chmod 755 "$work"
+harness="$work/harness"
+trap 'scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
+TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness" 2>/dev/null
+# shellcheck disable=SC1091
+source "$harness/env"
+export TXFLOW_KAFKA_BROKERS=$TXFLOW_TEST_KAFKA_BROKERS
+base=${TXFLOW_TEST_DATABASE_URL%/*}
+ms() { echo $(($(date +%s%N) / 1000000)); }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+
+topics="--transactions-topic drain-tx --predictions-topic drain-pred --dead-letter-topic drain-dlq"
+# shellcheck disable=SC2086
+"$txflow" topics create --replication 1 $topics >/dev/null
+# shellcheck disable=SC2086
+"$txflow" produce --flat --count "$rows" $topics 2>/dev/null | sed 's/^/produce: /'
+
+echo "== 1. plain rdkafka consumer"
+"$plain" "$TXFLOW_KAFKA_BROKERS" drain-tx "$rows" | tee "$work/plain.txt"
+
+echo "== 2. txflow consume into PostgreSQL (max batch 5000)"
+psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_drain"
+"$txflow" migrate --database-url "$base/bench_drain" >/dev/null 2>&1
+start=$(ms)
+# shellcheck disable=SC2086
+"$txflow" consume --database-url "$base/bench_drain" --group bench \
+  --member drain --max-batch 5000 --max-wait 500ms --metrics-listen 127.0.0.1:0 $topics \
+  >"$work/consume.out" 2>"$work/consume.log" &
+pid=$!
+while [ "$(psql -At "$base/bench_drain" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
+  kill -0 "$pid" 2>/dev/null || { tail "$work/consume.log"; exit 1; }
+  sleep 0.2
+done
+end=$(ms)
+# Peak RSS so far (VmHWM), read before the member stops.
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+kill -TERM "$pid"
+wait "$pid" || true
+written=$(psql -At "$base/bench_drain" -c 'SELECT count(*) FROM transactions')
+python3 - "$work/plain.txt" "$rows" "$start" "$end" "$written" "$rss" <<'PY'
+import re, sys
+plain = float(re.search(r"in ([\d.]+) s", open(sys.argv[1]).read()).group(1))
+rows, start, end, written, rss = (int(x) for x in sys.argv[2:])
+secs = (end - start) / 1000
+assert written == rows, f"{written} rows written, {rows} expected"
+print(f"plain consumer : {rows / plain:>10,.0f} records/s ({plain:.2f} s)")
+print(f"txflow consume : {rows / secs:>10,.0f} records/s ({secs:.2f} s, start-up included), peak RSS {rss / 1024:.0f} MiB")
+print(f"ratio          : {(rows / secs) / (rows / plain):.2f}")
+PY
+
+echo "== 3. end-to-end latency at the seed producers' rates (${seconds} s, --max-wait 500ms)"
+topics="--transactions-topic live-tx --predictions-topic live-pred --dead-letter-topic live-dlq"
+# shellcheck disable=SC2086
+"$txflow" topics create --replication 1 $topics >/dev/null
+psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_live"
+"$txflow" migrate --database-url "$base/bench_live" >/dev/null 2>&1
+metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# shellcheck disable=SC2086
+"$txflow" consume --database-url "$base/bench_live" --group live --member live --max-wait 500ms \
+  --metrics-listen "127.0.0.1:$metrics_port" $topics >/dev/null 2>"$work/live.log" &
+consumer=$!
+sleep 3
+# shellcheck disable=SC2086
+timeout -s INT "$seconds" "$txflow" produce $topics 2>/dev/null | sed 's/^/produce: /' || true
+sleep 2
+# The member's own measure: the record's Kafka timestamp to after its commit.
+curl -s "127.0.0.1:$metrics_port/metrics" |
+  awk '/^txflow_stream_end_to_end_seconds\{quantile="0.(5|99)"\}/ {printf "kafka record timestamp to commit (txflow metric): %s = %.1f ms\n", $1, $2 * 1000}'
+kill -TERM "$consumer"
+wait "$consumer" || true
+# All events, then without the first 3 s: an idempotent producer's first
+# records wait for its producer id, which is the producer's start-up, not the
+# pipeline's latency.
+for warmup in 0 3; do
+  psql -At "$base/bench_live" -F ' ' -c "
+    SELECT count(*),
+           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+           round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+           round(max(ms)::numeric, 1)
+    FROM (SELECT extract(epoch FROM ingested_at - \"timestamp\") * 1000 AS ms FROM transactions
+          WHERE \"timestamp\" >= (SELECT min(\"timestamp\") FROM transactions) + interval '$warmup seconds') l" |
+    while read -r n p50 p99 max; do
+      echo "from second $warmup: $n events, latency p50 ${p50} ms, p99 ${p99} ms, max ${max} ms (event time to the write's database transaction)"
+    done
+done
