@@ -1,5 +1,6 @@
-//! `txflow`: classify bank transactions in batch (CSV files, local or S3) into
-//! PostgreSQL or SQLite, and serve the classification API. This binary only parses flags and wires the core
+//! `txflow`: classify bank transactions in batch (CSV files, local or S3) and
+//! in real time (Kafka) into PostgreSQL or SQLite, and serve the
+//! classification API. This binary only parses flags and wires the core
 //! (`txflow-core`) to its adapters; each subcommand is one file in `cmd/`.
 
 mod classifier;
