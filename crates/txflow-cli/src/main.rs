@@ -5,6 +5,7 @@
 
 mod classifier;
 mod cmd;
+mod config;
 mod inputs;
 mod kafka_args;
 mod signal;
@@ -13,7 +14,7 @@ mod telemetry;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Classify bank transactions into spending categories, with full lineage.
 #[derive(Debug, Parser)]
@@ -22,6 +23,11 @@ struct Cli {
     /// Log format: text, json, or auto (text on a terminal, json otherwise).
     #[arg(long, global = true, env = "TXFLOW_LOG_FORMAT", default_value = "auto")]
     log_format: telemetry::LogFormat,
+
+    /// A TOML file of settings: one table per command, keys named like its
+    /// flags, and [all] for any command. Flags and variables win over it.
+    #[arg(long, global = true, env = config::ENV, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -43,7 +49,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::apply(std::env::args_os().collect(), &Cli::command()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

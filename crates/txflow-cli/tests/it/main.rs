@@ -549,3 +549,58 @@ async fn list_skips_the_files_done_and_runs_check_tells_a_failed_run() {
     missing.assert_code(1);
     assert!(missing.stderr.contains("2 expected"), "{}", missing.stderr);
 }
+
+#[tokio::test]
+async fn a_configuration_file_sets_what_flags_do_not_and_a_typo_in_it_is_an_error() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(
+        dir.path().join("in.csv"),
+        format!("{HEADER}1;A;-1,00;2023-11-28 06:35:12;EDF;card;debit\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("txflow.toml"),
+        "[all]\ndatabase_url = \"sqlite://from-file.db\"\n\n[batch]\nsummary_json = \"-\"\nbatch_size = 500\n",
+    )
+    .expect("write");
+    let run = txflow(
+        dir.path(),
+        &[
+            "--config",
+            "txflow.toml",
+            "batch",
+            "in.csv",
+            "--run-id",
+            "cfg",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(run.summary()["rows_written"], 1);
+    assert!(dir.path().join("from-file.db").exists());
+    assert!(!dir.path().join("txflow.db").exists());
+
+    // A flag wins over the file.
+    let run = txflow(
+        dir.path(),
+        &[
+            "--config",
+            "txflow.toml",
+            "batch",
+            "in.csv",
+            "--database-url",
+            "sqlite://flag.db",
+        ],
+    );
+    run.assert_code(0);
+    assert!(dir.path().join("flag.db").exists());
+
+    std::fs::write(dir.path().join("typo.toml"), "[batch]\nbatch_sise = 5\n").expect("write");
+    let run = txflow(dir.path(), &["--config", "typo.toml", "batch", "in.csv"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("typo.toml: unknown setting `batch_sise` in [batch]"),
+        "{}",
+        run.stderr
+    );
+}
