@@ -134,16 +134,14 @@ impl Member {
                 "--member",
                 member,
             ])
-            .args([
-                "--max-batch",
-                "500",
-                "--max-wait",
-                "100ms",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--max-batch", "500", "--max-wait", "100ms"])
             .args(topics.flags())
             .args(extra)
+            .args(if extra.contains(&"--metrics-listen") {
+                &[][..]
+            } else {
+                &["--metrics-listen", "127.0.0.1:0"][..]
+            })
             .env("TXFLOW_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -209,9 +207,36 @@ async fn wait_for(db: &Database, table: &str, n: i64, within: Duration) {
 async fn every_event_produced_is_stored_once_with_its_prediction_published() {
     let topics = Topics::create();
     let db = Database::create().await;
-    let member = Member::start(&topics, &db, &unique("g"), "m1", &[]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let member = Member::start(
+        &topics,
+        &db,
+        &unique("g"),
+        "m1",
+        &["--metrics-listen", &listen],
+    );
     topics.produce(3_000);
     wait_for(&db, "predictions", 3_000, Duration::from_secs(60)).await;
+    let health = reqwest::get(format!("http://{listen}/health"))
+        .await
+        .expect("/health");
+    assert_eq!(health.status(), 200);
+    let metrics = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("the metrics");
+    for name in [
+        "txflow_stream_records_consumed_total 3000",
+        "txflow_stream_transactions_written_total 3000",
+        "txflow_stream_batch_size",
+        "txflow_stream_flush_seconds",
+        "txflow_stream_end_to_end_seconds",
+    ] {
+        assert!(metrics.contains(name), "no {name} in\n{metrics}");
+    }
     member.stop();
     assert_eq!(
         db.count("transactions", "processing_type = 'streaming'")
@@ -422,11 +447,7 @@ async fn two_members_of_one_group_split_the_partitions_and_write_each_record_onc
 async fn with_the_classifier_down_nothing_is_dead_lettered_and_all_is_written_after_recovery() {
     let topics = Topics::create();
     let db = Database::create().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("http://127.0.0.1:{}", free_port());
     let member = Member::start(&topics, &db, &unique("g"), "m1", &["--classifier", &url]);
     topics.produce(500);
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -434,7 +455,7 @@ async fn with_the_classifier_down_nothing_is_dead_lettered_and_all_is_written_af
     assert_eq!(topics.count(&topics.dead_letters), 0);
 
     let mut serve = Command::new(env!("CARGO_BIN_EXE_txflow"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--listen", url.trim_start_matches("http://")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -446,4 +467,11 @@ async fn with_the_classifier_down_nothing_is_dead_lettered_and_all_is_written_af
     assert_eq!(db.count("transactions", "").await, 500);
     assert_eq!(topics.count(&topics.dead_letters), 0);
     assert_eq!(db.count("classification_failures", "").await, 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
