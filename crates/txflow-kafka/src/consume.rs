@@ -157,9 +157,22 @@ impl ConsumerContext for Context {
                         }
                     };
                     let mut floors = self.floors();
-                    for (partition, next) in stored {
-                        floors.insert((topic.clone(), partition), next);
-                        let from = Offset::Offset((next - REWIND).max(0));
+                    let assigned: Vec<i32> = tpl
+                        .elements_for_topic(&topic)
+                        .iter()
+                        .map(|e| e.partition())
+                        .collect();
+                    for partition in assigned {
+                        // The database is the only authority: a partition it
+                        // has no offset for starts at the beginning, whatever
+                        // Kafka's committed offsets say.
+                        let from = match stored.get(&partition) {
+                            Some(&next) => {
+                                floors.insert((topic.clone(), partition), next);
+                                Offset::Offset((next - REWIND).max(0))
+                            }
+                            None => Offset::Beginning,
+                        };
                         let _ = tpl.set_partition_offset(&topic, partition, from);
                     }
                 }
