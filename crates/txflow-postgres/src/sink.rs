@@ -45,45 +45,36 @@ impl PostgresSink {
         let mut report = WriteReport::default();
         if !batch.transactions.is_empty() {
             copy::transactions(&tx, batch).await?;
-            report.transactions = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO transactions ({TRANSACTION_COLUMNS}) \
-                         SELECT {TRANSACTION_COLUMNS} FROM staging_transactions \
-                         ON CONFLICT (id) DO NOTHING"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(Error::query("moving transactions out of staging"))?;
+            report.transactions = from_staging(
+                &tx,
+                "transactions",
+                TRANSACTION_COLUMNS,
+                "id",
+                "moving transactions out of staging",
+            )
+            .await?;
         }
         if !batch.predictions.is_empty() {
             copy::predictions(&tx, batch).await?;
-            report.predictions = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO predictions ({PREDICTION_COLUMNS}) \
-                         SELECT {PREDICTION_COLUMNS} FROM staging_predictions \
-                         ON CONFLICT (transaction_id, model_version) DO NOTHING"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(Error::query("moving predictions out of staging"))?;
+            report.predictions = from_staging(
+                &tx,
+                "predictions",
+                PREDICTION_COLUMNS,
+                "transaction_id, model_version",
+                "moving predictions out of staging",
+            )
+            .await?;
         }
         if !batch.rejected.is_empty() {
             copy::rejected(&tx, batch).await?;
-            report.rejected = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO rejected_records ({REJECTED_COLUMNS}) \
-                         SELECT {REJECTED_COLUMNS} FROM staging_rejected_records \
-                         ON CONFLICT (source_location, source_line) DO NOTHING"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(Error::query("moving rejected rows out of staging"))?;
+            report.rejected = from_staging(
+                &tx,
+                "rejected_records",
+                REJECTED_COLUMNS,
+                "source_location, source_line",
+                "moving rejected rows out of staging",
+            )
+            .await?;
         }
         if !batch.unclassified.is_empty() {
             report.unclassified = copy::unclassified(&tx, batch).await?;
@@ -233,6 +224,26 @@ impl PostgresSink {
             })
             .collect())
     }
+}
+
+/// Moves the rows of `staging_<table>` into `table`, leaving alone those whose
+/// `key` is already there (a rerun adds nothing); returns the rows added.
+async fn from_staging(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    columns: &str,
+    key: &str,
+    what: &'static str,
+) -> Result<u64> {
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM staging_{table} \
+             ON CONFLICT ({key}) DO NOTHING"
+        ),
+        &[],
+    )
+    .await
+    .map_err(Error::query(what))
 }
 
 /// `prefix` for a LIKE pattern, its wildcards taken literally.
