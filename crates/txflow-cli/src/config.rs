@@ -60,7 +60,10 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
 }
 
 /// The subcommand named on the command line, and the index of its name.
-fn subcommand(args: &[OsString], command: &clap::Command) -> Option<(usize, String)> {
+fn subcommand<'c>(
+    args: &[OsString],
+    command: &'c clap::Command,
+) -> Option<(usize, &'c clap::Command)> {
     let mut i = 1;
     while i < args.len() {
         let arg = args[i].to_string_lossy();
@@ -72,9 +75,7 @@ fn subcommand(args: &[OsString], command: &clap::Command) -> Option<(usize, Stri
             i += 1;
             continue;
         }
-        return command
-            .find_subcommand(arg.as_ref())
-            .map(|_| (i, arg.into_owned()));
+        return command.find_subcommand(arg.as_ref()).map(|sub| (i, sub));
     }
     None
 }
@@ -100,12 +101,10 @@ fn merge(
             bail!("{file}: `{name}` must be a table ([{name}]), with the command's settings in it");
         }
     }
-    let Some((position, name)) = subcommand(&args, command) else {
+    let Some((position, sub)) = subcommand(&args, command) else {
         return Ok(args);
     };
-    let Some(sub) = command.find_subcommand(&name) else {
-        return Ok(args);
-    };
+    let name = sub.get_name().to_owned();
     let given: Vec<String> = args[position + 1..]
         .iter()
         .map(|a| a.to_string_lossy().into_owned())

@@ -3,6 +3,8 @@
 use anyhow::Result;
 use txflow_storage::{Input, Location, S3Options};
 
+use crate::store::Store;
+
 /// Where S3 inputs live; credentials come from the usual AWS_* variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct S3Args {
@@ -40,4 +42,15 @@ pub async fn resolve(raw: &[String], s3: &S3Options) -> Result<(Vec<Input>, Opti
         inputs.extend(found);
     }
     Ok((inputs, first))
+}
+
+/// Leaves out the files some earlier run read to the end (`--skip-done`).
+pub async fn skip_done(store: &Store, inputs: &mut Vec<Input>) -> Result<()> {
+    let urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();
+    let done = store.done_files(&urls).await?;
+    if !done.is_empty() {
+        tracing::info!(skipped = done.len(), "files already done by an earlier run");
+    }
+    inputs.retain(|i| !done.contains(&i.location.url()));
+    Ok(())
 }

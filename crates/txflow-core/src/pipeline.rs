@@ -324,9 +324,13 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
             if pending.transactions.is_empty() && pending.rejected.is_empty() {
                 break;
             }
-            let (predictions, unclassified) = self
-                .classify(&pending.transactions, &pending.positions, &location)
-                .await?;
+            let (predictions, unclassified) = classify(
+                self.classifier,
+                &pending.transactions,
+                &pending.positions,
+                &location,
+            )
+            .await?;
             counts.classified += predictions.len() as u64;
             counts.unclassified += unclassified.len() as u64;
             sequence += 1;
@@ -390,15 +394,6 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
             }
         }
         Ok(pending)
-    }
-
-    async fn classify(
-        &self,
-        transactions: &[Transaction],
-        positions: &[Position],
-        location: &str,
-    ) -> Result<(Vec<Prediction>, Vec<Unclassified>)> {
-        classify(self.classifier, transactions, positions, location).await
     }
 
     async fn write<L: RejectLog>(

@@ -105,13 +105,13 @@ struct Context {
     group: String,
     load_offsets: OffsetLoader,
     events: mpsc::UnboundedSender<Event>,
-    /// The stored offset of each assigned partition: records before it are
-    /// already in the database and are dropped.
-    floors: std::sync::Mutex<HashMap<(String, i32), i64>>,
+    /// The stored offset of each assigned partition of the input topic:
+    /// records before it are already in the database and are dropped.
+    floors: std::sync::Mutex<HashMap<i32, i64>>,
 }
 
 impl Context {
-    fn floors(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), i64>> {
+    fn floors(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i64>> {
         self.floors.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -168,7 +168,7 @@ impl ConsumerContext for Context {
                         // Kafka's committed offsets say.
                         let from = match stored.get(&partition) {
                             Some(&next) => {
-                                floors.insert((topic.clone(), partition), next);
+                                floors.insert(partition, next);
                                 Offset::Offset((next - REWIND).max(0))
                             }
                             None => Offset::Beginning,
@@ -189,7 +189,7 @@ impl ConsumerContext for Context {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 self.floors()
-                    .retain(|(_, partition), _| !revoked.contains(partition));
+                    .retain(|partition, _| !revoked.contains(partition));
                 tracing::info!(group = %self.group, ?revoked, "partitions revoked");
                 let _ = self.events.send(Event::Revoked(revoked));
                 if let Err(e) = consumer.unassign() {
@@ -408,7 +408,7 @@ fn poll_loop(
                 let floor = consumer
                     .context()
                     .floors()
-                    .get(&(message.topic().to_owned(), message.partition()))
+                    .get(&message.partition())
                     .copied();
                 if floor.is_some_and(|floor| message.offset() < floor) {
                     continue;

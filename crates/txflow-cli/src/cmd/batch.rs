@@ -138,12 +138,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let store = Store::open(&args.database_url).await?;
     let database = store.describe(&args.database_url);
     if args.skip_done {
-        let urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();
-        let done = store.done_files(&urls).await?;
-        if !done.is_empty() {
-            tracing::info!(skipped = done.len(), "files already done by an earlier run");
-        }
-        inputs.retain(|i| !done.contains(&i.location.url()));
+        inputs::skip_done(&store, &mut inputs).await?;
     }
     let budget = args.max_error_rate.unwrap_or(ErrorBudget::UNLIMITED);
     let mut summary = RunSummary::start(run_id.clone(), ProcessingType::Batch, Utc::now());

@@ -33,13 +33,12 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let (inputs, _) = inputs::resolve(&args.inputs, &args.s3.options()).await?;
-    let mut urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();
+    let (mut inputs, _) = inputs::resolve(&args.inputs, &args.s3.options()).await?;
     if args.skip_done {
         let store = Store::open(&args.database_url).await?;
-        let done = store.done_files(&urls).await?;
-        urls.retain(|u| !done.contains(u));
+        inputs::skip_done(&store, &mut inputs).await?;
     }
+    let urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();
     if args.json {
         println!("{}", serde_json::to_string(&urls)?);
     } else {
