@@ -2,6 +2,7 @@
 //! call. Time comes in as an argument, so the policies are pure and tested
 //! without a clock.
 
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 /// Exponential backoff with full jitter, capped, honouring a server's
@@ -56,6 +57,55 @@ impl Backoff {
             _ => delay,
         })
     }
+}
+
+/// Waiting out a dependency that went away (a database restarted, an object
+/// store down): retry with capped backoff until the outage has lasted
+/// `max_outage`, then give up. A stream waits without bound
+/// (`Duration::MAX`); a batch run waits a bounded time and fails the file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutagePolicy {
+    /// The ceiling of the first delay.
+    pub initial: Duration,
+    /// No delay is longer than this.
+    pub max_delay: Duration,
+    /// How long an outage may last before the caller gives up.
+    pub max_outage: Duration,
+}
+
+impl OutagePolicy {
+    /// Waits up to `max_outage`, retrying from 100 ms up to every 5 s.
+    pub fn waiting(max_outage: Duration) -> OutagePolicy {
+        OutagePolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            max_outage,
+        }
+    }
+
+    /// The decision after `attempt` (1-based) failed, `down_for` after the
+    /// first failure of this outage. `jitter` is in [0, 1). Delays never
+    /// fall below half their ceiling (a reconnect loop must not spin) and
+    /// never run past the end of the allowed outage.
+    pub fn after_failure(&self, attempt: u32, down_for: Duration, jitter: f64) -> RetryDecision {
+        if down_for >= self.max_outage {
+            return RetryDecision::GiveUp;
+        }
+        let exponent = attempt.saturating_sub(1).min(30);
+        let ceiling = self
+            .initial
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let delay = ceiling.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0);
+        RetryDecision::RetryAfter(delay.min(self.max_outage - down_for))
+    }
+}
+
+/// A number in [0, 1) for backoff jitter (std's `RandomState` is seeded
+/// randomly per process).
+pub fn jitter() -> f64 {
+    let bits = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The state of a circuit breaker.
@@ -183,6 +233,44 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_is_waited_out_with_growing_delays_then_given_up() {
+        let p = OutagePolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            max_outage: Duration::from_secs(10),
+        };
+        let delay = |attempt, down_secs, jitter| match p.after_failure(
+            attempt,
+            Duration::from_secs(down_secs),
+            jitter,
+        ) {
+            RetryDecision::RetryAfter(d) => d,
+            RetryDecision::GiveUp => Duration::MAX,
+        };
+        assert_eq!(delay(1, 0, 0.0), Duration::from_millis(50));
+        assert_eq!(delay(3, 0, 0.0), Duration::from_millis(200));
+        // Capped at max_delay, whatever the attempt.
+        assert_eq!(delay(40, 0, 0.999_999).as_millis(), 1_999);
+        // Never past the end of the allowed outage.
+        assert_eq!(delay(40, 9, 0.999_999), Duration::from_secs(1));
+        assert_eq!(delay(2, 10, 0.5), Duration::MAX);
+        // A stream waits for ever.
+        let forever = OutagePolicy::waiting(Duration::MAX);
+        assert!(matches!(
+            forever.after_failure(1_000, Duration::from_secs(86_400 * 365), 0.5),
+            RetryDecision::RetryAfter(_)
+        ));
+    }
+
+    #[test]
+    fn jitter_stays_in_the_unit_interval() {
+        for _ in 0..1_000 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j), "{j}");
+        }
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_gives_up() {

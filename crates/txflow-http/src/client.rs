@@ -13,8 +13,6 @@
 //!   a duplicated or missing id): those records fail, the others go on.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,7 +21,9 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
-use txflow_core::resilience::{Admission, Backoff, CircuitBreaker, CircuitState, RetryDecision};
+use txflow_core::resilience::{
+    Admission, Backoff, CircuitBreaker, CircuitState, RetryDecision, jitter,
+};
 use txflow_core::{
     BoxError, Category, Classifier, ClassifyFailure, FailureClass, Outcome, Prediction,
     Transaction, TransactionId,
@@ -484,10 +484,4 @@ fn describe(e: &reqwest::Error) -> String {
 fn excerpt(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
     text.trim().to_owned()
-}
-
-/// A number in [0, 1) for backoff jitter; `RandomState` is seeded randomly.
-fn jitter() -> f64 {
-    let bits = RandomState::new().hash_one(Instant::now());
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -26,9 +26,33 @@ pub enum Error {
         what: &'static str,
         cause: tokio_postgres::Error,
     },
+    #[error(
+        "{what}: the database was unreachable for {}s, longer than allowed (--db-max-outage); last error: {last}",
+        waited.as_secs()
+    )]
+    Outage {
+        what: &'static str,
+        waited: std::time::Duration,
+        last: Box<Error>,
+    },
 }
 
 impl Error {
+    /// Whether the server was unreachable (refused, restarted, connection
+    /// lost), as opposed to refusing the request itself: only then is
+    /// waiting and trying again useful.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Connect { cause, .. } => match cause.as_db_error() {
+                // Wrong password, unknown database or role: waiting will not help.
+                Some(db) => connection_lost_code(db.code().code()),
+                None => true,
+            },
+            Error::Migration { cause, .. } | Error::Query { cause, .. } => connection_lost(cause),
+            Error::SchemaTooNew { .. } | Error::Outage { .. } => false,
+        }
+    }
+
     pub(crate) fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
         move |cause| Error::Query { what, cause }
     }
@@ -53,4 +77,21 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
     }
+}
+
+/// The connection broke: closed, an I/O error, or the server going down.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        Some(db) => connection_lost_code(db.code().code()),
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+/// SQLSTATE class 08 (connection exception), admin or crash shutdown, and
+/// "the database system is starting up / shutting down".
+fn connection_lost_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }

@@ -6,15 +6,21 @@
 //! - [`PostgresSink`]: each batch is one database transaction: binary `COPY`
 //!   into temporary staging tables, then `INSERT … SELECT … ON CONFLICT DO
 //!   NOTHING` into the real ones, so a rerun adds nothing.
+//! - `session`: the one connection, re-established when the server goes
+//!   away; calls wait out an outage (the core's `OutagePolicy`) and
+//!   [`Health`] tells `/health` meanwhile.
 
 mod copy;
 mod error;
+pub mod metric;
 mod migrate;
 mod numeric;
+mod session;
 mod sink;
 
 pub use error::{Error, Result};
 pub use migrate::{MIGRATIONS, migrate};
+pub use session::Health;
 pub use sink::PostgresSink;
 
 /// Connects to `url` (`postgres://user:pass@host:port/db`) and drives the

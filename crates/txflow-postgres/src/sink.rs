@@ -2,24 +2,31 @@
 
 use std::collections::HashSet;
 
-use tokio::sync::Mutex;
+use std::time::Duration;
+
 use tokio_postgres::Client;
 use txflow_core::ports::WriteReport;
+use txflow_core::resilience::OutagePolicy;
 use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Sink};
 
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
+use crate::session::{Health, Session};
 
-/// Writes batches to PostgreSQL over one connection.
+/// Writes batches to PostgreSQL over one connection, re-established when
+/// it breaks (see [`PostgresSink::with_max_outage`]).
 #[derive(Debug)]
 pub struct PostgresSink {
-    client: Mutex<Client>,
+    session: Session,
     version: &'static str,
 }
 
 impl PostgresSink {
     /// Connects, applies pending migrations and prepares the session's
-    /// staging tables. `version` is stored with every run.
+    /// staging tables. `version` is stored with every run. The first
+    /// connection is not retried: a wrong URL, or no server at start, is
+    /// reported at once. Later outages are waited out (without bound unless
+    /// [`PostgresSink::with_max_outage`] says otherwise).
     pub async fn connect(url: &str, version: &'static str) -> Result<PostgresSink> {
         let mut client = crate::connect(url).await?;
         let applied = crate::migrate(&mut client).await?;
@@ -31,13 +38,115 @@ impl PostgresSink {
             .await
             .map_err(Error::query("creating staging tables"))?;
         Ok(PostgresSink {
-            client: Mutex::new(client),
+            session: Session::new(url, client, OutagePolicy::waiting(Duration::MAX)),
             version,
         })
     }
 
+    /// How long a call may wait for the database to come back before it
+    /// fails (default: without bound).
+    pub fn with_max_outage(mut self, max_outage: Duration) -> PostgresSink {
+        self.session.set_max_outage(max_outage);
+        self
+    }
+
+    /// Whether the database is reachable, for `/health`.
+    pub fn health(&self) -> Health {
+        self.session.health()
+    }
+
     async fn write(&self, batch: &Batch) -> Result<WriteReport> {
-        let mut client = self.client.lock().await;
+        self.session
+            .retrying("writing a batch", |mut client| async move {
+                write_batch(&mut client, batch).await
+            })
+            .await
+    }
+
+    async fn upsert_run(&self, run: &RunSummary) -> Result<()> {
+        self.session
+            .retrying("recording the run", |mut client| async move {
+                upsert_run(&mut client, run, self.version).await
+            })
+            .await
+    }
+
+    async fn upsert_file(&self, run: &RunId, file: &FileOutcome) -> Result<()> {
+        self.session
+            .retrying("recording a file of the run", |mut client| async move {
+                upsert_file(&mut client, run, file).await
+            })
+            .await
+    }
+
+    /// Which of `locations` some run has read to the end.
+    pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
+        self.session
+            .retrying("reading the files already done", |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT DISTINCT source_location FROM run_files
+                         WHERE status = 'done' AND source_location = ANY($1)",
+                        &[&locations],
+                    )
+                    .await
+                    .map_err(Error::query("reading the files already done"))?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            })
+            .await
+    }
+
+    async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
+        self.session
+            .retrying("reading stream offsets", |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT partition, next_offset FROM stream_offsets
+                         WHERE consumer_group = $1 AND topic = $2",
+                        &[&group, &topic],
+                    )
+                    .await
+                    .map_err(Error::query("reading stream offsets"))?;
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            })
+            .await
+    }
+
+    /// The runs whose id starts with `prefix`, oldest first.
+    pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
+        let pattern = &format!("{}%", like_escape(prefix));
+        self.session
+            .retrying("reading runs", |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT run_id, status, files, files_failed, rows_read, rows_invalid, rows_written, error
+                         FROM runs WHERE run_id LIKE $1 ORDER BY started_at, run_id",
+                        &[pattern],
+                    )
+                    .await
+                    .map_err(Error::query("reading runs"))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| RunRecord {
+                        run_id: r.get(0),
+                        status: r.get(1),
+                        files: r.get::<_, i64>(2) as u64,
+                        files_failed: r.get::<_, i64>(3) as u64,
+                        rows_read: r.get::<_, i64>(4) as u64,
+                        rows_invalid: r.get::<_, i64>(5) as u64,
+                        rows_written: r.get::<_, i64>(6) as u64,
+                        error: r.get(7),
+                    })
+                    .collect())
+            })
+            .await
+    }
+}
+
+/// One batch in one database transaction: rows through the staging tables,
+/// then the stream checkpoint, if any.
+async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> {
+    {
         let tx = client
             .transaction()
             .await
@@ -96,11 +205,12 @@ impl PostgresSink {
             .map_err(Error::query("committing a batch"))?;
         Ok(report)
     }
+}
 
-    async fn upsert_run(&self, run: &RunSummary) -> Result<()> {
+async fn upsert_run(client: &mut Client, run: &RunSummary, version: &str) -> Result<()> {
+    {
         let c = &run.counts;
         let n = |v: u64| v as i64;
-        let client = self.client.lock().await;
         client
             .execute(
                 "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, files_failed, bytes, rows_read,
@@ -131,7 +241,7 @@ impl PostgresSink {
                     &n(c.written),
                     &n(c.predictions_written),
                     &run.error,
-                    &self.version,
+                    &version,
                     &n(c.unclassified),
                 ],
             )
@@ -141,11 +251,10 @@ impl PostgresSink {
     }
 }
 
-impl PostgresSink {
-    async fn upsert_file(&self, run: &RunId, file: &FileOutcome) -> Result<()> {
+async fn upsert_file(client: &mut Client, run: &RunId, file: &FileOutcome) -> Result<()> {
+    {
         let c = &file.counts;
         let n = |v: u64| v as i64;
-        let client = self.client.lock().await;
         client
             .execute(
                 "INSERT INTO run_files (run_id, source_location, status, rows_read, rows_valid,
@@ -169,60 +278,6 @@ impl PostgresSink {
             .await
             .map_err(Error::query("recording a file of the run"))?;
         Ok(())
-    }
-
-    /// Which of `locations` some run has read to the end.
-    pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
-        let client = self.client.lock().await;
-        let rows = client
-            .query(
-                "SELECT DISTINCT source_location FROM run_files
-                 WHERE status = 'done' AND source_location = ANY($1)",
-                &[&locations],
-            )
-            .await
-            .map_err(Error::query("reading the files already done"))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
-        let client = self.client.lock().await;
-        let rows = client
-            .query(
-                "SELECT partition, next_offset FROM stream_offsets
-                 WHERE consumer_group = $1 AND topic = $2",
-                &[&group, &topic],
-            )
-            .await
-            .map_err(Error::query("reading stream offsets"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// The runs whose id starts with `prefix`, oldest first.
-    pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
-        let client = self.client.lock().await;
-        let pattern = format!("{}%", like_escape(prefix));
-        let rows = client
-            .query(
-                "SELECT run_id, status, files, files_failed, rows_read, rows_invalid, rows_written, error
-                 FROM runs WHERE run_id LIKE $1 ORDER BY started_at, run_id",
-                &[&pattern],
-            )
-            .await
-            .map_err(Error::query("reading runs"))?;
-        Ok(rows
-            .iter()
-            .map(|r| RunRecord {
-                run_id: r.get(0),
-                status: r.get(1),
-                files: r.get::<_, i64>(2) as u64,
-                files_failed: r.get::<_, i64>(3) as u64,
-                rows_read: r.get::<_, i64>(4) as u64,
-                rows_invalid: r.get::<_, i64>(5) as u64,
-                rows_written: r.get::<_, i64>(6) as u64,
-                error: r.get(7),
-            })
-            .collect())
     }
 }
 

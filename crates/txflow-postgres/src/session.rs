@@ -1,0 +1,180 @@
+//! One database session that survives the server going away.
+//!
+//! Every call goes through [`Session::retrying`]: when the connection is
+//! lost (the server restarted, stopped, or the network broke) the call waits
+//! with the core's [`OutagePolicy`], reconnects (re-creating the session's
+//! staging tables) and runs again. Errors in the data or the SQL are not
+//! retried. While the database is down the [`Health`] handle says so and a
+//! metric counts the outage.
+
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio_postgres::Client;
+use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
+
+use crate::copy;
+use crate::error::{Error, Result};
+use crate::metric;
+
+/// Whether the database answered the last call; shared with `/health`.
+#[derive(Debug, Clone)]
+pub struct Health(Arc<AtomicBool>);
+
+impl Health {
+    fn new() -> Health {
+        Health(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// False from the first failed call of an outage to the first call that
+    /// succeeds again.
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, up: bool) {
+        self.0.store(up, Ordering::Relaxed);
+        metrics::gauge!(metric::UP).set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+/// A connection that is re-established on demand.
+pub(crate) struct Session {
+    url: String,
+    client: Arc<Mutex<Option<Client>>>,
+    outage: OutagePolicy,
+    health: Health,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("url", &crate::redact(&self.url))
+            .field("outage", &self.outage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Wraps a connected client; `url` is used to reconnect.
+    pub(crate) fn new(url: &str, client: Client, outage: OutagePolicy) -> Session {
+        metric::describe();
+        let health = Health::new();
+        health.set(true);
+        Session {
+            url: url.to_owned(),
+            client: Arc::new(Mutex::new(Some(client))),
+            outage,
+            health,
+        }
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    pub(crate) fn set_max_outage(&mut self, max_outage: Duration) {
+        self.outage.max_outage = max_outage;
+    }
+
+    /// Runs `op` on a live connection; while the database is unreachable,
+    /// waits, reconnects and runs it again, for as long as the outage policy
+    /// allows. `op` must be safe to repeat (every write here is an
+    /// idempotent upsert in one transaction).
+    pub(crate) async fn retrying<T, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T>
+    where
+        F: FnMut(Live) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempt = 0u32;
+        let mut down_since: Option<Instant> = None;
+        loop {
+            let result = match self.live().await {
+                Ok(live) => op(live).await,
+                Err(e) => Err(e),
+            };
+            let error = match result {
+                Ok(value) => {
+                    if let Some(since) = down_since {
+                        self.health.set(true);
+                        tracing::info!(what, down_for = ?since.elapsed(), attempts = attempt,
+                            "the database is back");
+                    }
+                    return Ok(value);
+                }
+                Err(e) if e.is_unavailable() => e,
+                Err(e) => return Err(e),
+            };
+            // Drop the broken connection; the next attempt makes a new one.
+            *self.client.lock().await = None;
+            attempt += 1;
+            let since = *down_since.get_or_insert_with(|| {
+                self.health.set(false);
+                metrics::counter!(metric::OUTAGES).increment(1);
+                Instant::now()
+            });
+            match self
+                .outage
+                .after_failure(attempt, since.elapsed(), jitter())
+            {
+                RetryDecision::RetryAfter(delay) => {
+                    tracing::warn!(what, error = %error, retry_in = ?delay, attempt,
+                        "the database is unreachable; waiting");
+                    tokio::time::sleep(delay).await;
+                }
+                RetryDecision::GiveUp => {
+                    return Err(Error::Outage {
+                        what,
+                        waited: since.elapsed(),
+                        last: Box::new(error),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The connection, made anew when there is none or it closed; held
+    /// exclusively until the [`Live`] is dropped.
+    async fn live(&self) -> Result<Live> {
+        let mut slot = Arc::clone(&self.client).lock_owned().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            let client = crate::connect(&self.url).await?;
+            client
+                .batch_execute(copy::CREATE_STAGING)
+                .await
+                .map_err(Error::query("creating staging tables"))?;
+            metrics::counter!(metric::RECONNECTS).increment(1);
+            tracing::info!(database = %crate::redact(&self.url), "connected to the database again");
+            *slot = Some(client);
+        }
+        Ok(Live(slot))
+    }
+}
+
+/// A live connection, held exclusively (owned, so that the futures using it
+/// need no borrowed lifetime and stay `Send`).
+pub(crate) struct Live(OwnedMutexGuard<Option<Client>>);
+
+impl Deref for Live {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        match &*self.0 {
+            Some(client) => client,
+            None => unreachable!("a Live is only made around a connected client"),
+        }
+    }
+}
+
+impl DerefMut for Live {
+    fn deref_mut(&mut self) -> &mut Client {
+        match &mut *self.0 {
+            Some(client) => client,
+            None => unreachable!("a Live is only made around a connected client"),
+        }
+    }
+}
