@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use txflow_core::ports::WriteReport;
@@ -15,6 +16,15 @@ pub const VERSION: &str = concat!("txflow ", env!("CARGO_PKG_VERSION"));
 /// The database when none is given: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE: &str = "sqlite://txflow.db";
 
+/// How long a one-shot command waits for a database that went away
+/// (`txflow batch --db-max-outage`).
+pub const DEFAULT_MAX_OUTAGE: &str = "60s";
+
+/// [`DEFAULT_MAX_OUTAGE`] as a duration.
+pub fn default_max_outage() -> Duration {
+    Duration::from_secs(60)
+}
+
 /// `postgres://…`/`postgresql://…` or `sqlite://path` (also `sqlite:path`).
 #[derive(Debug)]
 pub enum Store {
@@ -23,10 +33,14 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens the database and brings its schema up to date.
-    pub async fn open(url: &str) -> Result<Store> {
+    /// Opens the database and brings its schema up to date. Once open, a
+    /// database server that goes away is waited for up to `max_outage`
+    /// (`Duration::MAX`: for ever).
+    pub async fn open(url: &str, max_outage: Duration) -> Result<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let sink = PostgresSink::connect(url, VERSION).await?;
+            let sink = PostgresSink::connect(url, VERSION)
+                .await?
+                .with_max_outage(max_outage);
             return Ok(Store::Postgres(sink));
         }
         if let Some(path) = url
@@ -43,6 +57,15 @@ impl Store {
             "unsupported database URL {:?}: use postgres://user:password@host:port/db or sqlite://path/to/file.db",
             txflow_postgres::redact(url)
         )
+    }
+
+    /// Whether the database answers now, for `/health` (an embedded SQLite
+    /// file always does).
+    pub fn is_up(&self) -> bool {
+        match self {
+            Store::Postgres(s) => s.health().is_up(),
+            Store::Sqlite(_) => true,
+        }
     }
 
     /// Where the data goes, password hidden.

@@ -143,10 +143,34 @@ pub fn router(config: ServerConfig) -> Router {
         .with_state(state)
 }
 
+/// What a worker's `/health` checks: each dependency's name and whether it
+/// is up now.
+pub type HealthChecks = Arc<dyn Fn() -> Vec<(&'static str, bool)> + Send + Sync>;
+
 /// `/health` and `/metrics` alone: what a worker (`txflow consume`) serves
-/// for its operators.
-pub fn ops_router() -> Router {
+/// for its operators. `/health` answers 200 with every check `up`, or 503
+/// naming what is `down` (`{"status": "degraded", "checks": {"database": "down"}}`).
+pub fn ops_router(checks: HealthChecks) -> Router {
     let handle = metrics_handle();
+    let health = move || {
+        let checks = checks();
+        let up = checks.iter().all(|(_, up)| *up);
+        let detail: serde_json::Map<String, serde_json::Value> = checks
+            .into_iter()
+            .map(|(name, up)| (name.to_owned(), (if up { "up" } else { "down" }).into()))
+            .collect();
+        let (status, word) = if up {
+            (StatusCode::OK, "ok")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+        };
+        async move {
+            json(
+                status,
+                &serde_json::json!({ "status": word, "checks": detail }),
+            )
+        }
+    };
     Router::new().route("/health", get(health)).route(
         "/metrics",
         get(move || {

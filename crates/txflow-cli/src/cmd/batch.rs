@@ -17,9 +17,9 @@ use txflow_core::{
 use txflow_csv::Dialect;
 use txflow_storage::{CsvSource, ERRORS_FOLDER, Input, Location, RejectFile};
 
-use crate::classifier::{AnyClassifier, ClassifierArgs};
+use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
 use crate::inputs::{self, S3Args};
-use crate::store::{DEFAULT_DATABASE, Store};
+use crate::store::{DEFAULT_DATABASE, DEFAULT_MAX_OUTAGE, Store};
 
 /// Exit code of a run that finished but had more invalid rows than
 /// `--max-error-rate` allows.
@@ -55,6 +55,11 @@ pub struct Args {
     /// sqlite://path/to/file.db.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
     database_url: String,
+
+    /// How long to wait for a database server that went away mid-run before
+    /// the file being written fails (a rerun completes it, adding no row twice).
+    #[arg(long, default_value = DEFAULT_MAX_OUTAGE, value_parser = parse_duration)]
+    db_max_outage: Duration,
 
     /// The run id stored with every row (Airflow sets TXFLOW_RUN_ID);
     /// generated when absent.
@@ -135,7 +140,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
 
     let classifier = AnyClassifier::from_args(&args.classifier)?;
-    let store = Store::open(&args.database_url).await?;
+    let store = Store::open(&args.database_url, args.db_max_outage).await?;
     let database = store.describe(&args.database_url);
     if args.skip_done {
         inputs::skip_done(&store, &mut inputs).await?;

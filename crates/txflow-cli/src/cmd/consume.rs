@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
 use txflow_core::{ProcessingType, RunId, RunSummary, Sink};
+use txflow_http::server::HealthChecks;
 use txflow_kafka::consume::{self, ConsumeConfig};
 
 use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
@@ -52,6 +53,21 @@ pub struct Args {
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     max_wait: Duration,
 
+    /// A member silent this long is taken out of the group by the broker,
+    /// and its partitions go to the others.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    session_timeout: Duration,
+
+    /// How long the stored offsets may take to load when partitions are
+    /// assigned; past this the member exits with an error (status 1).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    offsets_timeout: Duration,
+
+    /// How long the member may hold no partition before it checks the
+    /// group and, when it should hold some, rejoins.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    rejoin_after: Duration,
+
     /// Where /health and /metrics are served (port 0: any free port).
     #[arg(long, env = "TXFLOW_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     metrics_listen: SocketAddr,
@@ -66,7 +82,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     // breaker pauses consumption meanwhile.
     classifier_args.classifier_max_outage = Duration::MAX;
     let classifier = AnyClassifier::from_args(&classifier_args)?;
-    let store = Arc::new(Store::open(&args.database_url).await?);
+    // A stream waits for its database as long as it takes; meanwhile it
+    // stops fetching and /health says the database is down.
+    let store = Arc::new(Store::open(&args.database_url, Duration::MAX).await?);
     let member = args.member.clone().unwrap_or_else(default_member);
     let config = ConsumeConfig {
         brokers: args.kafka.brokers.clone(),
@@ -78,6 +96,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         max_batch: args.max_batch as usize,
         max_wait: args.max_wait,
         version: VERSION.to_owned(),
+        session_timeout: args.session_timeout,
+        offsets_timeout: args.offsets_timeout,
+        rejoin_after: args.rejoin_after,
     };
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
@@ -89,8 +110,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             )
         })?;
     let metrics_address = listener.local_addr()?;
+    let health_store = Arc::clone(&store);
+    let checks: HealthChecks = Arc::new(move || vec![("database", health_store.is_up())]);
     tokio::spawn(async move {
-        if let Err(e) = axum_serve(listener).await {
+        if let Err(e) = axum_serve(listener, checks).await {
             tracing::error!(error = %e, "the /metrics server stopped");
         }
     });
@@ -132,8 +155,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn axum_serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    txflow_http::server::serve_router(listener, txflow_http::server::ops_router()).await
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    checks: HealthChecks,
+) -> std::io::Result<()> {
+    txflow_http::server::serve_router(listener, txflow_http::server::ops_router(checks)).await
 }
 
 fn default_member() -> String {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::inputs::{self, S3Args};
-use crate::store::{DEFAULT_DATABASE, Store};
+use crate::store::{DEFAULT_DATABASE, Store, default_max_outage};
 
 /// Print the .csv files that `txflow batch` would read for these inputs, one
 /// URL per line (or a JSON array): what a scheduler maps one task per file over.
@@ -35,7 +35,7 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let (mut inputs, _) = inputs::resolve(&args.inputs, &args.s3.options()).await?;
     if args.skip_done {
-        let store = Store::open(&args.database_url).await?;
+        let store = Store::open(&args.database_url, default_max_outage()).await?;
         inputs::skip_done(&store, &mut inputs).await?;
     }
     let urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();

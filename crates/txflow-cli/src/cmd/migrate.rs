@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::store::{DEFAULT_DATABASE, Store};
+use crate::store::{DEFAULT_DATABASE, Store, default_max_outage};
 
 /// Create or upgrade the database schema (also done by every run).
 #[derive(Debug, clap::Args)]
@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let store = Store::open(&args.database_url).await?;
+    let store = Store::open(&args.database_url, default_max_outage()).await?;
     println!(
         "schema up to date in {}",
         store.describe(&args.database_url)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use txflow_core::RunRecord;
 
-use crate::store::{DEFAULT_DATABASE, Store};
+use crate::store::{DEFAULT_DATABASE, Store, default_max_outage};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -41,7 +41,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let store = Store::open(&args.database_url).await?;
+    let store = Store::open(&args.database_url, default_max_outage()).await?;
     let runs = store.runs(&args.prefix).await?;
     if args.json {
         let list: Vec<_> = runs.iter().map(to_json).collect();

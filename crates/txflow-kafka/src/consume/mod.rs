@@ -1,0 +1,432 @@
+//! `txflow consume`: one member of a consumer group, exactly once into the
+//! database.
+//!
+//! The member is a chain of stages:
+//! - [`poll`]: a dedicated thread polls Kafka and hands records over a
+//!   bounded channel; when the member is busy (a slow or unreachable
+//!   database, an open circuit) the channel fills and polling stops.
+//! - [`rebalance`]: on assignment, each partition is fetched from the next
+//!   offset stored in the database with its rows (the only offset
+//!   authority); a member that holds nothing while it should rejoins.
+//! - this module: buffers records and flushes when `max_batch` records wait,
+//!   when the oldest has waited `max_wait`, or at once when the member has
+//!   read all the broker has (light traffic is stored in milliseconds,
+//!   heavy traffic in large batches).
+//! - [`partition`]: per partition, records are decoded, validated and
+//!   classified.
+//! - [`publish`]: predictions and dead letters are published and
+//!   acknowledged by the broker.
+//! - then the rows and the partition's next offset are written in one
+//!   database transaction (the sink waits out a database outage).
+//!
+//! A crash at any point replays only what the database does not have, and
+//! the upserts keep a replay from writing a row twice. Offsets are also
+//! committed to Kafka, for lag monitoring only.
+
+pub mod metric;
+mod partition;
+mod poll;
+mod publish;
+mod rebalance;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::FutureExt;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use txflow_core::{
+    Batch, Checkpoint, Classifier, Counts, Lineage, OffsetStore, ProcessingType, RunId, Sink,
+};
+
+pub use self::publish::dead_letter;
+
+use self::poll::{Event, Watchdog};
+use self::publish::Publisher;
+use self::rebalance::Context;
+use crate::error::{Error, Result};
+
+/// A consumer group member's settings.
+#[derive(Debug, Clone)]
+pub struct ConsumeConfig {
+    pub brokers: String,
+    pub group: String,
+    /// This member's name, in the run id `<group>/<member>`.
+    pub member: String,
+    pub input_topic: String,
+    pub predictions_topic: String,
+    pub dead_letter_topic: String,
+    /// Records per flush at most.
+    pub max_batch: usize,
+    /// How long the first buffered record waits for a flush at most.
+    pub max_wait: Duration,
+    /// The version written in dead-letter headers.
+    pub version: String,
+    /// A member silent this long is taken out of the group by the broker.
+    pub session_timeout: Duration,
+    /// How long stored offsets may take to load on assignment before the
+    /// member stops with an error.
+    pub offsets_timeout: Duration,
+    /// How long the member may hold no partition before it checks whether
+    /// it should, and rejoins.
+    pub rejoin_after: Duration,
+}
+
+/// What a member did, for its run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consumed {
+    pub counts: Counts,
+    pub dead_letters: u64,
+    pub predictions_published: u64,
+}
+
+/// Runs one member until `shutdown` resolves; then stops fetching, stores
+/// what it buffered and leaves the group.
+pub async fn run<C, S>(
+    config: &ConsumeConfig,
+    classifier: &C,
+    sink: Arc<S>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Consumed>
+where
+    C: Classifier,
+    S: Sink + OffsetStore + 'static,
+{
+    metric::describe();
+    let capacity = config.max_batch.max(1);
+    let (events, mut inbox) = mpsc::channel(capacity);
+    let consumer = Arc::new(consumer(config, Arc::clone(&sink), events.clone())?);
+    let partitions = {
+        let (consumer, settings) = (Arc::clone(&consumer), config.clone());
+        tokio::task::spawn_blocking(move || check_topics(&consumer, &settings))
+            .await
+            .map_err(|e| Error::Consumer {
+                group: config.group.clone(),
+                what: "checking the topics",
+                source: KafkaError::Subscription(e.to_string()),
+            })??
+    };
+    consumer
+        .subscribe(&[&config.input_topic])
+        .map_err(|source| Error::Consumer {
+            group: config.group.clone(),
+            what: "subscribing",
+            source,
+        })?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.max.bytes", "4000000")
+        // A broker that is away is waited for, however long: the offsets
+        // are stored only once the broker has the predictions.
+        .set("message.timeout.ms", "0")
+        .create()
+        .map_err(|source| Error::Client {
+            brokers: config.brokers.clone(),
+            source,
+        })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
+        let watchdog = Watchdog::new(config.input_topic.clone(), partitions, config.rejoin_after);
+        std::thread::Builder::new()
+            .name("txflow-poll".into())
+            .spawn(move || poll::poll_loop(&consumer, &events, &stop, watchdog))
+            .map_err(|e| Error::Consumer {
+                group: config.group.clone(),
+                what: "starting the poll thread",
+                source: KafkaError::Subscription(e.to_string()),
+            })?
+    };
+
+    let mut member = Member {
+        config,
+        classifier,
+        sink: &*sink,
+        consumer: &consumer,
+        publisher: Publisher {
+            producer: &producer,
+            predictions_topic: &config.predictions_topic,
+            dead_letter_topic: &config.dead_letter_topic,
+            version: &config.version,
+        },
+        run_id: RunId::parse(&format!("{}/{}", config.group, config.member))
+            .unwrap_or_else(|_| RunId::generate()),
+        done: Consumed::default(),
+    };
+    let outcome = member.run(&mut inbox, &stop, shutdown).await;
+    stop.store(true, Ordering::SeqCst);
+    // Unblock the poll thread if it waits on a full channel, then join it.
+    inbox.close();
+    while inbox.try_recv().is_ok() {}
+    let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+    // Leave the group now: the poll thread has stopped polling.
+    let consumer_ = Arc::clone(&consumer);
+    let _ = tokio::task::spawn_blocking(move || consumer_.unsubscribe()).await;
+    outcome.map(|()| member.done)
+}
+
+/// The group member's consumer, its rebalances reading offsets from `sink`.
+fn consumer<S>(
+    config: &ConsumeConfig,
+    sink: Arc<S>,
+    events: mpsc::Sender<Event>,
+) -> Result<BaseConsumer<Context>>
+where
+    S: OffsetStore + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    let group = config.group.clone();
+    // Runs on the poll thread (in the rebalance callback), never on the
+    // runtime's own threads.
+    let load_offsets: rebalance::OffsetLoader = Box::new(move |topic, within| {
+        let stored = handle
+            .block_on(tokio::time::timeout(
+                within,
+                sink.stored_offsets(&group, topic),
+            ))
+            .map_err(|_| format!("no answer from the database within {within:?}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(stored.into_iter().collect())
+    });
+    let context = Context::new(
+        config.group.clone(),
+        load_offsets,
+        config.offsets_timeout,
+        events,
+    );
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("client.id", format!("txflow-{}", config.member))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        // While the pipeline is stalled (an open circuit, the database away)
+        // the member stops polling; past this it leaves the group, and
+        // rejoins at its stored offsets once it polls again.
+        .set("max.poll.interval.ms", "600000")
+        .set("queued.max.messages.kbytes", "16384")
+        // A broker may hold a fetch this long when there is little to read.
+        .set("fetch.wait.max.ms", "100")
+        // Reaching the end of a partition is the signal to flush at once.
+        .set("enable.partition.eof", "true")
+        .create_with_context(context)
+        .map_err(|source| Error::Client {
+            brokers: config.brokers.clone(),
+            source,
+        })
+}
+
+/// Refuses to start when a topic is missing (records would only wait for
+/// ever); returns the input topic's partition count. Blocking: call it off
+/// the runtime's threads.
+fn check_topics(consumer: &BaseConsumer<Context>, config: &ConsumeConfig) -> Result<usize> {
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(|source| Error::Client {
+            brokers: config.brokers.clone(),
+            source,
+        })?;
+    let partitions = |name: &str| {
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name)
+            .map_or(0, |t| t.partitions().len())
+    };
+    for topic in [
+        &config.input_topic,
+        &config.predictions_topic,
+        &config.dead_letter_topic,
+    ] {
+        if partitions(topic) == 0 {
+            return Err(Error::MissingTopic {
+                topic: topic.clone(),
+            });
+        }
+    }
+    Ok(partitions(&config.input_topic))
+}
+
+struct Member<'a, C, S> {
+    config: &'a ConsumeConfig,
+    classifier: &'a C,
+    sink: &'a S,
+    consumer: &'a BaseConsumer<Context>,
+    publisher: Publisher<'a>,
+    run_id: RunId,
+    done: Consumed,
+}
+
+impl<C: Classifier, S: Sink> Member<'_, C, S> {
+    /// Buffers and flushes until the poll thread stops (after `shutdown`)
+    /// or something fails.
+    async fn run(
+        &mut self,
+        inbox: &mut mpsc::Receiver<Event>,
+        stop: &AtomicBool,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let mut buffer: Vec<OwnedMessage> = Vec::new();
+        let mut deadline = tokio::time::Instant::now();
+        let mut shutdown = std::pin::pin!(shutdown.fuse());
+        loop {
+            let event = tokio::select! {
+                event = inbox.recv() => event,
+                () = tokio::time::sleep_until(deadline), if !buffer.is_empty() => {
+                    self.flush(&mut buffer).await?;
+                    continue;
+                }
+                () = &mut shutdown, if !stop.load(Ordering::SeqCst) => {
+                    tracing::info!(group = %self.config.group,
+                        "stopping: no more fetching, storing what is buffered");
+                    stop.store(true, Ordering::SeqCst);
+                    continue;
+                }
+            };
+            match event {
+                Some(Event::Record(message)) => {
+                    metrics::counter!(metric::CONSUMED).increment(1);
+                    if buffer.is_empty() {
+                        deadline = tokio::time::Instant::now() + self.config.max_wait;
+                    }
+                    buffer.push(message);
+                    if buffer.len() >= self.config.max_batch {
+                        self.flush(&mut buffer).await?;
+                    }
+                }
+                Some(Event::CaughtUp) => self.flush(&mut buffer).await?,
+                Some(Event::Revoked(partitions)) => {
+                    buffer.retain(|m| !partitions.contains(&m.partition()));
+                }
+                Some(Event::Fatal(e)) => return Err(e),
+                Some(Event::Stopped) | None => return self.flush(&mut buffer).await,
+            }
+        }
+    }
+
+    /// Stores the buffered records, partition by partition.
+    async fn flush(&mut self, buffer: &mut Vec<OwnedMessage>) -> Result<()> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        metrics::histogram!(metric::BATCH_SIZE).record(buffer.len() as f64);
+        let mut by_partition: BTreeMap<(String, i32), Vec<OwnedMessage>> = BTreeMap::new();
+        for m in buffer.drain(..) {
+            by_partition
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_default()
+                .push(m);
+        }
+        for ((topic, partition), mut messages) in by_partition {
+            messages.sort_by_key(Message::offset);
+            // A replay after a rebalance may repeat a record: keep one.
+            let mut seen = HashSet::new();
+            messages.retain(|m| seen.insert(m.offset()));
+            self.store_partition(&topic, partition, &messages).await?;
+        }
+        metrics::histogram!(metric::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// One partition's records: prepared, published, then written with the
+    /// partition's next offset in one database transaction.
+    async fn store_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        messages: &[OwnedMessage],
+    ) -> Result<()> {
+        let location = format!("kafka://{topic}/{partition}");
+        let prepared = partition::prepare(self.classifier, &location, messages).await?;
+        // The broker has the predictions and the dead letters before the
+        // database has the offsets: a crash in between replays, never loses.
+        self.publisher
+            .publish(
+                &prepared.predictions,
+                &prepared.dead,
+                topic,
+                partition,
+                &location,
+            )
+            .await?;
+        self.done.predictions_published += prepared.predictions.len() as u64;
+        self.done.dead_letters += prepared.dead.len() as u64;
+
+        let last = messages.last().map_or(0, Message::offset);
+        let read = messages.len() as u64;
+        let invalid = prepared.rejected.len() as u64;
+        let classified = prepared.predictions.len() as u64;
+        let unclassified = prepared.unclassified.len() as u64;
+        let batch = Batch {
+            lineage: Lineage {
+                run_id: self.run_id.clone(),
+                source: location.as_str().into(),
+                processing_type: ProcessingType::Streaming,
+            },
+            batch_id: uuid::Uuid::new_v4(),
+            transactions: prepared.transactions,
+            positions: prepared.positions,
+            predictions: prepared.predictions,
+            unclassified: prepared.unclassified,
+            rejected: prepared.rejected,
+            checkpoint: Some(Checkpoint {
+                group: self.config.group.clone(),
+                topic: topic.to_owned(),
+                partition,
+                next_offset: last + 1,
+            }),
+        };
+        let report = self
+            .sink
+            .write_batch(batch)
+            .await
+            .map_err(|source| Error::Sink {
+                location: location.clone(),
+                source,
+            })?;
+        let now_ms = Utc::now().timestamp_millis();
+        for ts in prepared.timestamps {
+            metrics::histogram!(metric::END_TO_END_SECONDS)
+                .record((now_ms - ts).max(0) as f64 / 1000.0);
+        }
+        metrics::counter!(metric::WRITTEN).increment(report.transactions);
+        let c = &mut self.done.counts;
+        c.read += read;
+        c.invalid += invalid;
+        c.valid += read - invalid;
+        c.classified += classified;
+        c.unclassified += unclassified;
+        c.written += report.transactions;
+        c.predictions_written += report.predictions;
+
+        // For lag monitoring only: the database holds the offsets that count.
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(topic, partition, Offset::Offset(last + 1))
+            .is_ok()
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "committing the offset to Kafka");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Publishing a partition's predictions and dead letters, and waiting until
+//! the broker has every one of them (before the database gets the offsets).
+
+use chrono::Utc;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use txflow_core::Prediction;
+
+use super::metric;
+use crate::error::{Error, Result};
+
+/// Headers of a dead letter, besides the record's own.
+pub mod dead_letter {
+    pub const ERROR_CLASS: &str = "txflow-error-class";
+    pub const ERROR_RULE: &str = "txflow-error-rule";
+    pub const ERROR_MESSAGE: &str = "txflow-error-message";
+    pub const SOURCE_TOPIC: &str = "txflow-source-topic";
+    pub const SOURCE_PARTITION: &str = "txflow-source-partition";
+    pub const SOURCE_OFFSET: &str = "txflow-source-offset";
+    pub const ATTEMPTS: &str = "txflow-attempts";
+    pub const FIRST_FAILURE: &str = "txflow-first-failure";
+    pub const VERSION: &str = "txflow-version";
+}
+
+/// A record that goes to the dead-letter topic, and why.
+#[derive(Debug)]
+pub(super) struct DeadLetter<'m> {
+    pub message: &'m OwnedMessage,
+    pub class: &'static str,
+    pub rule: String,
+    pub text: String,
+}
+
+/// The member's producer and where it publishes.
+pub(super) struct Publisher<'a> {
+    pub producer: &'a FutureProducer,
+    pub predictions_topic: &'a str,
+    pub dead_letter_topic: &'a str,
+    /// Written in dead-letter headers.
+    pub version: &'a str,
+}
+
+impl Publisher<'_> {
+    /// Publishes one partition's predictions (keyed by transaction id) and
+    /// dead letters (the original key, value and headers plus ours), and
+    /// returns once the broker acknowledged all of them.
+    pub async fn publish(
+        &self,
+        predictions: &[Prediction],
+        dead: &[DeadLetter<'_>],
+        topic: &str,
+        partition: i32,
+        location: &str,
+    ) -> Result<()> {
+        let mut deliveries: Vec<(&str, DeliveryFuture)> =
+            Vec::with_capacity(predictions.len() + dead.len());
+        for p in predictions {
+            let key = p.transaction_id.to_string();
+            let value = serde_json::json!({
+                "transaction_id": key,
+                "category": p.category.as_str(),
+                "confidence_score": p.confidence,
+                "model_version": p.model_version,
+                "source": location,
+            })
+            .to_string();
+            let record = FutureRecord::to(self.predictions_topic)
+                .key(key.as_bytes())
+                .payload(value.as_bytes())
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "content-type",
+                    value: Some("application/json"),
+                }));
+            deliveries.push((self.predictions_topic, self.enqueue(record)?));
+        }
+        let first_failure = Utc::now().to_rfc3339();
+        for d in dead {
+            metrics::counter!(metric::DEAD_LETTERS, "class" => d.class).increment(1);
+            tracing::warn!(source = %location, offset = d.message.offset(), class = d.class,
+                rule = %d.rule, error = %d.text, "dead letter");
+            let headers = self.dead_letter_headers(d, topic, partition, &first_failure);
+            let mut record = FutureRecord::to(self.dead_letter_topic).headers(headers);
+            if let Some(key) = d.message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = d.message.payload() {
+                record = record.payload(payload);
+            }
+            deliveries.push((self.dead_letter_topic, self.enqueue(record)?));
+        }
+        for (topic, delivery) in deliveries {
+            let source = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((source, _))) => source,
+                Err(_) => KafkaError::Canceled,
+            };
+            return Err(Error::Publish {
+                topic: topic.to_owned(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    fn enqueue(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture> {
+        let topic = record.topic.to_owned();
+        self.producer
+            .send_result(record)
+            .map_err(|(source, _)| Error::Publish { topic, source })
+    }
+
+    fn dead_letter_headers(
+        &self,
+        d: &DeadLetter<'_>,
+        topic: &str,
+        partition: i32,
+        first_failure: &str,
+    ) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = d.message.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let partition = partition.to_string();
+        let offset = d.message.offset().to_string();
+        let ours: [(&str, &str); 9] = [
+            (dead_letter::ERROR_CLASS, d.class),
+            (dead_letter::ERROR_RULE, &d.rule),
+            (dead_letter::ERROR_MESSAGE, &d.text),
+            (dead_letter::SOURCE_TOPIC, topic),
+            (dead_letter::SOURCE_PARTITION, &partition),
+            (dead_letter::SOURCE_OFFSET, &offset),
+            (dead_letter::ATTEMPTS, "1"),
+            (dead_letter::FIRST_FAILURE, first_failure),
+            (dead_letter::VERSION, self.version),
+        ];
+        for (key, value) in ours {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        headers
+    }
+}
