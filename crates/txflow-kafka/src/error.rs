@@ -53,6 +53,8 @@ pub enum Error {
         #[source]
         source: txflow_core::BoxError,
     },
+    #[error("the poll thread stopped: {0} (a bug: please report it with the log)")]
+    PollThread(String),
     #[error("reading the stored offsets of group {group:?}: {source}")]
     Offsets {
         group: String,

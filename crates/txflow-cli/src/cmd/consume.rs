@@ -63,9 +63,9 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     offsets_timeout: Duration,
 
-    /// How long the member may hold no partition before it checks the
-    /// group and, when it should hold some, rejoins.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    /// How long the member may stay with an empty assignment before it
+    /// checks the group and, when it should hold partitions, rejoins.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
     rejoin_after: Duration,
 
     /// Where /health and /metrics are served (port 0: any free port).

@@ -142,7 +142,7 @@ where
         let watchdog = Watchdog::new(config.input_topic.clone(), partitions, config.rejoin_after);
         std::thread::Builder::new()
             .name("txflow-poll".into())
-            .spawn(move || poll::poll_loop(&consumer, &events, &stop, watchdog))
+            .spawn(move || poll::run(&consumer, &events, &stop, watchdog))
             .map_err(|e| Error::Consumer {
                 group: config.group.clone(),
                 what: "starting the poll thread",
@@ -192,10 +192,9 @@ where
     // runtime's own threads.
     let load_offsets: rebalance::OffsetLoader = Box::new(move |topic, within| {
         let stored = handle
-            .block_on(tokio::time::timeout(
-                within,
-                sink.stored_offsets(&group, topic),
-            ))
+            .block_on(async {
+                tokio::time::timeout(within, sink.stored_offsets(&group, topic)).await
+            })
             .map_err(|_| format!("no answer from the database within {within:?}"))?
             .map_err(|e| e.to_string())?;
         Ok(stored.into_iter().collect())
@@ -317,7 +316,14 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                     buffer.retain(|m| !partitions.contains(&m.partition()));
                 }
                 Some(Event::Fatal(e)) => return Err(e),
-                Some(Event::Stopped) | None => return self.flush(&mut buffer).await,
+                Some(Event::Stopped) => return self.flush(&mut buffer).await,
+                None => {
+                    return Err(Error::Consumer {
+                        group: self.config.group.clone(),
+                        what: "the poll thread",
+                        source: KafkaError::Canceled,
+                    });
+                }
             }
         }
     }

@@ -35,18 +35,17 @@ pub(super) enum Event {
 
 /// Detects a member that holds no partition while it should, and rejoins.
 ///
-/// A group coordinator may leave a restarted member with an empty assignment
-/// (Tansu 0.6 does, while the member it replaced is still in the group). On
-/// any broker, a member holding nothing in a group that has no more members
-/// than the topic has partitions is wrong: the member leaves and rejoins
-/// its group. A member that is idle because the group has more members than
-/// partitions stays as it is.
+/// A group coordinator may hand a restarted member an empty assignment and
+/// leave it there (Tansu 0.6 does, while the member it replaced is still in
+/// the group: see docs/RELIABILITY.md). On any broker, a member given nothing
+/// in a group that has no more members than the topic has partitions is
+/// wrong: after `grace`, the member leaves and rejoins its group. A member
+/// idle because the group has more members than partitions stays as it is.
 pub(super) struct Watchdog {
     pub topic: String,
     pub partitions: usize,
     /// How long an empty assignment may last before the group is checked.
     pub grace: Duration,
-    empty_since: Option<Instant>,
     checked_at: Instant,
 }
 
@@ -56,7 +55,6 @@ impl Watchdog {
             topic,
             partitions,
             grace,
-            empty_since: None,
             checked_at: Instant::now(),
         }
     }
@@ -67,16 +65,14 @@ impl Watchdog {
             return;
         }
         self.checked_at = now;
-        if consumer.context().assigned() > 0 {
-            self.empty_since = None;
+        let context = consumer.context();
+        let Some(since) = context.empty_since() else {
             return;
-        }
-        let since = *self.empty_since.get_or_insert(now);
+        };
         if now.duration_since(since) < self.grace {
             return;
         }
-        self.empty_since = Some(now);
-        let group = &consumer.context().group;
+        let group = &context.group;
         let members = match consumer.fetch_group_list(Some(group), Duration::from_secs(5)) {
             Ok(list) => list
                 .groups()
@@ -88,12 +84,14 @@ impl Watchdog {
                 return;
             }
         };
+        // Checked again only after another empty assignment.
+        context.clear_empty();
         if members > self.partitions {
             tracing::info!(%group, members, partitions = self.partitions,
                 "holding no partition: the group has more members than the topic has partitions");
             return;
         }
-        tracing::warn!(%group, members, partitions = self.partitions, waited = ?self.grace,
+        tracing::warn!(%group, members, partitions = self.partitions, waited = ?now.duration_since(since),
             "holding no partition while the group has no more members than partitions; rejoining");
         metrics::counter!(metric::REJOINS).increment(1);
         consumer.unsubscribe();
@@ -103,8 +101,29 @@ impl Watchdog {
     }
 }
 
+/// The poll thread's body: [`poll_loop`], its panic (a bug) turned into a
+/// fatal event so that the member stops instead of waiting for ever.
+pub(super) fn run(
+    consumer: &BaseConsumer<Context>,
+    events: &mpsc::Sender<Event>,
+    stop: &AtomicBool,
+    watchdog: Watchdog,
+) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_loop(consumer, events, stop, watchdog);
+    }));
+    if let Err(panic) = outcome {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        let _ = events.blocking_send(Event::Fatal(Error::PollThread(what)));
+    }
+}
+
 /// Polls and hands records over until `stop`, then sends `Stopped`.
-pub(super) fn poll_loop(
+fn poll_loop(
     consumer: &BaseConsumer<Context>,
     events: &mpsc::Sender<Event>,
     stop: &AtomicBool,

@@ -7,11 +7,11 @@
 //! already stored; the poll thread drops them (see [`REWIND`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -47,7 +47,9 @@ pub(super) struct Context {
     /// The stored offset of each assigned partition of the input topic:
     /// records before it are already in the database and are dropped.
     floors: Mutex<HashMap<i32, i64>>,
-    assigned: AtomicUsize,
+    /// Since when the group has given this member nothing (an explicit
+    /// empty assignment), if it has.
+    empty_since: Mutex<Option<Instant>>,
 }
 
 impl Context {
@@ -63,7 +65,7 @@ impl Context {
             offsets_timeout,
             events,
             floors: Mutex::new(HashMap::new()),
-            assigned: AtomicUsize::new(0),
+            empty_since: Mutex::new(None),
         }
     }
 
@@ -71,14 +73,25 @@ impl Context {
         self.floors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Partitions this member holds now.
-    pub fn assigned(&self) -> usize {
-        self.assigned.load(Ordering::Relaxed)
+    /// Since when the group's last assignment gave this member nothing.
+    pub fn empty_since(&self) -> Option<Instant> {
+        *self.empty_since.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set_assigned(&self, n: usize) {
-        self.assigned.store(n, Ordering::Relaxed);
-        metrics::gauge!(metric::ASSIGNED).set(n as f64);
+    /// Forgets an empty assignment (the member is rejoining).
+    pub fn clear_empty(&self) {
+        *self.empty_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Records the partitions assigned now; `None` while a rebalance is in
+    /// progress (revoked, not yet assigned).
+    fn set_assigned(&self, n: Option<usize>) {
+        let mut empty = self.empty_since.lock().unwrap_or_else(|p| p.into_inner());
+        *empty = match n {
+            Some(0) => Some(empty.unwrap_or_else(Instant::now)),
+            _ => None,
+        };
+        metrics::gauge!(metric::ASSIGNED).set(n.unwrap_or(0) as f64);
     }
 
     /// The stored offsets of `topic`, retried with backoff until
@@ -114,6 +127,19 @@ impl Context {
         }
     }
 
+    /// Sends an event to the member. Rebalance callbacks run on the poll
+    /// thread, where waiting for room is right, but also on whichever thread
+    /// closes the consumer at the end (possibly the runtime's, which must not
+    /// block): there the event is dropped when the member is not listening,
+    /// as it is no longer.
+    fn tell(&self, event: Event) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = self.events.try_send(event);
+        } else {
+            let _ = self.events.blocking_send(event);
+        }
+    }
+
     fn assign(&self, consumer: &BaseConsumer<Context>, tpl: &mut TopicPartitionList) {
         let mut topics: Vec<String> = tpl
             .elements()
@@ -130,8 +156,8 @@ impl Context {
                     tracing::error!(group = %self.group, topic, error = %source,
                         "cannot read the stored offsets; stopping");
                     let _ = consumer.assign(&TopicPartitionList::new());
-                    self.set_assigned(0);
-                    let _ = self.events.blocking_send(Event::Fatal(Error::Offsets {
+                    self.set_assigned(None);
+                    self.tell(Event::Fatal(Error::Offsets {
                         group: self.group.clone(),
                         source: source.into(),
                     }));
@@ -164,13 +190,23 @@ impl Context {
             .collect();
         tracing::info!(group = %self.group, ?partitions, "partitions assigned");
         match consumer.assign(tpl) {
-            Ok(()) => self.set_assigned(tpl.count()),
+            Ok(()) => self.set_assigned(Some(tpl.count())),
             Err(e) => tracing::error!(group = %self.group, error = %e, "assigning partitions"),
         }
     }
 }
 
 impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is the signal to flush, not an error.
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::error!(group = %self.group, error = %error, reason, "librdkafka error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
@@ -197,16 +233,16 @@ impl ConsumerContext for Context {
                 self.floors()
                     .retain(|partition, _| !revoked.contains(partition));
                 tracing::info!(group = %self.group, ?revoked, "partitions revoked");
-                let _ = self.events.blocking_send(Event::Revoked(revoked));
+                self.tell(Event::Revoked(revoked));
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(group = %self.group, error = %e, "unassigning partitions");
                 }
-                self.set_assigned(0);
+                self.set_assigned(None);
             }
             other => {
                 tracing::error!(group = %self.group, error = ?other, "rebalance failed");
                 let _ = consumer.unassign();
-                self.set_assigned(0);
+                self.set_assigned(None);
             }
         }
     }
