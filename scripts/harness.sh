@@ -11,7 +11,10 @@
 # DIR/env holds the variables the tests read: TXFLOW_TEST_DATABASE_URL (a
 # superuser URL; tests create their own databases), TXFLOW_TEST_S3_ENDPOINT,
 # TXFLOW_TEST_S3_BUCKET and the AWS_* credentials of the S3 server,
-# TXFLOW_TEST_KAFKA_BROKERS (host:port of the broker, memory storage).
+# TXFLOW_TEST_KAFKA_BROKERS (host:port of the broker, memory storage), and
+# the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_TANSU_BIN,
+# TXFLOW_TEST_S3S_BIN) for tests that start, stop and restart servers of
+# their own (a restart of the shared ones would disturb the other tests).
 # Tools are installed once into $TXFLOW_CACHE (default ~/.cache/txflow) and
 # reused by later runs and fresh clones on the same machine.
 set -euo pipefail
@@ -110,6 +113,9 @@ export AWS_SECRET_ACCESS_KEY=txflow-test-secret
 export AWS_REGION=us-east-1
 export AWS_ALLOW_HTTP=true
 export TXFLOW_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
+export TXFLOW_TEST_PG_BIN=$PG_BIN
+export TXFLOW_TEST_TANSU_BIN=$CACHE/bin/tansu
+export TXFLOW_TEST_S3S_BIN=$CACHE/bin/s3s-fs
 ENV
 }
 

@@ -3,8 +3,10 @@
 
 mod harness;
 mod serve;
+mod servers;
 mod sink_contract;
 mod stream;
+mod survival;
 
 use harness::{Bucket, Database, reference_file, txflow};
 use txflow_core::{Category, ReferenceModel, TransactionId};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use txflow_core::{ReferenceModel, TransactionId};
 
 use crate::harness::{Database, reference_file, txflow};
+use crate::servers::free_port;
 
 /// A `txflow serve` process on a free port, killed when dropped.
 struct Serve {
@@ -41,13 +42,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 #[tokio::test]

@@ -12,17 +12,18 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::harness::{Database, harness_var, txflow, unique};
+use crate::servers::free_port;
 
 /// Three topics of a test's own, created with `txflow topics create`.
-struct Topics {
+pub struct Topics {
     brokers: String,
     transactions: String,
     predictions: String,
-    dead_letters: String,
+    pub dead_letters: String,
 }
 
 impl Topics {
-    fn create() -> Topics {
+    pub fn create() -> Topics {
         let brokers = harness_var("TXFLOW_TEST_KAFKA_BROKERS");
         let name = unique("t");
         let topics = Topics {
@@ -60,6 +61,24 @@ impl Topics {
         .collect()
     }
 
+    /// A `txflow produce` process publishing `count` events at `rate` per
+    /// second, in the background.
+    pub fn producer(&self, count: u64, rate: u64) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_txflow"))
+            .args([
+                "produce",
+                "--count",
+                &count.to_string(),
+                "--rate",
+                &rate.to_string(),
+            ])
+            .args(self.flags())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting txflow produce")
+    }
+
     fn produce(&self, count: u64) {
         let mut args: Vec<String> = ["produce", "--flat", "--count", &count.to_string()]
             .map(String::from)
@@ -70,7 +89,7 @@ impl Topics {
     }
 
     /// Records on a topic, summed over its partitions.
-    fn count(&self, topic: &str) -> i64 {
+    pub fn count(&self, topic: &str) -> i64 {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .create()
@@ -110,30 +129,37 @@ impl Topics {
     }
 }
 
-/// A `txflow consume` process.
-struct Member {
+/// A `txflow consume` process, its log in a file of its own.
+pub struct Member {
     child: Child,
+    log: tempfile::NamedTempFile,
 }
 
 impl Member {
     fn start(topics: &Topics, db: &Database, group: &str, member: &str, extra: &[&str]) -> Member {
+        Member::start_on(topics, &db.url, group, Some(member), extra)
+    }
+
+    /// A member writing to `database_url`; `member: None` keeps the default
+    /// name (host and pid), as an operator would run it.
+    pub fn start_on(
+        topics: &Topics,
+        database_url: &str,
+        group: &str,
+        member: Option<&str>,
+        extra: &[&str],
+    ) -> Member {
         // The schema first, so the test can count rows from the start.
         txflow(
             &std::env::temp_dir(),
-            &["migrate", "--database-url", &db.url],
+            &["migrate", "--database-url", database_url],
         )
         .assert_code(0);
+        let log = tempfile::NamedTempFile::new().expect("a log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_txflow"));
         command
-            .args([
-                "consume",
-                "--database-url",
-                &db.url,
-                "--group",
-                group,
-                "--member",
-                member,
-            ])
+            .args(["consume", "--database-url", database_url, "--group", group])
+            .args(member.map(|m| ["--member", m]).iter().flatten())
             .args(["--max-batch", "500", "--max-wait", "100ms"])
             .args(topics.flags())
             .args(extra)
@@ -144,10 +170,16 @@ impl Member {
             })
             .env("TXFLOW_LOG_FORMAT", "json")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log.reopen().expect("the log file"));
         Member {
             child: command.spawn().expect("starting txflow consume"),
+            log,
         }
+    }
+
+    /// What the member logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     fn signal(&self, signal: &str) {
@@ -159,23 +191,37 @@ impl Member {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = self.wait(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "txflow consume exited with {status}\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits for the process to end by itself.
+    pub fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("the member") {
-                assert!(status.success(), "txflow consume exited with {status}");
-                return;
+                return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "txflow consume did not stop on SIGTERM"
+                "txflow consume still runs after {within:?}\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn kill_9(mut self) {
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("the member").is_none()
+    }
+
+    pub fn kill_9(mut self) {
         self.signal("-KILL");
         let _ = self.child.wait();
     }
@@ -397,33 +443,6 @@ async fn poison_records_go_to_the_dead_letter_topic_with_their_story_and_the_res
 }
 
 #[tokio::test]
-async fn a_member_killed_mid_stream_and_restarted_writes_every_record_exactly_once() {
-    let topics = Topics::create();
-    let db = Database::create().await;
-    let group = unique("g");
-    topics.produce(20_000);
-    let member = Member::start(&topics, &db, &group, "m1", &[]);
-    wait_for(&db, "transactions", 2_000, Duration::from_secs(60)).await;
-    member.kill_9();
-    let after_kill = db.count("transactions", "").await;
-    let member = Member::start(&topics, &db, &group, "m1", &[]);
-    wait_for(&db, "predictions", 20_000, Duration::from_secs(120)).await;
-    member.stop();
-    assert!(
-        after_kill < 20_000,
-        "the kill came too late to test anything ({after_kill} rows)"
-    );
-    assert_eq!(db.count("transactions", "").await, 20_000);
-    assert_eq!(db.count("predictions", "").await, 20_000);
-    assert_eq!(
-        db.count_sql("SELECT sum(next_offset)::bigint FROM stream_offsets")
-            .await,
-        20_000
-    );
-    assert_eq!(topics.count(&topics.dead_letters), 0);
-}
-
-#[tokio::test]
 async fn two_members_of_one_group_split_the_partitions_and_write_each_record_once() {
     let topics = Topics::create();
     let db = Database::create().await;
@@ -467,11 +486,4 @@ async fn with_the_classifier_down_nothing_is_dead_lettered_and_all_is_written_af
     assert_eq!(db.count("transactions", "").await, 500);
     assert_eq!(topics.count(&topics.dead_letters), 0);
     assert_eq!(db.count("classification_failures", "").await, 0);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }

@@ -139,7 +139,12 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
         let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
-        let watchdog = Watchdog::new(config.input_topic.clone(), partitions, config.rejoin_after);
+        let watchdog = Watchdog::new(
+            config.input_topic.clone(),
+            partitions,
+            config.rejoin_after,
+            (config.session_timeout * 2).max(Duration::from_secs(10)),
+        );
         std::thread::Builder::new()
             .name("txflow-poll".into())
             .spawn(move || poll::run(&consumer, &events, &stop, watchdog))

@@ -7,6 +7,7 @@
 //! It does not call `rd_kafka_pause`: against the Tansu broker, partitions
 //! paused and resumed received no more records.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,26 +42,54 @@ pub(super) enum Event {
 /// in a group that has no more members than the topic has partitions is
 /// wrong: after `grace`, the member leaves and rejoins its group. A member
 /// idle because the group has more members than partitions stays as it is.
+///
+/// It also watches the partitions it does not hold: one whose stored offset
+/// has not moved for `orphan_after` while the broker has records beyond it
+/// belongs to nobody (Tansu 0.6 may leave the partitions of an evicted
+/// member unassigned when a member misses the rebalance) or to a member that
+/// is stuck; either way the member rejoins so that the group reassigns it.
 pub(super) struct Watchdog {
     pub topic: String,
     pub partitions: usize,
     /// How long an empty assignment may last before the group is checked.
     pub grace: Duration,
+    /// How long a partition held by another member may make no progress
+    /// while records wait before the member rejoins.
+    pub orphan_after: Duration,
     checked_at: Instant,
+    orphans_checked_at: Instant,
+    /// Partitions with records waiting: their stored offset and since when
+    /// it has not moved.
+    waiting: HashMap<i32, (i64, Instant)>,
 }
 
 impl Watchdog {
-    pub fn new(topic: String, partitions: usize, grace: Duration) -> Watchdog {
+    pub fn new(
+        topic: String,
+        partitions: usize,
+        grace: Duration,
+        orphan_after: Duration,
+    ) -> Watchdog {
         Watchdog {
             topic,
             partitions,
             grace,
+            orphan_after,
             checked_at: Instant::now(),
+            orphans_checked_at: Instant::now(),
+            waiting: HashMap::new(),
         }
     }
 
     fn tick(&mut self, consumer: &BaseConsumer<Context>) {
         let now = Instant::now();
+        if now.duration_since(self.orphans_checked_at) >= ORPHAN_CHECK_EVERY {
+            self.orphans_checked_at = now;
+            if let Some(partition) = self.orphan(consumer) {
+                self.rejoin(consumer, &format!("partition {partition} has records waiting and no member stored any for {:?}", self.orphan_after));
+                return;
+            }
+        }
         if now.duration_since(self.checked_at) < Duration::from_secs(1) {
             return;
         }
@@ -91,15 +120,73 @@ impl Watchdog {
                 "holding no partition: the group has more members than the topic has partitions");
             return;
         }
-        tracing::warn!(%group, members, partitions = self.partitions, waited = ?now.duration_since(since),
-            "holding no partition while the group has no more members than partitions; rejoining");
+        self.rejoin(
+            consumer,
+            &format!(
+                "holding no partition for {:?} while the group has {members} members for {} partitions",
+                now.duration_since(since),
+                self.partitions
+            ),
+        );
+    }
+
+    /// A partition this member does not hold that has made no progress for
+    /// `orphan_after` while records wait in it.
+    fn orphan(&mut self, consumer: &BaseConsumer<Context>) -> Option<i32> {
+        let context = consumer.context();
+        let mine: Vec<i32> = consumer
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let stored = match (context.load_offsets)(&self.topic, Duration::from_secs(5)) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::debug!(error = %e, "watching other partitions: cannot read the stored offsets");
+                return None;
+            }
+        };
+        let now = Instant::now();
+        for partition in 0..self.partitions as i32 {
+            if mine.contains(&partition) {
+                self.waiting.remove(&partition);
+                continue;
+            }
+            let next = stored.get(&partition).copied().unwrap_or(0);
+            let high =
+                match consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(5)) {
+                    Ok((_, high)) => high,
+                    Err(_) => continue,
+                };
+            if high <= next {
+                self.waiting.remove(&partition);
+                continue;
+            }
+            let (offset, since) = self.waiting.entry(partition).or_insert((next, now));
+            if *offset != next {
+                *offset = next;
+                *since = now;
+            } else if now.duration_since(*since) >= self.orphan_after {
+                self.waiting.clear();
+                return Some(partition);
+            }
+        }
+        None
+    }
+
+    fn rejoin(&self, consumer: &BaseConsumer<Context>, why: &str) {
+        let group = &consumer.context().group;
+        tracing::warn!(%group, why, "rejoining the group so that it reassigns the partitions");
         metrics::counter!(metric::REJOINS).increment(1);
+        consumer.context().clear_empty();
         consumer.unsubscribe();
         if let Err(e) = consumer.subscribe(&[&self.topic]) {
             tracing::error!(%group, error = %e, "subscribing again");
         }
     }
 }
+
+/// How often the partitions held by others are looked at.
+const ORPHAN_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The poll thread's body: [`poll_loop`], its panic (a bug) turned into a
 /// fatal event so that the member stops instead of waiting for ever.

@@ -1,0 +1,236 @@
+//! The stream survives its dependencies: members killed with -9 and
+//! restarted while producers publish, PostgreSQL restarted or stopped under
+//! a running member, offsets that cannot be read. Real servers and
+//! processes, run as an operator runs them (default member names).
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Database, unique};
+use crate::servers::{PrivatePostgres, free_port};
+use crate::stream::{Member, Topics};
+
+/// `SELECT count(*)` over a connection of its own, made anew each time, so
+/// that it works across server restarts; `None` while the server is away.
+async fn try_count(url: &str, sql: &str) -> Option<i64> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    tokio::spawn(connection);
+    client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    try_count(url, sql)
+        .await
+        .unwrap_or_else(|| panic!("{sql}: the database does not answer"))
+}
+
+/// Waits until `sql` answers at least `n`; returns how long it took.
+async fn wait_count(url: &str, sql: &str, n: i64, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = try_count(url, sql).await;
+        if got.is_some_and(|got| got >= n) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{sql}: {got:?} after {within:?}, {n} expected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const TRANSACTIONS: &str = "SELECT count(*) FROM transactions";
+const DISTINCT: &str = "SELECT count(DISTINCT id) FROM transactions";
+const PREDICTIONS: &str = "SELECT count(*) FROM predictions";
+const OFFSETS: &str = "SELECT coalesce(sum(next_offset), 0)::bigint FROM stream_offsets";
+
+/// Every event stored once, with its prediction, offsets adding up, and
+/// nothing dead-lettered.
+async fn assert_exactly_once(url: &str, topics: &Topics, n: i64) {
+    assert_eq!(count(url, TRANSACTIONS).await, n);
+    assert_eq!(count(url, DISTINCT).await, n);
+    assert_eq!(count(url, PREDICTIONS).await, n);
+    assert_eq!(count(url, OFFSETS).await, n);
+    assert_eq!(topics.count(&topics.dead_letters), 0, "dead letters");
+}
+
+fn wait_child(child: &mut std::process::Child) {
+    let status = child.wait().expect("the producer");
+    assert!(status.success(), "txflow produce exited with {status}");
+}
+
+#[tokio::test]
+async fn a_member_killed_while_producers_publish_is_back_at_once_and_writes_every_event_once() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let group = unique("g");
+    let first = Member::start_on(&topics, &db.url, &group, None, &[]);
+    let mut producer = topics.producer(20_000, 4_000);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.kill_9();
+    let at_kill = count(&db.url, TRANSACTIONS).await;
+    let restarted = Member::start_on(&topics, &db.url, &group, None, &[]);
+    // Consuming again: rows grow (the producer still publishes).
+    let back_after = wait_count(&db.url, TRANSACTIONS, at_kill + 1, Duration::from_secs(30)).await;
+    wait_child(&mut producer);
+    wait_count(&db.url, PREDICTIONS, 20_000, Duration::from_secs(120)).await;
+    restarted.stop();
+    assert!(at_kill < 20_000, "the kill came too late ({at_kill} rows)");
+    assert_exactly_once(&db.url, &topics, 20_000).await;
+    // The default session timeout is 10 s; the restarted member must not
+    // wait for the dead one to be evicted, let alone sit idle for ever.
+    assert!(
+        back_after < Duration::from_secs(20),
+        "consuming again only after {back_after:?}"
+    );
+    eprintln!("killed at {at_kill} rows; the restarted member wrote again after {back_after:?}");
+}
+
+#[tokio::test]
+async fn three_members_one_killed_the_others_take_its_partitions_and_write_every_event_once() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let group = unique("g");
+    let members: Vec<Member> = (0..3)
+        .map(|_| Member::start_on(&topics, &db.url, &group, None, &[]))
+        .collect();
+    // Let the group settle before the events arrive.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut producer = topics.producer(30_000, 3_000);
+    wait_count(&db.url, TRANSACTIONS, 3_000, Duration::from_secs(60)).await;
+    let mut members = members.into_iter();
+    let victim = members.next().expect("three members");
+    victim.kill_9();
+    wait_child(&mut producer);
+    wait_count(&db.url, PREDICTIONS, 30_000, Duration::from_secs(120)).await;
+    for m in members {
+        m.stop();
+    }
+    assert_exactly_once(&db.url, &topics, 30_000).await;
+}
+
+/// `/health` of a member: status code and body.
+async fn health(listen: &str) -> (u16, String) {
+    let answer = reqwest::get(format!("http://{listen}/health"))
+        .await
+        .expect("/health");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.expect("a body"))
+}
+
+async fn metrics(listen: &str) -> String {
+    reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("the metrics")
+}
+
+/// A database of its own on a PostgreSQL server of its own.
+async fn private_database(pg: &PrivatePostgres) -> String {
+    let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+        .await
+        .expect("the private server");
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE DATABASE stream")
+        .await
+        .expect("a database");
+    pg.url.replace("/postgres", "/stream")
+}
+
+#[tokio::test]
+async fn postgres_restarted_mid_stream_the_member_reconnects_and_writes_every_event_once() {
+    let pg = PrivatePostgres::start();
+    let url = private_database(&pg).await;
+    let topics = Topics::create();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut member = Member::start_on(
+        &topics,
+        &url,
+        &unique("g"),
+        None,
+        &["--metrics-listen", &listen],
+    );
+    let mut producer = topics.producer(20_000, 2_000);
+    wait_count(&url, TRANSACTIONS, 2_000, Duration::from_secs(60)).await;
+    pg.restart();
+    assert!(member.is_running(), "the member stopped:\n{}", member.log());
+    wait_child(&mut producer);
+    wait_count(&url, PREDICTIONS, 20_000, Duration::from_secs(120)).await;
+    assert_eq!(health(&listen).await.0, 200);
+    let text = metrics(&listen).await;
+    assert!(
+        text.contains("txflow_database_outages_total"),
+        "no outage counted:\n{text}"
+    );
+    member.stop();
+    assert_exactly_once(&url, &topics, 20_000).await;
+}
+
+#[tokio::test]
+async fn postgres_stopped_30_seconds_the_member_pauses_reports_it_and_resumes_losing_nothing() {
+    let pg = PrivatePostgres::start();
+    let url = private_database(&pg).await;
+    let topics = Topics::create();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut member = Member::start_on(
+        &topics,
+        &url,
+        &unique("g"),
+        None,
+        &["--metrics-listen", &listen],
+    );
+    let mut producer = topics.producer(20_000, 1_000);
+    wait_count(&url, TRANSACTIONS, 2_000, Duration::from_secs(60)).await;
+    pg.stop();
+    let stopped = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = health(&listen).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""database":"down""#), "{body}");
+    assert!(
+        metrics(&listen).await.contains("txflow_database_up 0"),
+        "the database is down"
+    );
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
+    assert!(member.is_running(), "the member stopped:\n{}", member.log());
+    pg.start_again();
+    wait_child(&mut producer);
+    wait_count(&url, PREDICTIONS, 20_000, Duration::from_secs(120)).await;
+    let (status, body) = health(&listen).await;
+    assert_eq!(status, 200, "{body}");
+    member.stop();
+    assert_exactly_once(&url, &topics, 20_000).await;
+}
+
+#[tokio::test]
+async fn offsets_that_cannot_be_read_stop_the_member_with_an_error_instead_of_a_stall() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    crate::harness::txflow(
+        &std::env::temp_dir(),
+        &["migrate", "--database-url", &db.url],
+    )
+    .assert_code(0);
+    db.client
+        .batch_execute("ALTER TABLE stream_offsets RENAME TO stream_offsets_away")
+        .await
+        .expect("hiding the offsets");
+    let mut member = Member::start_on(
+        &topics,
+        &db.url,
+        &unique("g"),
+        None,
+        &["--offsets-timeout", "2s"],
+    );
+    let status = member.wait(Duration::from_secs(60));
+    let log = member.log();
+    assert!(!status.success(), "the member should fail:\n{log}");
+    assert!(log.contains("stored offsets"), "{log}");
+    assert!(log.contains("stream_offsets"), "the cause is named:\n{log}");
+    assert_eq!(db.count("transactions", "").await, 0);
+}
