@@ -55,6 +55,17 @@ pub enum Error {
     Worker(String),
 }
 
+/// How long a statement waits for another connection's lock on the file.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts a writing transaction with `BEGIN IMMEDIATE`: the write lock is
+/// taken (waiting up to the busy timeout) before anything is read, so that a
+/// transaction never has to upgrade a read lock, which SQLite refuses at once
+/// with "database is locked" when another writer went first.
+fn begin_write(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 /// A sink over one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteSink {
@@ -71,11 +82,27 @@ impl SqliteSink {
             source,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 10000;",
-        )
-        .map_err(open_err)?;
+        // First of all: several runs may open the same file at once (parallel
+        // Airflow tasks), and every statement below may have to wait for
+        // another's lock, switching to WAL included.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // Switching to WAL can answer "locked" without waiting while another
+        // connection creates the file: that one statement is retried.
+        let started = std::time::Instant::now();
+        loop {
+            match conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            ) {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(open_err(e)),
+            }
+        }
         migrate(&mut conn, path)?;
         Ok(SqliteSink {
             conn: Arc::new(Mutex::new(conn)),
@@ -207,8 +234,7 @@ fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Err
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let tx = conn
-        .transaction()
+    let tx = begin_write(conn)
         .map_err(query(path, "starting the migration"))?;
     let current: i32 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -232,7 +258,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 
 fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteReport> {
     let q = |what| query(path, what);
-    let tx = conn.transaction().map_err(q("starting a batch"))?;
+    let tx = begin_write(conn).map_err(q("starting a batch"))?;
     let mut report = WriteReport::default();
     {
         let lineage = &batch.lineage;

@@ -1,6 +1,7 @@
 //! End-to-end tests of `txflow batch` against the real PostgreSQL and S3
 //! servers of `scripts/harness.sh`, and against SQLite.
 
+mod batch_outages;
 mod harness;
 mod serve;
 mod servers;

@@ -1,0 +1,186 @@
+//! `txflow batch` when what it talks to goes away or is shared: the
+//! database server stopped mid-run, two runs into one SQLite file at once.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::harness::{Run, harness_var};
+use crate::servers::PrivatePostgres;
+
+/// Writes `txflow generate --rows N --seed S` to `dir/name`.
+fn generate(dir: &Path, name: &str, rows: u32, seed: u32) -> String {
+    let path = dir.join(name);
+    let path = path.to_str().expect("a UTF-8 path").to_owned();
+    crate::harness::txflow(
+        dir,
+        &[
+            "generate",
+            "--rows",
+            &rows.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "-o",
+            &path,
+        ],
+    )
+    .assert_code(0);
+    path
+}
+
+/// `txflow batch` started in the background, as the harness's `txflow` runs it.
+fn spawn_batch(dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_txflow"))
+        .arg("batch")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("TXFLOW_RUN_ID")
+        .env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"))
+        .env("TXFLOW_LOG_FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting txflow batch")
+}
+
+fn finish(child: Child) -> Run {
+    let output: Output = child.wait_with_output().expect("txflow batch");
+    Run {
+        status: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn two_batch_runs_started_together_into_one_sqlite_file_both_complete() {
+    for round in 0..3 {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let a = generate(dir.path(), "a.csv", 5_000, 10 + round);
+        let b = generate(dir.path(), "b.csv", 5_000, 20 + round);
+        // The embedded default (./txflow.db), created by whichever run wins.
+        let first = spawn_batch(dir.path(), &[&a, "--summary-json", "-"]);
+        let second = spawn_batch(dir.path(), &[&b, "--summary-json", "-"]);
+        let (first, second) = (finish(first), finish(second));
+        first.assert_code(0);
+        second.assert_code(0);
+        let db = rusqlite::Connection::open(dir.path().join("txflow.db")).expect("./txflow.db");
+        let count: i64 = db
+            .query_row("SELECT count(*) FROM transactions", [], |r| r.get(0))
+            .expect("a count");
+        assert_eq!(count, 10_000, "round {round}");
+    }
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the database");
+    tokio::spawn(connection);
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+#[tokio::test]
+async fn the_database_stopped_mid_batch_is_waited_for_and_the_run_completes_once() {
+    let pg = PrivatePostgres::start();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = generate(dir.path(), "big.csv", 300_000, 7);
+    let run = spawn_batch(
+        dir.path(),
+        &[
+            &file,
+            "--database-url",
+            &pg.url,
+            "--batch-size",
+            "2000",
+            "--summary-json",
+            "-",
+        ],
+    );
+    wait_rows(&pg.url, 20_000).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pg.start_again();
+    let run = finish(run);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("the database is back"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        count(&pg.url, "SELECT count(*) FROM transactions").await,
+        300_000
+    );
+    assert_eq!(
+        count(&pg.url, "SELECT count(*) FROM predictions").await,
+        300_000
+    );
+}
+
+#[tokio::test]
+async fn a_database_away_longer_than_allowed_fails_the_file_and_a_rerun_completes_it_once() {
+    let pg = PrivatePostgres::start();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = generate(dir.path(), "big.csv", 300_000, 8);
+    let args = [
+        file.as_str(),
+        "--database-url",
+        &pg.url,
+        "--batch-size",
+        "2000",
+        "--db-max-outage",
+        "2s",
+        "--run-id",
+        "outage-run",
+    ];
+    let run = spawn_batch(dir.path(), &args);
+    wait_rows(&pg.url, 20_000).await;
+    pg.stop();
+    let run = finish(run);
+    assert_ne!(run.status, Some(0), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("unreachable") && run.stderr.contains("--db-max-outage"),
+        "the message names the cause and the flag:\n{}",
+        run.stderr
+    );
+    pg.start_again();
+    let again = finish(spawn_batch(dir.path(), &args));
+    again.assert_code(0);
+    assert_eq!(
+        count(&pg.url, "SELECT count(*) FROM transactions").await,
+        300_000
+    );
+    assert_eq!(
+        count(&pg.url, "SELECT count(DISTINCT id) FROM transactions").await,
+        300_000
+    );
+}
+
+/// Waits until the server holds at least `n` transactions.
+async fn wait_rows(url: &str, n: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("the database");
+        tokio::spawn(connection);
+        let got: i64 = match client
+            .query_one("SELECT count(*) FROM transactions", &[])
+            .await
+        {
+            Ok(row) => row.get(0),
+            Err(_) => 0, // the schema is not there yet
+        };
+        if got >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got} rows after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
