@@ -234,8 +234,7 @@ fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Err
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let tx = begin_write(conn)
-        .map_err(query(path, "starting the migration"))?;
+    let tx = begin_write(conn).map_err(query(path, "starting the migration"))?;
     let current: i32 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(query(path, "reading the schema version"))?;

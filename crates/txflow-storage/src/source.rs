@@ -1,11 +1,13 @@
 //! A CSV file in an object store, streamed record by record.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::ObjectStoreExt;
+use object_store::{GetOptions, GetRange, ObjectStoreExt};
+use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{BoxError, RawRecord, RecordSource};
 use txflow_csv::{Decoded, Decoder, Dialect};
@@ -15,12 +17,27 @@ use crate::location::Location;
 
 /// One CSV input, read as a stream of chunks: only the current chunk and
 /// the current record are held in memory.
+///
+/// When the stream breaks (the object store restarted, the network cut),
+/// the rest of the object is asked for again from the byte reached, with a
+/// range request on the same version (`If-Match` its ETag), waiting out the
+/// outage up to [`CsvSource::with_max_outage`]: a long file survives a
+/// restart of the object store without starting over.
 pub struct CsvSource {
     url: Arc<str>,
+    location: Location,
     stream: BoxStream<'static, object_store::Result<Bytes>>,
+    /// Bytes received so far: where a resumed read starts.
+    received: u64,
+    /// The version being read; a resumed read must get the same one.
+    e_tag: Option<String>,
+    outage: OutagePolicy,
     decoder: Decoder,
     done: bool,
 }
+
+/// How long a broken read is retried by default.
+pub const DEFAULT_MAX_OUTAGE: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for CsvSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,19 +53,32 @@ impl CsvSource {
     /// known. `dialect` forces one; `None` detects it.
     pub async fn open(location: &Location, dialect: Option<Dialect>) -> Result<CsvSource> {
         let url = location.url();
-        let stream = match location.store().get(location.path()).await {
-            Ok(result) => result.into_stream(),
+        let (stream, e_tag) = match location.store().get(location.path()).await {
+            Ok(result) => {
+                let e_tag = result.meta.e_tag.clone();
+                (result.into_stream(), e_tag)
+            }
             Err(object_store::Error::NotFound { .. }) => return Err(Error::NotFound { url }),
             Err(source) => return Err(Error::Store { url, source }),
         };
         let mut source = CsvSource {
             url: Arc::from(url),
+            location: location.clone(),
             stream,
+            received: 0,
+            e_tag,
+            outage: OutagePolicy::waiting(DEFAULT_MAX_OUTAGE),
             decoder: Decoder::new(dialect),
             done: false,
         };
         source.fill(true).await?;
         Ok(source)
+    }
+
+    /// How long a broken read may be retried before the file fails.
+    pub fn with_max_outage(mut self, max_outage: Duration) -> CsvSource {
+        self.outage.max_outage = max_outage;
+        self
     }
 
     /// Whether the file had a header (an empty file has none).
@@ -79,15 +109,68 @@ impl CsvSource {
                     return Ok(false);
                 }
                 Decoded::NeedInput => match self.stream.next().await {
-                    Some(Ok(chunk)) => self.decoder.push(&chunk),
-                    Some(Err(source)) => {
-                        return Err(Error::Store {
-                            url: self.url.to_string(),
-                            source,
-                        });
+                    Some(Ok(chunk)) => {
+                        self.received += chunk.len() as u64;
+                        self.decoder.push(&chunk);
                     }
+                    Some(Err(source)) => self.resume(source).await?,
                     None => self.decoder.finish(),
                 },
+            }
+        }
+    }
+}
+
+impl CsvSource {
+    /// After the stream broke with `error`: asks for the rest of the object
+    /// until it answers or the outage has lasted too long.
+    async fn resume(&mut self, error: object_store::Error) -> Result<()> {
+        let started = Instant::now();
+        let mut last = error;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .outage
+                .after_failure(attempt, started.elapsed(), jitter())
+            {
+                RetryDecision::RetryAfter(delay) => {
+                    tracing::warn!(url = %self.url, at_byte = self.received, error = %last,
+                        retry_in = ?delay, "the read broke; resuming from the byte reached");
+                    tokio::time::sleep(delay).await;
+                }
+                RetryDecision::GiveUp => {
+                    return Err(Error::Store {
+                        url: self.url.to_string(),
+                        source: last,
+                    });
+                }
+            }
+            let options = GetOptions {
+                range: Some(GetRange::Offset(self.received)),
+                if_match: self.e_tag.clone(),
+                ..GetOptions::default()
+            };
+            match self
+                .location
+                .store()
+                .get_opts(self.location.path(), options)
+                .await
+            {
+                Ok(result) => {
+                    tracing::info!(url = %self.url, at_byte = self.received, attempts = attempt,
+                        "read resumed");
+                    self.stream = result.into_stream();
+                    return Ok(());
+                }
+                // The object was replaced meanwhile: its rest is not ours.
+                Err(source @ object_store::Error::Precondition { .. }) => {
+                    return Err(Error::Store {
+                        url: self.url.to_string(),
+                        source,
+                    });
+                }
+                Err(e) => last = e,
             }
         }
     }

@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_MAX_OUTAGE, value_parser = parse_duration)]
     db_max_outage: Duration,
 
+    /// How long to keep trying when the read of an input breaks (the object
+    /// store restarted): the read resumes from the byte reached.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    source_max_outage: Duration,
+
     /// The run id stored with every row (Airflow sets TXFLOW_RUN_ID);
     /// generated when absent.
     #[arg(long, env = "TXFLOW_RUN_ID")]
@@ -170,7 +175,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     for input in &inputs {
         let url = input.location.url();
         let mut source = match CsvSource::open(&input.location, dialect).await {
-            Ok(source) => source,
+            Ok(source) => source.with_max_outage(args.source_max_outage),
             Err(e) => {
                 progress.println(&format!("error: {e}; no row of this file was written"));
                 tracing::error!(file = %url, error = %e, "file skipped");

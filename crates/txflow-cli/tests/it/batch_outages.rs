@@ -1,12 +1,13 @@
 //! `txflow batch` when what it talks to goes away or is shared: the
-//! database server stopped mid-run, two runs into one SQLite file at once.
+//! database server stopped mid-run, the object store gone mid-file, two runs
+//! into one SQLite file at once.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Run, harness_var};
-use crate::servers::PrivatePostgres;
+use crate::harness::{Database, Run, harness_var};
+use crate::servers::{PrivatePostgres, PrivateS3};
 
 /// Writes `txflow generate --rows N --seed S` to `dir/name`.
 fn generate(dir: &Path, name: &str, rows: u32, seed: u32) -> String {
@@ -183,4 +184,45 @@ async fn wait_rows(url: &str, n: i64) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn the_object_store_away_mid_file_the_read_resumes_from_the_byte_reached() {
+    let mut s3 = PrivateS3::start();
+    let bucket = s3.root.path().join("data");
+    std::fs::create_dir(&bucket).expect("a bucket");
+    generate(&bucket, "big.csv", 400_000, 9);
+    let db = Database::create().await;
+    let run = Command::new(env!("CARGO_BIN_EXE_txflow"))
+        .args([
+            "batch",
+            "s3://data/big.csv",
+            "--database-url",
+            &db.url,
+            "--no-progress",
+        ])
+        .env_remove("TXFLOW_RUN_ID")
+        .env("AWS_ENDPOINT_URL", s3.endpoint())
+        .env("AWS_ACCESS_KEY_ID", PrivateS3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", PrivateS3::SECRET_KEY)
+        .env("TXFLOW_LOG_FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting txflow batch");
+    wait_rows(&db.url, 40_000).await;
+    s3.kill();
+    // Longer than the S3 client's own retries (about 7 s here).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    s3.start_again();
+    let run = finish(run);
+    run.assert_code(0);
+    assert!(run.stderr.contains("read resumed"), "{}", run.stderr);
+    assert_eq!(db.count("transactions", "").await, 400_000);
+    assert_eq!(
+        db.count_sql("SELECT count(DISTINCT source_line) FROM transactions")
+            .await,
+        400_000
+    );
 }

@@ -109,3 +109,66 @@ impl Drop for PrivatePostgres {
             .status();
     }
 }
+
+/// An S3 server (s3s-fs) of the test's own, serving a folder whose
+/// sub-folders are buckets; killed when dropped.
+pub struct PrivateS3 {
+    pub root: tempfile::TempDir,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateS3 {
+    pub const ACCESS_KEY: &str = "private-key";
+    pub const SECRET_KEY: &str = "private-secret";
+
+    pub fn start() -> PrivateS3 {
+        let mut s3 = PrivateS3 {
+            root: tempfile::tempdir().expect("a temporary folder"),
+            port: free_port(),
+            child: None,
+        };
+        s3.start_again();
+        s3
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and folder.
+    pub fn start_again(&mut self) {
+        let child = Command::new(harness_var("TXFLOW_TEST_S3S_BIN"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--access-key",
+                Self::ACCESS_KEY,
+                "--secret-key",
+                Self::SECRET_KEY,
+            ])
+            .arg(self.root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
