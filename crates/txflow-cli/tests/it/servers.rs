@@ -172,3 +172,67 @@ impl Drop for PrivateS3 {
         self.kill();
     }
 }
+
+/// A Tansu broker of the test's own, its storage durable: the S3 engine on
+/// a private s3s-fs (Tansu's memory storage forgets everything on restart,
+/// and its PostgreSQL engine needs a schema the crate does not ship).
+pub struct PrivateTansu {
+    pub storage: PrivateS3,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateTansu {
+    pub fn start() -> PrivateTansu {
+        let storage = PrivateS3::start();
+        std::fs::create_dir(storage.root.path().join("tansu")).expect("Tansu's bucket");
+        let mut broker = PrivateTansu {
+            storage,
+            port: free_port(),
+            child: None,
+        };
+        broker.start_again();
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again) on the same port and storage.
+    pub fn start_again(&mut self) {
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(harness_var("TXFLOW_TEST_TANSU_BIN"))
+            .args(["broker", "--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .args(["--storage-engine", "s3://tansu/"])
+            .env("AWS_ACCESS_KEY_ID", PrivateS3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", PrivateS3::SECRET_KEY)
+            .env("AWS_ENDPOINT", self.storage.endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting tansu");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateTansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

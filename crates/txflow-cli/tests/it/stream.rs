@@ -24,7 +24,11 @@ pub struct Topics {
 
 impl Topics {
     pub fn create() -> Topics {
-        let brokers = harness_var("TXFLOW_TEST_KAFKA_BROKERS");
+        Topics::create_on(harness_var("TXFLOW_TEST_KAFKA_BROKERS"))
+    }
+
+    /// The topics on another broker than the harness's.
+    pub fn create_on(brokers: String) -> Topics {
         let name = unique("t");
         let topics = Topics {
             brokers,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{Database, unique};
-use crate::servers::{PrivatePostgres, free_port};
+use crate::servers::{PrivatePostgres, PrivateTansu, free_port};
 use crate::stream::{Member, Topics};
 
 /// `SELECT count(*)` over a connection of its own, made anew each time, so
@@ -27,6 +27,17 @@ async fn count(url: &str, sql: &str) -> i64 {
 
 /// Waits until `sql` answers at least `n`; returns how long it took.
 async fn wait_count(url: &str, sql: &str, n: i64, within: Duration) -> Duration {
+    wait_count_or(url, sql, n, within, &[]).await
+}
+
+/// [`wait_count`], showing the members' logs if it times out.
+async fn wait_count_or(
+    url: &str,
+    sql: &str,
+    n: i64,
+    within: Duration,
+    members: &[&Member],
+) -> Duration {
     let started = Instant::now();
     loop {
         let got = try_count(url, sql).await;
@@ -35,7 +46,12 @@ async fn wait_count(url: &str, sql: &str, n: i64, within: Duration) -> Duration 
         }
         assert!(
             started.elapsed() < within,
-            "{sql}: {got:?} after {within:?}, {n} expected"
+            "{sql}: {got:?} after {within:?}, {n} expected\n{}",
+            members
+                .iter()
+                .map(|m| m.log())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -233,4 +249,39 @@ async fn offsets_that_cannot_be_read_stop_the_member_with_an_error_instead_of_a_
     assert!(log.contains("stored offsets"), "{log}");
     assert!(log.contains("stream_offsets"), "the cause is named:\n{log}");
     assert_eq!(db.count("transactions", "").await, 0);
+}
+
+#[tokio::test]
+async fn the_broker_restarted_mid_stream_producer_and_member_reconnect_and_every_event_is_stored_once()
+ {
+    let mut broker = PrivateTansu::start();
+    let topics = Topics::create_on(broker.brokers());
+    let db = Database::create().await;
+    let mut member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    // Tansu's S3 engine on s3s-fs writes an object per produced batch: a
+    // few hundred events a second at most here.
+    let mut producer = topics.producer(1_500, 100);
+    wait_count_or(
+        &db.url,
+        TRANSACTIONS,
+        300,
+        Duration::from_secs(60),
+        &[&member],
+    )
+    .await;
+    broker.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.start_again();
+    wait_child(&mut producer);
+    wait_count_or(
+        &db.url,
+        PREDICTIONS,
+        1_500,
+        Duration::from_secs(180),
+        &[&member],
+    )
+    .await;
+    assert!(member.is_running(), "{}", member.log());
+    member.stop();
+    assert_exactly_once(&db.url, &topics, 1_500).await;
 }
