@@ -3,10 +3,10 @@
 //! into one SQLite file at once.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Database, Run, harness_var};
+use crate::harness::{Database, Run, txflow_command};
 use crate::servers::{PrivatePostgres, PrivateS3};
 
 /// Writes `txflow generate --rows N --seed S` to `dir/name`.
@@ -31,15 +31,7 @@ fn generate(dir: &Path, name: &str, rows: u32, seed: u32) -> String {
 
 /// `txflow batch` started in the background, as the harness's `txflow` runs it.
 fn spawn_batch(dir: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_txflow"))
-        .arg("batch")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("TXFLOW_RUN_ID")
-        .env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"))
-        .env("TXFLOW_LOG_FORMAT", "text")
-        .env("NO_COLOR", "1")
+    txflow_command(dir, &[&["batch"], args].concat())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -47,12 +39,7 @@ fn spawn_batch(dir: &Path, args: &[&str]) -> Child {
 }
 
 fn finish(child: Child) -> Run {
-    let output: Output = child.wait_with_output().expect("txflow batch");
-    Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    child.wait_with_output().expect("txflow batch").into()
 }
 
 #[tokio::test]
@@ -193,24 +180,24 @@ async fn the_object_store_away_mid_file_the_read_resumes_from_the_byte_reached()
     std::fs::create_dir(&bucket).expect("a bucket");
     generate(&bucket, "big.csv", 400_000, 9);
     let db = Database::create().await;
-    let run = Command::new(env!("CARGO_BIN_EXE_txflow"))
-        .args([
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let run = txflow_command(
+        dir.path(),
+        &[
             "batch",
             "s3://data/big.csv",
             "--database-url",
             &db.url,
             "--no-progress",
-        ])
-        .env_remove("TXFLOW_RUN_ID")
-        .env("AWS_ENDPOINT_URL", s3.endpoint())
-        .env("AWS_ACCESS_KEY_ID", PrivateS3::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", PrivateS3::SECRET_KEY)
-        .env("TXFLOW_LOG_FORMAT", "text")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting txflow batch");
+        ],
+    )
+    .env("AWS_ENDPOINT_URL", s3.endpoint())
+    .env("AWS_ACCESS_KEY_ID", PrivateS3::ACCESS_KEY)
+    .env("AWS_SECRET_ACCESS_KEY", PrivateS3::SECRET_KEY)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("starting txflow batch");
     wait_rows(&db.url, 40_000).await;
     s3.kill();
     // Longer than the S3 client's own retries (about 7 s here).

@@ -176,22 +176,35 @@ impl Run {
     }
 }
 
-/// Runs `txflow` in `dir` with the harness's S3 settings and no inherited
-/// database URL or run id, so each test says what it means.
-pub fn txflow(dir: &Path, args: &[&str]) -> Run {
-    let output: Output = Command::new(env!("CARGO_BIN_EXE_txflow"))
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            status: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// The `txflow` binary in `dir` with the harness's S3 settings and no
+/// inherited database URL or run id, so each test says what it means.
+pub fn txflow_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_txflow"));
+    command
         .args(args)
         .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env_remove("TXFLOW_RUN_ID")
         .env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"))
         .env("TXFLOW_LOG_FORMAT", "text")
-        .env("NO_COLOR", "1")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Runs [`txflow_command`] to its end.
+pub fn txflow(dir: &Path, args: &[&str]) -> Run {
+    txflow_command(dir, args)
         .output()
-        .expect("starting the txflow binary");
-    Run {
-        status: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+        .expect("starting the txflow binary")
+        .into()
 }

@@ -110,12 +110,61 @@ impl Drop for PrivatePostgres {
     }
 }
 
+/// A server process on a port of its own, which it keeps across restarts;
+/// killed when dropped.
+struct Process {
+    name: &'static str,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Process {
+    fn new(name: &'static str) -> Process {
+        Process {
+            name,
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    /// Starts `command` and waits until it listens on the port.
+    fn spawn(&mut self, mut command: Command) {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not start",
+                self.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// An S3 server (s3s-fs) of the test's own, serving a folder whose
-/// sub-folders are buckets; killed when dropped.
+/// sub-folders are buckets.
 pub struct PrivateS3 {
     pub root: tempfile::TempDir,
-    pub port: u16,
-    child: Option<std::process::Child>,
+    process: Process,
 }
 
 impl PrivateS3 {
@@ -125,51 +174,38 @@ impl PrivateS3 {
     pub fn start() -> PrivateS3 {
         let mut s3 = PrivateS3 {
             root: tempfile::tempdir().expect("a temporary folder"),
-            port: free_port(),
-            child: None,
+            process: Process::new("s3s-fs"),
         };
         s3.start_again();
         s3
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.process.port)
     }
 
     /// Starts the server (again) on the same port and folder.
     pub fn start_again(&mut self) {
-        let child = Command::new(harness_var("TXFLOW_TEST_S3S_BIN"))
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+        let mut command = Command::new(harness_var("TXFLOW_TEST_S3S_BIN"));
+        command
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.process.port.to_string(),
+            ])
             .args([
                 "--access-key",
                 Self::ACCESS_KEY,
                 "--secret-key",
                 Self::SECRET_KEY,
             ])
-            .arg(self.root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting s3s-fs");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+            .arg(self.root.path());
+        self.process.spawn(command);
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateS3 {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 
@@ -177,9 +213,8 @@ impl Drop for PrivateS3 {
 /// a private s3s-fs (Tansu's memory storage forgets everything on restart,
 /// and its PostgreSQL engine needs a schema the crate does not ship).
 pub struct PrivateTansu {
-    pub storage: PrivateS3,
-    pub port: u16,
-    child: Option<std::process::Child>,
+    storage: PrivateS3,
+    process: Process,
 }
 
 impl PrivateTansu {
@@ -188,21 +223,21 @@ impl PrivateTansu {
         std::fs::create_dir(storage.root.path().join("tansu")).expect("Tansu's bucket");
         let mut broker = PrivateTansu {
             storage,
-            port: free_port(),
-            child: None,
+            process: Process::new("tansu"),
         };
         broker.start_again();
         broker
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.process.port)
     }
 
     /// Starts the broker (again) on the same port and storage.
     pub fn start_again(&mut self) {
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(harness_var("TXFLOW_TEST_TANSU_BIN"))
+        let listener = format!("tcp://127.0.0.1:{}", self.process.port);
+        let mut command = Command::new(harness_var("TXFLOW_TEST_TANSU_BIN"));
+        command
             .args(["broker", "--listener-url", &listener])
             .args(["--advertised-listener-url", &listener])
             .args(["--storage-engine", "s3://tansu/"])
@@ -210,29 +245,11 @@ impl PrivateTansu {
             .env("AWS_SECRET_ACCESS_KEY", PrivateS3::SECRET_KEY)
             .env("AWS_ENDPOINT", self.storage.endpoint())
             .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_REGION", "us-east-1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting tansu");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+            .env("AWS_REGION", "us-east-1");
+        self.process.spawn(command);
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateTansu {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }

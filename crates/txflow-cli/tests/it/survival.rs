@@ -78,7 +78,8 @@ fn wait_child(child: &mut std::process::Child) {
 }
 
 #[tokio::test]
-async fn a_member_killed_while_producers_publish_is_back_at_once_and_writes_every_event_once() {
+async fn a_member_killed_while_producers_publish_consumes_again_within_seconds_and_writes_every_event_once()
+ {
     let topics = Topics::create();
     let db = Database::create().await;
     let group = unique("g");
@@ -145,6 +146,23 @@ async fn metrics(listen: &str) -> String {
         .expect("the metrics")
 }
 
+/// A member writing to a PostgreSQL server of the test's own, serving its
+/// `/health` and `/metrics` on the address returned.
+async fn member_on_private_postgres() -> (PrivatePostgres, String, Topics, String, Member) {
+    let pg = PrivatePostgres::start();
+    let url = private_database(&pg).await;
+    let topics = Topics::create();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let member = Member::start_on(
+        &topics,
+        &url,
+        &unique("g"),
+        None,
+        &["--metrics-listen", &listen],
+    );
+    (pg, url, topics, listen, member)
+}
+
 /// A database of its own on a PostgreSQL server of its own.
 async fn private_database(pg: &PrivatePostgres) -> String {
     let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
@@ -160,17 +178,7 @@ async fn private_database(pg: &PrivatePostgres) -> String {
 
 #[tokio::test]
 async fn postgres_restarted_mid_stream_the_member_reconnects_and_writes_every_event_once() {
-    let pg = PrivatePostgres::start();
-    let url = private_database(&pg).await;
-    let topics = Topics::create();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut member = Member::start_on(
-        &topics,
-        &url,
-        &unique("g"),
-        None,
-        &["--metrics-listen", &listen],
-    );
+    let (pg, url, topics, listen, mut member) = member_on_private_postgres().await;
     let mut producer = topics.producer(20_000, 2_000);
     wait_count(&url, TRANSACTIONS, 2_000, Duration::from_secs(60)).await;
     pg.restart();
@@ -189,17 +197,7 @@ async fn postgres_restarted_mid_stream_the_member_reconnects_and_writes_every_ev
 
 #[tokio::test]
 async fn postgres_stopped_30_seconds_the_member_pauses_reports_it_and_resumes_losing_nothing() {
-    let pg = PrivatePostgres::start();
-    let url = private_database(&pg).await;
-    let topics = Topics::create();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut member = Member::start_on(
-        &topics,
-        &url,
-        &unique("g"),
-        None,
-        &["--metrics-listen", &listen],
-    );
+    let (pg, url, topics, listen, mut member) = member_on_private_postgres().await;
     let mut producer = topics.producer(20_000, 1_000);
     wait_count(&url, TRANSACTIONS, 2_000, Duration::from_secs(60)).await;
     pg.stop();

@@ -101,7 +101,9 @@ where
     S: Sink + OffsetStore + 'static,
 {
     metric::describe();
-    let capacity = config.max_batch.max(1);
+    // At most about `max_batch` records wait in the channel (the buffer holds
+    // as many again): past that the poll thread blocks and stops fetching.
+    let capacity = config.max_batch.div_ceil(poll::CHUNK).max(1);
     let (events, mut inbox) = mpsc::channel(capacity);
     let consumer = Arc::new(consumer(config, Arc::clone(&sink), events.clone())?);
     let partitions = {
@@ -176,10 +178,15 @@ where
     inbox.close();
     while inbox.try_recv().is_ok() {}
     let _ = tokio::task::spawn_blocking(move || poller.join()).await;
-    // Leave the group now: the poll thread has stopped polling.
-    let consumer_ = Arc::clone(&consumer);
-    let _ = tokio::task::spawn_blocking(move || consumer_.unsubscribe()).await;
-    outcome.map(|()| member.done)
+    let done = outcome.map(|()| member.done);
+    // Leave the group and close the consumer (both block until the broker
+    // answers) off the runtime's threads: the poll thread has stopped.
+    let _ = tokio::task::spawn_blocking(move || {
+        consumer.unsubscribe();
+        drop(consumer);
+    })
+    .await;
+    done
 }
 
 /// The group member's consumer, its rebalances reading offsets from `sink`.
@@ -227,8 +234,10 @@ where
         // rejoins at its stored offsets once it polls again.
         .set("max.poll.interval.ms", "600000")
         .set("queued.max.messages.kbytes", "16384")
-        // A broker may hold a fetch this long when there is little to read.
-        .set("fetch.wait.max.ms", "100")
+        // How long a broker may hold a fetch when there is nothing to read.
+        // Tansu 0.6 holds every fetch this long, records or not, so it is
+        // also the floor of each record's latency there.
+        .set("fetch.wait.max.ms", "20")
         // Reaching the end of a partition is the signal to flush at once.
         .set("enable.partition.eof", "true")
         .create_with_context(context)
@@ -306,14 +315,16 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                 }
             };
             match event {
-                Some(Event::Record(message)) => {
-                    metrics::counter!(metric::CONSUMED).increment(1);
-                    if buffer.is_empty() {
-                        deadline = tokio::time::Instant::now() + self.config.max_wait;
-                    }
-                    buffer.push(message);
-                    if buffer.len() >= self.config.max_batch {
-                        self.flush(&mut buffer).await?;
+                Some(Event::Records(records)) => {
+                    metrics::counter!(metric::CONSUMED).increment(records.len() as u64);
+                    for message in records {
+                        if buffer.is_empty() {
+                            deadline = tokio::time::Instant::now() + self.config.max_wait;
+                        }
+                        buffer.push(message);
+                        if buffer.len() >= self.config.max_batch {
+                            self.flush(&mut buffer).await?;
+                        }
                     }
                 }
                 Some(Event::CaughtUp) => self.flush(&mut buffer).await?,

@@ -24,7 +24,8 @@ use crate::error::Error;
 /// the member.
 #[derive(Debug)]
 pub(super) enum Event {
-    Record(OwnedMessage),
+    /// Records in the order polled (at most [`CHUNK`]).
+    Records(Vec<OwnedMessage>),
     /// The member has read everything the broker has in a partition:
     /// what is buffered can be stored at once.
     CaughtUp,
@@ -138,6 +139,10 @@ impl Watchdog {
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default();
+        if mine.len() >= self.partitions {
+            self.waiting.clear();
+            return None;
+        }
         let stored = match (context.load_offsets)(&self.topic, Duration::from_secs(5)) {
             Ok(stored) => stored,
             Err(e) => {
@@ -209,37 +214,63 @@ pub(super) fn run(
     }
 }
 
-/// Polls and hands records over until `stop`, then sends `Stopped`.
+/// Records handed over at once, at most: one channel operation (and at
+/// most one thread wake-up) per chunk rather than per record.
+pub(super) const CHUNK: usize = 256;
+
+/// Polls and hands records over in chunks until `stop`, then sends
+/// `Stopped`. A chunk goes as soon as it is full or nothing more is ready,
+/// so batching costs no latency.
 fn poll_loop(
     consumer: &BaseConsumer<Context>,
     events: &mpsc::Sender<Event>,
     stop: &AtomicBool,
     mut watchdog: Watchdog,
 ) {
+    let mut chunk = Vec::with_capacity(CHUNK);
     while !stop.load(Ordering::SeqCst) {
-        watchdog.tick(consumer);
-        let event = match consumer.poll(Duration::from_millis(100)) {
+        if chunk.is_empty() {
+            watchdog.tick(consumer);
+        }
+        // Wait for records only with nothing in hand.
+        let timeout = if chunk.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        let after = match consumer.poll(timeout) {
             Some(Ok(message)) => {
                 let floor = consumer
                     .context()
                     .floors()
                     .get(&message.partition())
                     .copied();
-                if floor.is_some_and(|floor| message.offset() < floor) {
+                if floor.is_none_or(|floor| message.offset() >= floor) {
+                    chunk.push(message.detach());
+                }
+                if chunk.len() < CHUNK {
                     continue;
                 }
-                Event::Record(message.detach())
+                None
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => Event::CaughtUp,
+            Some(Err(KafkaError::PartitionEOF(_))) => Some(Event::CaughtUp),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
-                continue;
+                None
             }
-            None => continue,
+            None => None,
         };
-        if !send(events, event) {
+        if !chunk.is_empty() && !send(events, Event::Records(std::mem::take(&mut chunk))) {
             return;
         }
+        if let Some(event) = after
+            && !send(events, event)
+        {
+            return;
+        }
+    }
+    if !chunk.is_empty() && !send(events, Event::Records(chunk)) {
+        return;
     }
     let _ = events.blocking_send(Event::Stopped);
 }
