@@ -2,6 +2,7 @@
 //! call. Time comes in as an argument, so the policies are pure and tested
 //! without a clock.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,76 @@ impl OutagePolicy {
             .min(self.max_delay);
         let delay = ceiling.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0);
         RetryDecision::RetryAfter(delay.min(self.max_outage - down_for))
+    }
+}
+
+/// When a consumer group member should leave and rejoin its group, because
+/// the group coordinator left it, or a partition, without an owner.
+///
+/// Two signs, both impossible on a healthy group: an explicit empty
+/// assignment in a group that has no more members than the topic has
+/// partitions; and a partition the member does not hold whose stored offset
+/// stands still while records wait beyond it. The adapter asks and acts;
+/// times come in as arguments.
+#[derive(Debug, Clone)]
+pub struct RejoinPolicy {
+    /// How long an empty assignment may last before the group is checked.
+    pub empty_grace: Duration,
+    /// How long a partition held by another may stand still with records
+    /// waiting before the member rejoins.
+    pub stall_after: Duration,
+    /// Partitions with records waiting: their stored offset, and since when
+    /// it has not moved.
+    waiting: HashMap<i32, (i64, Instant)>,
+}
+
+impl RejoinPolicy {
+    pub fn new(empty_grace: Duration, stall_after: Duration) -> RejoinPolicy {
+        RejoinPolicy {
+            empty_grace,
+            stall_after,
+            waiting: HashMap::new(),
+        }
+    }
+
+    /// Whether an empty assignment has lasted long enough to look at the
+    /// group.
+    pub fn empty_for_too_long(&self, empty_for: Duration) -> bool {
+        empty_for >= self.empty_grace
+    }
+
+    /// Whether a member given nothing should rejoin: yes unless the group
+    /// has more members than the topic has partitions (then idling is
+    /// right).
+    pub fn rejoin_when_empty(&self, members: usize, partitions: usize) -> bool {
+        members <= partitions
+    }
+
+    /// Records what is known of a partition this member does not hold (its
+    /// stored next offset and the broker's high watermark) at `now`; true
+    /// when it has stood still for `stall_after` with records waiting.
+    pub fn stalled(&mut self, partition: i32, stored: i64, high: i64, now: Instant) -> bool {
+        if high <= stored {
+            self.waiting.remove(&partition);
+            return false;
+        }
+        let (offset, since) = self.waiting.entry(partition).or_insert((stored, now));
+        if *offset != stored {
+            *offset = stored;
+            *since = now;
+            return false;
+        }
+        now.duration_since(*since) >= self.stall_after
+    }
+
+    /// Forgets a partition (this member holds it now).
+    pub fn forget(&mut self, partition: i32) {
+        self.waiting.remove(&partition);
+    }
+
+    /// Forgets every partition (after a rejoin, everything starts again).
+    pub fn reset(&mut self) {
+        self.waiting.clear();
     }
 }
 
@@ -233,6 +304,39 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_assignment_is_wrong_only_with_no_more_members_than_partitions() {
+        let p = RejoinPolicy::new(Duration::from_secs(3), Duration::from_secs(20));
+        assert!(!p.empty_for_too_long(Duration::from_secs(2)));
+        assert!(p.empty_for_too_long(Duration::from_secs(3)));
+        assert!(p.rejoin_when_empty(1, 3));
+        assert!(p.rejoin_when_empty(3, 3));
+        assert!(
+            !p.rejoin_when_empty(4, 3),
+            "a fourth member of three partitions idles"
+        );
+    }
+
+    #[test]
+    fn a_partition_standing_still_with_records_waiting_is_stalled_after_the_bound() {
+        let mut p = RejoinPolicy::new(Duration::from_secs(3), Duration::from_secs(20));
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        assert!(!p.stalled(0, 100, 500, at(0)));
+        assert!(!p.stalled(0, 100, 600, at(19)));
+        assert!(p.stalled(0, 100, 700, at(20)));
+        // Progress starts the clock again.
+        assert!(!p.stalled(0, 150, 700, at(21)));
+        assert!(!p.stalled(0, 150, 700, at(40)));
+        assert!(p.stalled(0, 150, 700, at(41)));
+        // Nothing waiting: never stalled, however long it stands still.
+        assert!(!p.stalled(1, 700, 700, at(0)));
+        assert!(!p.stalled(1, 700, 700, at(100)));
+        // A partition taken over is forgotten.
+        p.forget(0);
+        assert!(!p.stalled(0, 150, 700, at(100)));
+    }
 
     #[test]
     fn an_outage_is_waited_out_with_growing_delays_then_given_up() {

@@ -68,6 +68,12 @@ pub struct Args {
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     rejoin_after: Duration,
 
+    /// On SIGTERM, how long the member may take to store what it buffered
+    /// before it exits anyway (what it could not store, the next member
+    /// replays: nothing is lost).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+
     /// Where /health and /metrics are served (port 0: any free port).
     #[arg(long, env = "TXFLOW_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     metrics_listen: SocketAddr,
@@ -99,6 +105,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         session_timeout: args.session_timeout,
         offsets_timeout: args.offsets_timeout,
         rejoin_after: args.rejoin_after,
+        shutdown_timeout: args.shutdown_timeout,
     };
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
@@ -141,11 +148,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         summary.counts = done.counts;
     }
     summary.finish(Utc::now(), error, txflow_core::ErrorBudget::UNLIMITED);
-    store
-        .finish_run(&summary)
-        .await
-        .map_err(|e| anyhow!(e))
-        .context("recording the run's end")?;
+    // The database may be away (the reason the member stops, perhaps): the
+    // run's record is not worth waiting for past the shutdown timeout.
+    match tokio::time::timeout(args.shutdown_timeout, store.finish_run(&summary)).await {
+        Ok(recorded) => recorded
+            .map_err(|e| anyhow!(e))
+            .context("recording the run's end")?,
+        Err(_) => tracing::warn!(run = %run_id, waited = ?args.shutdown_timeout,
+            "could not record the run's end: the database does not answer"),
+    }
     let done = outcome?;
     let c = &done.counts;
     println!(

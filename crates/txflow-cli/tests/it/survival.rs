@@ -283,3 +283,30 @@ async fn the_broker_restarted_mid_stream_producer_and_member_reconnect_and_every
     member.stop();
     assert_exactly_once(&db.url, &topics, 1_500).await;
 }
+
+#[tokio::test]
+async fn sigterm_while_the_database_is_away_exits_within_the_shutdown_timeout_and_loses_nothing() {
+    let pg = PrivatePostgres::start();
+    let url = private_database(&pg).await;
+    let topics = Topics::create();
+    let group = unique("g");
+    let member = Member::start_on(&topics, &url, &group, None, &["--shutdown-timeout", "2s"]);
+    let mut producer = topics.producer(3_000, 1_000);
+    wait_count_or(&url, TRANSACTIONS, 500, Duration::from_secs(60), &[&member]).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asked = Instant::now();
+    member.stop();
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "SIGTERM took {:?}",
+        asked.elapsed()
+    );
+    wait_child(&mut producer);
+    pg.start_again();
+    // What the stopped member could not store, the next one replays.
+    let next = Member::start_on(&topics, &url, &group, None, &[]);
+    wait_count_or(&url, PREDICTIONS, 3_000, Duration::from_secs(60), &[&next]).await;
+    next.stop();
+    assert_exactly_once(&url, &topics, 3_000).await;
+}

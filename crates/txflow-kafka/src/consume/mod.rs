@@ -36,13 +36,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
+use txflow_core::resilience::RejoinPolicy;
 use txflow_core::{
     Batch, Checkpoint, Classifier, Counts, Lineage, OffsetStore, ProcessingType, RunId, Sink,
 };
@@ -78,6 +78,9 @@ pub struct ConsumeConfig {
     /// How long the member may hold no partition before it checks whether
     /// it should, and rejoins.
     pub rejoin_after: Duration,
+    /// How long, once asked to stop, the member may take to store what it
+    /// buffered.
+    pub shutdown_timeout: Duration,
 }
 
 /// What a member did, for its run summary.
@@ -89,7 +92,9 @@ pub struct Consumed {
 }
 
 /// Runs one member until `shutdown` resolves; then stops fetching, stores
-/// what it buffered and leaves the group.
+/// what it buffered (for `shutdown_timeout` at most: what it cannot store in
+/// that time, with the database away, say, the next member replays) and
+/// leaves the group.
 pub async fn run<C, S>(
     config: &ConsumeConfig,
     classifier: &C,
@@ -141,12 +146,11 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
         let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
-        let watchdog = Watchdog::new(
-            config.input_topic.clone(),
-            partitions,
+        let policy = RejoinPolicy::new(
             config.rejoin_after,
             (config.session_timeout * 2).max(Duration::from_secs(10)),
         );
+        let watchdog = Watchdog::new(config.input_topic.clone(), partitions, policy);
         std::thread::Builder::new()
             .name("txflow-poll".into())
             .spawn(move || poll::run(&consumer, &events, &stop, watchdog))
@@ -172,7 +176,25 @@ where
             .unwrap_or_else(|_| RunId::generate()),
         done: Consumed::default(),
     };
-    let outcome = member.run(&mut inbox, &stop, shutdown).await;
+    let outcome = {
+        let mut work = std::pin::pin!(member.run(&mut inbox));
+        let mut shutdown = std::pin::pin!(shutdown);
+        tokio::select! {
+            outcome = &mut work => outcome,
+            () = &mut shutdown => {
+                tracing::info!(group = %config.group, "stopping: no more fetching, storing what is buffered");
+                stop.store(true, Ordering::SeqCst);
+                match tokio::time::timeout(config.shutdown_timeout, &mut work).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(group = %config.group, waited = ?config.shutdown_timeout,
+                            "could not store what was buffered in time; the next member replays it");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    };
     stop.store(true, Ordering::SeqCst);
     // Unblock the poll thread if it waits on a full channel, then join it.
     inbox.close();
@@ -289,28 +311,16 @@ struct Member<'a, C, S> {
 }
 
 impl<C: Classifier, S: Sink> Member<'_, C, S> {
-    /// Buffers and flushes until the poll thread stops (after `shutdown`)
+    /// Buffers and flushes until the poll thread stops (once `stop` is set)
     /// or something fails.
-    async fn run(
-        &mut self,
-        inbox: &mut mpsc::Receiver<Event>,
-        stop: &AtomicBool,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<()> {
+    async fn run(&mut self, inbox: &mut mpsc::Receiver<Event>) -> Result<()> {
         let mut buffer: Vec<OwnedMessage> = Vec::new();
         let mut deadline = tokio::time::Instant::now();
-        let mut shutdown = std::pin::pin!(shutdown.fuse());
         loop {
             let event = tokio::select! {
                 event = inbox.recv() => event,
                 () = tokio::time::sleep_until(deadline), if !buffer.is_empty() => {
                     self.flush(&mut buffer).await?;
-                    continue;
-                }
-                () = &mut shutdown, if !stop.load(Ordering::SeqCst) => {
-                    tracing::info!(group = %self.config.group,
-                        "stopping: no more fetching, storing what is buffered");
-                    stop.store(true, Ordering::SeqCst);
                     continue;
                 }
             };

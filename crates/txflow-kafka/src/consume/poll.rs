@@ -7,7 +7,6 @@
 //! It does not call `rd_kafka_pause`: against the Tansu broker, partitions
 //! paused and resumed received no more records.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
+use txflow_core::resilience::RejoinPolicy;
 
 use super::metric;
 use super::rebalance::Context;
@@ -41,53 +41,44 @@ pub(super) enum Event {
 /// leave it there (Tansu 0.6 does, while the member it replaced is still in
 /// the group: see docs/RELIABILITY.md). On any broker, a member given nothing
 /// in a group that has no more members than the topic has partitions is
-/// wrong: after `grace`, the member leaves and rejoins its group. A member
-/// idle because the group has more members than partitions stays as it is.
+/// wrong: after the policy's `empty_grace`, the member leaves and rejoins its
+/// group. A member idle because the group has more members than partitions
+/// stays as it is.
 ///
 /// It also watches the partitions it does not hold: one whose stored offset
-/// has not moved for `orphan_after` while the broker has records beyond it
-/// belongs to nobody (Tansu 0.6 may leave the partitions of an evicted
+/// has not moved for the policy's `stall_after` while the broker has records
+/// beyond it belongs to nobody (Tansu 0.6 may leave the partitions of an evicted
 /// member unassigned when a member misses the rebalance) or to a member that
 /// is stuck; either way the member rejoins so that the group reassigns it.
 pub(super) struct Watchdog {
     pub topic: String,
     pub partitions: usize,
-    /// How long an empty assignment may last before the group is checked.
-    pub grace: Duration,
-    /// How long a partition held by another member may make no progress
-    /// while records wait before the member rejoins.
-    pub orphan_after: Duration,
+    policy: RejoinPolicy,
     checked_at: Instant,
-    orphans_checked_at: Instant,
-    /// Partitions with records waiting: their stored offset and since when
-    /// it has not moved.
-    waiting: HashMap<i32, (i64, Instant)>,
+    stalls_checked_at: Instant,
 }
 
 impl Watchdog {
-    pub fn new(
-        topic: String,
-        partitions: usize,
-        grace: Duration,
-        orphan_after: Duration,
-    ) -> Watchdog {
+    pub fn new(topic: String, partitions: usize, policy: RejoinPolicy) -> Watchdog {
         Watchdog {
             topic,
             partitions,
-            grace,
-            orphan_after,
+            policy,
             checked_at: Instant::now(),
-            orphans_checked_at: Instant::now(),
-            waiting: HashMap::new(),
+            stalls_checked_at: Instant::now(),
         }
     }
 
     fn tick(&mut self, consumer: &BaseConsumer<Context>) {
         let now = Instant::now();
-        if now.duration_since(self.orphans_checked_at) >= ORPHAN_CHECK_EVERY {
-            self.orphans_checked_at = now;
-            if let Some(partition) = self.orphan(consumer) {
-                self.rejoin(consumer, &format!("partition {partition} has records waiting and no member stored any for {:?}", self.orphan_after));
+        if now.duration_since(self.stalls_checked_at) >= STALL_CHECK_EVERY {
+            self.stalls_checked_at = now;
+            if let Some(partition) = self.stalled_partition(consumer) {
+                let why = format!(
+                    "partition {partition} has records waiting and no member stored any for {:?}",
+                    self.policy.stall_after
+                );
+                self.rejoin(consumer, &why);
                 return;
             }
         }
@@ -99,7 +90,7 @@ impl Watchdog {
         let Some(since) = context.empty_since() else {
             return;
         };
-        if now.duration_since(since) < self.grace {
+        if !self.policy.empty_for_too_long(now.duration_since(since)) {
             return;
         }
         let group = &context.group;
@@ -116,31 +107,30 @@ impl Watchdog {
         };
         // Checked again only after another empty assignment.
         context.clear_empty();
-        if members > self.partitions {
+        if !self.policy.rejoin_when_empty(members, self.partitions) {
             tracing::info!(%group, members, partitions = self.partitions,
                 "holding no partition: the group has more members than the topic has partitions");
             return;
         }
-        self.rejoin(
-            consumer,
-            &format!(
-                "holding no partition for {:?} while the group has {members} members for {} partitions",
-                now.duration_since(since),
-                self.partitions
-            ),
+        let why = format!(
+            "holding no partition for {:?} while the group has {members} members for {} partitions",
+            now.duration_since(since),
+            self.partitions
         );
+        self.rejoin(consumer, &why);
     }
 
-    /// A partition this member does not hold that has made no progress for
-    /// `orphan_after` while records wait in it.
-    fn orphan(&mut self, consumer: &BaseConsumer<Context>) -> Option<i32> {
+    /// A partition this member does not hold that stands still while
+    /// records wait in it (stored offsets from the database, the authority;
+    /// high watermarks from the broker).
+    fn stalled_partition(&mut self, consumer: &BaseConsumer<Context>) -> Option<i32> {
         let context = consumer.context();
         let mine: Vec<i32> = consumer
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default();
         if mine.len() >= self.partitions {
-            self.waiting.clear();
+            self.policy.reset();
             return None;
         }
         let stored = match (context.load_offsets)(&self.topic, Duration::from_secs(5)) {
@@ -150,28 +140,19 @@ impl Watchdog {
                 return None;
             }
         };
-        let now = Instant::now();
         for partition in 0..self.partitions as i32 {
             if mine.contains(&partition) {
-                self.waiting.remove(&partition);
+                self.policy.forget(partition);
                 continue;
             }
+            let Ok((_, high)) =
+                consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(5))
+            else {
+                continue;
+            };
             let next = stored.get(&partition).copied().unwrap_or(0);
-            let high =
-                match consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(5)) {
-                    Ok((_, high)) => high,
-                    Err(_) => continue,
-                };
-            if high <= next {
-                self.waiting.remove(&partition);
-                continue;
-            }
-            let (offset, since) = self.waiting.entry(partition).or_insert((next, now));
-            if *offset != next {
-                *offset = next;
-                *since = now;
-            } else if now.duration_since(*since) >= self.orphan_after {
-                self.waiting.clear();
+            if self.policy.stalled(partition, next, high, Instant::now()) {
+                self.policy.reset();
                 return Some(partition);
             }
         }
@@ -191,7 +172,7 @@ impl Watchdog {
 }
 
 /// How often the partitions held by others are looked at.
-const ORPHAN_CHECK_EVERY: Duration = Duration::from_secs(5);
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The poll thread's body: [`poll_loop`], its panic (a bug) turned into a
 /// fatal event so that the member stops instead of waiting for ever.
