@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Drains one pre-filled topic with two txflow builds, alternating, in one
+# harness (PostgreSQL with fsync on): a same-run comparison of the member.
+#
+#   scripts/bench-drain-compare.sh BASELINE_TXFLOW [ROWS] [ROUNDS]
+#
+# BASELINE_TXFLOW is another build of txflow, e.g. from an earlier commit:
+#   git worktree add /tmp/base REV && (cd /tmp/base && cargo build --release -p txflow-cli)
+#   scripts/bench-drain-compare.sh /tmp/base/target/release/txflow 300000 2
+set -euo pipefail
+cd "$(dirname "$0")/.."
+baseline=${1:?usage: bench-drain-compare.sh BASELINE_TXFLOW [ROWS] [ROUNDS]}
+rows=${2:-300000}
+rounds=${3:-2}
+cargo build --release --locked -p txflow-cli >&2
+current=$PWD/target/release/txflow
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-drain.XXXXXX")
+chmod 755 "$work"
+trap 'scripts/harness.sh stop "$work/harness"; rm -rf "$work"' EXIT
+TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$work/harness" 2>/dev/null
+# shellcheck disable=SC1091
+source "$work/harness/env"
+base=${TXFLOW_TEST_DATABASE_URL%/*}
+topics="--brokers $TXFLOW_TEST_KAFKA_BROKERS --transactions-topic drain-tx --predictions-topic drain-pred --dead-letter-topic drain-dlq"
+# shellcheck disable=SC2086
+"$current" topics create --replication 1 $topics >/dev/null
+# shellcheck disable=SC2086
+"$current" produce --flat --count "$rows" $topics 2>/dev/null
+ms() { echo $(($(date +%s%N) / 1000000)); }
+for round in $(seq 1 "$rounds"); do
+  for which in baseline current; do
+    bin=${!which}
+    db=drain_${which}_$round
+    psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE $db"
+    "$current" migrate --database-url "$base/$db" >/dev/null 2>&1
+    start=$(ms)
+    # shellcheck disable=SC2086
+    "$bin" consume --database-url "$base/$db" --group "g_$db" --member m --max-batch 5000 \
+      --max-wait 500ms --metrics-listen 127.0.0.1:0 $topics >/dev/null 2>"$work/$db.log" &
+    pid=$!
+    while [ "$(psql -At "$base/$db" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
+      kill -0 "$pid" 2>/dev/null || { tail "$work/$db.log"; exit 1; }
+      sleep 0.2
+    done
+    end=$(ms)
+    kill -TERM "$pid"
+    wait "$pid" || true
+    echo "$which, round $round: $((rows * 1000 / (end - start))) records/s ($((end - start)) ms)"
+  done
+done
