@@ -14,6 +14,10 @@
 //! group = "txflow"
 //! max_batch = 5000
 //! max_wait = "200ms"
+//!
+//! [kafka]                    # librdkafka settings, for every Kafka command
+//! "security.protocol" = "SASL_SSL"
+//! "sasl.password" = "@/run/secrets/kafka"
 //! ```
 //!
 //! The file's values go through the same parsers as the flags, so a bad
@@ -92,7 +96,7 @@ fn merge(
         .parse()
         .with_context(|| format!("{file} is not valid TOML"))?;
     for (name, value) in &table {
-        if name != "all" && command.find_subcommand(name).is_none() {
+        if name != "all" && name != KAFKA_TABLE && command.find_subcommand(name).is_none() {
             bail!(
                 "{file}: unknown table [{name}]; use [all] or a command's name (batch, consume, ...)"
             );
@@ -110,6 +114,7 @@ fn merge(
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let mut added: Vec<OsString> = Vec::new();
+    kafka_settings(&table, sub, &mut added, &file.to_string())?;
     let sections = [("all", table.get("all")), (name.as_str(), table.get(&name))];
     for (section, settings) in sections {
         let Some(settings) = settings.and_then(Value::as_table) else {
@@ -156,6 +161,42 @@ fn merge(
     }
     args.extend(added);
     Ok(args)
+}
+
+/// The table of librdkafka settings, for the commands that talk to Kafka.
+const KAFKA_TABLE: &str = "kafka";
+
+/// The [kafka] table's settings as hidden `--kafka-file-option KEY=VALUE`
+/// flags, below variables and `--kafka-option` flags (see `KafkaArgs`).
+fn kafka_settings(
+    table: &Table,
+    sub: &clap::Command,
+    added: &mut Vec<OsString>,
+    file: &str,
+) -> Result<()> {
+    let Some(settings) = table.get(KAFKA_TABLE).and_then(Value::as_table) else {
+        return Ok(());
+    };
+    // `topics create` takes them on its own subcommand.
+    let takes = |c: &clap::Command| {
+        c.get_arguments()
+            .any(|a| a.get_long() == Some("kafka-file-option"))
+    };
+    if !takes(sub) && !sub.get_subcommands().any(takes) {
+        return Ok(());
+    }
+    for (key, value) in settings {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Integer(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            _ => bail!("{file}: [kafka] {key}: use a string, a number or true/false"),
+        };
+        added.push("--kafka-file-option".into());
+        added.push(format!("{key}={value}").into());
+    }
+    Ok(())
 }
 
 /// Drops `flag` and the values that follow it (an [all] setting that the

@@ -1,5 +1,12 @@
 //! Flags shared by the commands that talk to Kafka.
 
+use anyhow::{Context, Result};
+use txflow_kafka::{Connection, Setting};
+
+/// Variables `TXFLOW_KAFKA_OPT_<KEY>` set librdkafka settings, the key's
+/// dots written as underscores (`TXFLOW_KAFKA_OPT_SASL_PASSWORD`).
+pub const ENV_PREFIX: &str = "TXFLOW_KAFKA_OPT_";
+
 /// The brokers and the pipeline's topics.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
@@ -26,4 +33,69 @@ pub struct KafkaArgs {
         default_value = "failed-transactions"
     )]
     pub dead_letter_topic: String,
+
+    /// A librdkafka client setting, repeatable: `security.protocol=SASL_SSL`,
+    /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=me`,
+    /// `sasl.password=@/run/secrets/kafka` (`@FILE`: the value is the file's
+    /// content). Also from variables TXFLOW_KAFKA_OPT_<KEY> (dots as
+    /// underscores) and the configuration file's [kafka] table; flags win,
+    /// then variables, then the file. Values are never printed.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub kafka_options: Vec<Setting>,
+
+    /// The configuration file's [kafka] table (set by the file loader).
+    #[arg(long = "kafka-file-option", hide = true, value_parser = parse_setting)]
+    pub kafka_file_options: Vec<Setting>,
+}
+
+impl KafkaArgs {
+    /// The brokers and every librdkafka setting, layered (file, then
+    /// variables, then flags) and checked.
+    pub fn connection(&self) -> Result<Connection> {
+        let mut settings = self.kafka_file_options.clone();
+        let mut from_env: Vec<(String, String)> = std::env::vars()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix(ENV_PREFIX)?;
+                Some((key.to_ascii_lowercase().replace('_', "."), value))
+            })
+            .collect();
+        from_env.sort();
+        for (key, value) in from_env {
+            let value = resolve(
+                &format!("{ENV_PREFIX}{}", key.to_uppercase().replace('.', "_")),
+                &value,
+            )
+            .map_err(anyhow::Error::msg)?;
+            settings.push(Setting::new(key, value));
+        }
+        settings.extend(self.kafka_options.iter().cloned());
+        Connection::new(self.brokers.clone(), settings).context("the Kafka client settings")
+    }
+}
+
+/// `KEY=VALUE` (or `KEY=@FILE`) into a setting.
+fn parse_setting(text: &str) -> Result<Setting, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| "expected KEY=VALUE, e.g. security.protocol=SASL_SSL".to_owned())?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err("the key before `=` is empty".to_owned());
+    }
+    Ok(Setting::new(key, resolve(key, value)?))
+}
+
+/// A value, or the content of the file it names after `@` (one trailing
+/// newline dropped). Errors name the file, never the content.
+fn resolve(key: &str, value: &str) -> Result<String, String> {
+    let Some(path) = value.strip_prefix('@') else {
+        return Ok(value.to_owned());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{key}: reading the value from {path}: {e}"))?;
+    Ok(text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text)
+        .to_owned())
 }

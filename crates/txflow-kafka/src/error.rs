@@ -6,12 +6,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("connecting to the Kafka brokers {brokers}: {source}; check --brokers (host:port)")]
+    #[error(
+        "connecting to the Kafka brokers {brokers}: {source}; check --brokers (host:port), and that \
+         security.protocol and its TLS/SASL settings (--kafka-option) match the brokers' listener"
+    )]
     Client {
         brokers: String,
         #[source]
         source: KafkaError,
     },
+    #[error("Kafka client setting {key:?}: {reason}")]
+    Setting { key: String, reason: String },
     #[error("creating topic {topic:?}: {code}{hint}")]
     CreateTopic {
         topic: String,

@@ -1,5 +1,7 @@
 //! txflow on the Kafka API (Apache Kafka, Redpanda, Tansu), over rdkafka.
 //!
+//! - [`client`]: the brokers and the operator's librdkafka settings
+//!   (`--kafka-option`), checked, values never printed.
 //! - [`event`]: the transaction event as it travels on the `transactions`
 //!   topic (JSON), decoded into the core's raw record so that events are
 //!   validated by exactly the rules the batch pipeline uses.
@@ -9,10 +11,12 @@
 //! - [`consume`]: a consumer group member, exactly once into the database
 //!   (`txflow consume`).
 
+pub mod client;
 pub mod consume;
 pub mod error;
 pub mod event;
 pub mod produce;
 pub mod topics;
 
+pub use client::{Connection, Setting};
 pub use error::{Error, Result};

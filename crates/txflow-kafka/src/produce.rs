@@ -5,12 +5,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::FutureExt;
-use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use txflow_core::Transaction;
 
+use crate::client::Connection;
 use crate::error::{Error, Result};
 use crate::event;
 
@@ -30,15 +30,16 @@ impl std::fmt::Debug for EventProducer {
 }
 
 impl EventProducer {
-    pub fn new(brokers: &str, topic: &str) -> Result<EventProducer> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
+    pub fn new(connection: &Connection, topic: &str) -> Result<EventProducer> {
+        let producer: FutureProducer = connection
+            .config(&[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "5"),
+            ])
             .create()
             .map_err(|source| Error::Client {
-                brokers: brokers.to_owned(),
+                brokers: connection.brokers.clone(),
                 source,
             })?;
         Ok(EventProducer {

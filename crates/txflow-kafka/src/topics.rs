@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
+use crate::client::Connection;
 use crate::error::{Error, Result};
 
 /// A topic to create.
@@ -28,14 +28,17 @@ pub struct TopicReport {
 
 /// Creates the topics that do not exist; leaves the others alone and
 /// reports their settings.
-pub async fn ensure(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<TopicReport>> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|source| Error::Client {
-            brokers: brokers.to_owned(),
-            source,
-        })?;
+pub async fn ensure(connection: &Connection, specs: &[TopicSpec]) -> Result<Vec<TopicReport>> {
+    connection.check_reachable().await?;
+    let brokers = connection.brokers.as_str();
+    let admin: AdminClient<DefaultClientContext> =
+        connection
+            .config(&[])
+            .create()
+            .map_err(|source| Error::Client {
+                brokers: brokers.to_owned(),
+                source,
+            })?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {

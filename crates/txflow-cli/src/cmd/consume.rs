@@ -93,7 +93,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let store = Arc::new(Store::open(&args.database_url, Duration::MAX).await?);
     let member = args.member.clone().unwrap_or_else(default_member);
     let config = ConsumeConfig {
-        brokers: args.kafka.brokers.clone(),
+        connection: args.kafka.connection()?,
         group: args.group.clone(),
         member: member.clone(),
         input_topic: args.kafka.transactions_topic.clone(),

@@ -119,7 +119,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         (None, false) => Pace::Profile(args.producer.clone()),
     };
-    let producer = EventProducer::new(&args.kafka.brokers, &args.kafka.transactions_topic)?;
+    let connection = args.kafka.connection()?;
+    connection.check_reachable().await?;
+    let producer = EventProducer::new(&connection, &args.kafka.transactions_topic)?;
     tracing::info!(topic = %args.kafka.transactions_topic, brokers = %args.kafka.brokers, ?pace, count = ?args.count, "producing");
     let started = Instant::now();
     let produced = produce::run(

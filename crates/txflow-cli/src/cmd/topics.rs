@@ -48,7 +48,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         replication,
     })
     .collect();
-    for report in topics::ensure(&kafka.brokers, &specs).await? {
+    for report in topics::ensure(&kafka.connection()?, &specs).await? {
         println!(
             "{} {}: {} partitions, replication {}",
             report.name,

@@ -3,6 +3,7 @@
 
 mod batch_outages;
 mod harness;
+mod kafka_settings;
 mod serve;
 mod servers;
 mod sink_contract;

@@ -40,7 +40,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use txflow_core::resilience::RejoinPolicy;
 use txflow_core::{
@@ -52,12 +52,13 @@ pub use self::publish::dead_letter;
 use self::poll::{Event, Watchdog};
 use self::publish::Publisher;
 use self::rebalance::Context;
+use crate::client::Connection;
 use crate::error::{Error, Result};
 
 /// A consumer group member's settings.
 #[derive(Debug, Clone)]
 pub struct ConsumeConfig {
-    pub brokers: String,
+    pub connection: Connection,
     pub group: String,
     /// This member's name, in the run id `<group>/<member>`.
     pub member: String,
@@ -128,18 +129,20 @@ where
             what: "subscribing",
             source,
         })?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .set("message.max.bytes", "4000000")
-        // A broker that is away is waited for, however long: the offsets
-        // are stored only once the broker has the predictions.
-        .set("message.timeout.ms", "0")
+    let producer: FutureProducer = config
+        .connection
+        .config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "2"),
+            ("message.max.bytes", "4000000"),
+            // A broker that is away is waited for, however long: the
+            // offsets are stored only once the broker has the predictions.
+            ("message.timeout.ms", "0"),
+        ])
         .create()
         .map_err(|source| Error::Client {
-            brokers: config.brokers.clone(),
+            brokers: config.connection.brokers.clone(),
             source,
         })?;
 
@@ -239,32 +242,34 @@ where
         config.offsets_timeout,
         events,
     );
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group)
-        .set("client.id", format!("txflow-{}", config.member))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
+    let client_id = format!("txflow-{}", config.member);
+    let session_timeout = config.session_timeout.as_millis().to_string();
+    let mut settings = config.connection.config(&[
+        ("client.id", &client_id),
+        ("auto.offset.reset", "earliest"),
+        ("statistics.interval.ms", "5000"),
+        ("session.timeout.ms", &session_timeout),
         // While the pipeline is stalled (an open circuit, the database away)
         // the member stops polling; past this it leaves the group, and
         // rejoins at its stored offsets once it polls again.
-        .set("max.poll.interval.ms", "600000")
-        .set("queued.max.messages.kbytes", "16384")
+        ("max.poll.interval.ms", "600000"),
+        ("queued.max.messages.kbytes", "16384"),
         // How long a broker may hold a fetch when there is nothing to read.
         // Tansu 0.6 holds every fetch this long, records or not, so it is
         // also the floor of each record's latency there.
-        .set("fetch.wait.max.ms", "20")
+        ("fetch.wait.max.ms", "20"),
+    ]);
+    // Set last: the operator may not change these (see `client`).
+    settings
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
         // Reaching the end of a partition is the signal to flush at once.
-        .set("enable.partition.eof", "true")
+        .set("enable.partition.eof", "true");
+    settings
         .create_with_context(context)
         .map_err(|source| Error::Client {
-            brokers: config.brokers.clone(),
+            brokers: config.connection.brokers.clone(),
             source,
         })
 }
@@ -276,7 +281,7 @@ fn check_topics(consumer: &BaseConsumer<Context>, config: &ConsumeConfig) -> Res
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(|source| Error::Client {
-            brokers: config.brokers.clone(),
+            brokers: config.connection.brokers.clone(),
             source,
         })?;
     let partitions = |name: &str| {

@@ -1,0 +1,194 @@
+//! How txflow reaches the brokers: their addresses and any librdkafka
+//! setting the operator adds (`security.protocol`, `sasl.*`, `ssl.*`, ...),
+//! checked against librdkafka before any client is made. Values never
+//! appear in `Debug` output or error messages: they may be secrets.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaConfRes;
+
+use crate::error::{Error, Result};
+
+/// Settings txflow owns: its guarantees depend on them, or a flag sets them.
+const OWNED: [(&str, &str); 5] = [
+    ("bootstrap.servers", "use --brokers"),
+    ("group.id", "use --group"),
+    (
+        "enable.auto.commit",
+        "txflow commits offsets with the rows it stores",
+    ),
+    (
+        "enable.auto.offset.store",
+        "txflow commits offsets with the rows it stores",
+    ),
+    (
+        "enable.partition.eof",
+        "txflow uses the end of a partition to flush at once",
+    ),
+];
+
+/// One librdkafka setting; its value is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: String,
+    value: String,
+}
+
+impl Setting {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Setting {
+        Setting {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=***", self.key)
+    }
+}
+
+/// The brokers and the operator's librdkafka settings, checked.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub brokers: String,
+    settings: Vec<Setting>,
+}
+
+impl Connection {
+    /// Checks every setting: not one txflow owns, known to librdkafka, with
+    /// a value it accepts. Later settings of the same key win.
+    pub fn new(brokers: impl Into<String>, settings: Vec<Setting>) -> Result<Connection> {
+        for s in &settings {
+            if let Some((_, why)) = OWNED.iter().find(|(key, _)| *key == s.key) {
+                return Err(Error::Setting {
+                    key: s.key.clone(),
+                    reason: format!("txflow sets it ({why})"),
+                });
+            }
+            let mut one = ClientConfig::new();
+            one.set(&s.key, &s.value);
+            if let Err(e) = one.create_native_config() {
+                let reason = match e {
+                    KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..) => {
+                        "librdkafka has no such setting; its CONFIGURATION.md lists them".to_owned()
+                    }
+                    KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_INVALID, ..) => {
+                        "librdkafka refuses its value (not shown here: it may be a secret)"
+                            .to_owned()
+                    }
+                    _ => "librdkafka refuses it".to_owned(),
+                };
+                return Err(Error::Setting {
+                    key: s.key.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(Connection {
+            brokers: brokers.into(),
+            settings,
+        })
+    }
+
+    /// Brokers alone, no setting.
+    pub fn plain(brokers: impl Into<String>) -> Connection {
+        Connection {
+            brokers: brokers.into(),
+            settings: Vec::new(),
+        }
+    }
+
+    /// A client configuration: the brokers, `defaults` (txflow's own choices
+    /// for this client), then the operator's settings, which win.
+    pub fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for s in &self.settings {
+            config.set(&s.key, &s.value);
+        }
+        config
+    }
+
+    /// Asks the brokers for their metadata (10 s at most), so that wrong
+    /// addresses or security settings fail at once with a clear message
+    /// rather than as a request that waits for ever.
+    pub async fn check_reachable(&self) -> Result<()> {
+        let config = self.config(&[]);
+        let brokers = self.brokers.clone();
+        let unreachable = move |source| Error::Client {
+            brokers: brokers.clone(),
+            source,
+        };
+        tokio::task::spawn_blocking(move || {
+            let probe: BaseConsumer = config.create().map_err(&unreachable)?;
+            probe
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|_| ())
+                .map_err(unreachable)
+        })
+        .await
+        .map_err(|e| Error::Client {
+            brokers: self.brokers.clone(),
+            source: KafkaError::Subscription(e.to_string()),
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_setting_is_an_error_naming_it() {
+        let e = Connection::new("b:9092", vec![Setting::new("no.such.thing", "1")])
+            .expect_err("unknown");
+        let text = e.to_string();
+        assert!(text.contains("\"no.such.thing\""), "{text}");
+        assert!(text.contains("no such setting"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_value_is_not_shown() {
+        let e = Connection::new(
+            "b:9092",
+            vec![Setting::new("security.protocol", "hunter2-secret")],
+        )
+        .expect_err("invalid");
+        let text = e.to_string();
+        assert!(text.contains("security.protocol"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn settings_txflow_owns_are_refused_with_the_flag_to_use() {
+        let e = Connection::new("b:9092", vec![Setting::new("group.id", "x")]).expect_err("owned");
+        assert!(e.to_string().contains("--group"), "{e}");
+    }
+
+    #[test]
+    fn values_never_show_in_debug_output_and_the_operator_wins() {
+        let c = Connection::new(
+            "b:9092",
+            vec![
+                Setting::new("sasl.password", "hunter2"),
+                Setting::new("client.id", "mine"),
+            ],
+        )
+        .expect("valid settings");
+        let debug = format!("{c:?}");
+        assert!(debug.contains("sasl.password=***"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let config = c.config(&[("client.id", "txflow"), ("acks", "all")]);
+        assert_eq!(config.get("client.id"), Some("mine"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("bootstrap.servers"), Some("b:9092"));
+    }
+}
