@@ -163,6 +163,16 @@ fn merge(
     Ok(args)
 }
 
+/// A string or a number from the file, as the text a flag would carry.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Integer(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
 /// The table of librdkafka settings, for the commands that talk to Kafka.
 const KAFKA_TABLE: &str = "kafka";
 
@@ -187,11 +197,11 @@ fn kafka_settings(
     }
     for (key, value) in settings {
         let value = match value {
-            Value::String(s) => s.clone(),
-            Value::Integer(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
             Value::Boolean(b) => b.to_string(),
-            _ => bail!("{file}: [kafka] {key}: use a string, a number or true/false"),
+            other => match scalar_text(other) {
+                Some(text) => text,
+                None => bail!("{file}: [kafka] {key}: use a string, a number or true/false"),
+            },
         };
         added.push("--kafka-file-option".into());
         added.push(format!("{key}={value}").into());
@@ -228,15 +238,15 @@ fn push_setting(
     key: &str,
 ) -> Result<()> {
     let scalar = |v: &Value| -> Result<Option<String>> {
-        Ok(match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Integer(i) => Some(i.to_string()),
-            Value::Float(f) => Some(f.to_string()),
-            Value::Boolean(_) => None,
-            _ => bail!(
-                "{file}: [{section}] {key}: use a string, a number, true/false or a list of them"
-            ),
-        })
+        match v {
+            Value::Boolean(_) => Ok(None),
+            other => match scalar_text(other) {
+                Some(text) => Ok(Some(text)),
+                None => bail!(
+                    "{file}: [{section}] {key}: use a string, a number, true/false or a list of them"
+                ),
+            },
+        }
     };
     match value {
         Value::Boolean(true) => added.push(flag.into()),

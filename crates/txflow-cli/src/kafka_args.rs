@@ -54,18 +54,14 @@ impl KafkaArgs {
     pub fn connection(&self) -> Result<Connection> {
         let mut settings = self.kafka_file_options.clone();
         let mut from_env: Vec<(String, String)> = std::env::vars()
-            .filter_map(|(name, value)| {
-                let key = name.strip_prefix(ENV_PREFIX)?;
-                Some((key.to_ascii_lowercase().replace('_', "."), value))
-            })
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
             .collect();
         from_env.sort();
-        for (key, value) in from_env {
-            let value = resolve(
-                &format!("{ENV_PREFIX}{}", key.to_uppercase().replace('.', "_")),
-                &value,
-            )
-            .map_err(anyhow::Error::msg)?;
+        for (name, value) in from_env {
+            let key = name[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace('_', ".");
+            let value = resolve(&name, &value).map_err(anyhow::Error::msg)?;
             settings.push(Setting::new(key, value));
         }
         settings.extend(self.kafka_options.iter().cloned());

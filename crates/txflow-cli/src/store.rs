@@ -16,13 +16,15 @@ pub const VERSION: &str = concat!("txflow ", env!("CARGO_PKG_VERSION"));
 /// The database when none is given: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE: &str = "sqlite://txflow.db";
 
-/// How long a one-shot command waits for a database that went away
-/// (`txflow batch --db-max-outage`).
+/// How long a one-shot command waits for a database that went away, or for
+/// an input whose read broke (`txflow batch --db-max-outage`,
+/// `--source-max-outage`).
 pub const DEFAULT_MAX_OUTAGE: &str = "60s";
 
 /// [`DEFAULT_MAX_OUTAGE`] as a duration.
 pub fn default_max_outage() -> Duration {
-    Duration::from_secs(60)
+    crate::classifier::parse_duration(DEFAULT_MAX_OUTAGE)
+        .expect("DEFAULT_MAX_OUTAGE is a valid duration")
 }
 
 /// `postgres://…`/`postgresql://…` or `sqlite://path` (also `sqlite:path`).

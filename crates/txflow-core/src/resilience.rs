@@ -50,14 +50,19 @@ impl Backoff {
         if attempt >= self.max_attempts {
             return RetryDecision::GiveUp;
         }
-        let exponent = attempt.saturating_sub(1).min(30);
-        let ceiling = self.initial.saturating_mul(1u32 << exponent).min(self.max);
-        let delay = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
+        let delay = ceiling(self.initial, self.max, attempt).mul_f64(jitter.clamp(0.0, 1.0));
         RetryDecision::RetryAfter(match retry_after {
             Some(asked) if asked > delay => asked,
             _ => delay,
         })
     }
+}
+
+/// The longest delay after `attempt` (1-based) failed: `initial` doubled at
+/// each attempt, never above `max`.
+fn ceiling(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(30);
+    initial.saturating_mul(1u32 << exponent).min(max)
 }
 
 /// Waiting out a dependency that went away (a database restarted, an object
@@ -92,12 +97,8 @@ impl OutagePolicy {
         if down_for >= self.max_outage {
             return RetryDecision::GiveUp;
         }
-        let exponent = attempt.saturating_sub(1).min(30);
-        let ceiling = self
-            .initial
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_delay);
-        let delay = ceiling.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0);
+        let delay = ceiling(self.initial, self.max_delay, attempt)
+            .mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0);
         RetryDecision::RetryAfter(delay.min(self.max_outage - down_for))
     }
 }

@@ -63,7 +63,7 @@ pub struct Args {
 
     /// How long to keep trying when the read of an input breaks (the object
     /// store restarted): the read resumes from the byte reached.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = DEFAULT_MAX_OUTAGE, value_parser = parse_duration)]
     source_max_outage: Duration,
 
     /// The run id stored with every row (Airflow sets TXFLOW_RUN_ID);

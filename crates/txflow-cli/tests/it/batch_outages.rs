@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Database, Run, txflow_command};
+use crate::harness::{Database, Run, count_at, txflow_command, wait_count_at};
 use crate::servers::{PrivatePostgres, PrivateS3};
 
 /// Writes `txflow generate --rows N --seed S` to `dir/name`.
@@ -62,14 +62,6 @@ async fn two_batch_runs_started_together_into_one_sqlite_file_both_complete() {
     }
 }
 
-async fn count(url: &str, sql: &str) -> i64 {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("the database");
-    tokio::spawn(connection);
-    client.query_one(sql, &[]).await.expect(sql).get(0)
-}
-
 #[tokio::test]
 async fn the_database_stopped_mid_batch_is_waited_for_and_the_run_completes_once() {
     let pg = PrivatePostgres::start();
@@ -99,11 +91,11 @@ async fn the_database_stopped_mid_batch_is_waited_for_and_the_run_completes_once
         run.stderr
     );
     assert_eq!(
-        count(&pg.url, "SELECT count(*) FROM transactions").await,
+        count_at(&pg.url, "SELECT count(*) FROM transactions").await,
         300_000
     );
     assert_eq!(
-        count(&pg.url, "SELECT count(*) FROM predictions").await,
+        count_at(&pg.url, "SELECT count(*) FROM predictions").await,
         300_000
     );
 }
@@ -138,39 +130,20 @@ async fn a_database_away_longer_than_allowed_fails_the_file_and_a_rerun_complete
     let again = finish(spawn_batch(dir.path(), &args));
     again.assert_code(0);
     assert_eq!(
-        count(&pg.url, "SELECT count(*) FROM transactions").await,
+        count_at(&pg.url, "SELECT count(*) FROM transactions").await,
         300_000
     );
     assert_eq!(
-        count(&pg.url, "SELECT count(DISTINCT id) FROM transactions").await,
+        count_at(&pg.url, "SELECT count(DISTINCT id) FROM transactions").await,
         300_000
     );
 }
 
-/// Waits until the server holds at least `n` transactions.
+/// Waits until the server holds at least `n` transactions (none while the
+/// schema is not there yet).
 async fn wait_rows(url: &str, n: i64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("the database");
-        tokio::spawn(connection);
-        let got: i64 = match client
-            .query_one("SELECT count(*) FROM transactions", &[])
-            .await
-        {
-            Ok(row) => row.get(0),
-            Err(_) => 0, // the schema is not there yet
-        };
-        if got >= n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{got} rows after 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sql = "SELECT count(*) FROM transactions";
+    wait_count_at(url, sql, n, Duration::from_secs(120), String::new).await;
 }
 
 #[tokio::test]

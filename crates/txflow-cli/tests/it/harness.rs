@@ -93,6 +93,47 @@ async fn connect(url: &str) -> Client {
     client
 }
 
+/// The single number `sql` answers, over a connection made for it, so that
+/// it works across server restarts; `None` while the server, or the table,
+/// is not there.
+pub async fn try_count_at(url: &str, sql: &str) -> Option<i64> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.ok()?;
+    tokio::spawn(connection);
+    client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
+}
+
+/// [`try_count_at`], the server expected to answer.
+pub async fn count_at(url: &str, sql: &str) -> i64 {
+    try_count_at(url, sql)
+        .await
+        .unwrap_or_else(|| panic!("{sql}: the database does not answer"))
+}
+
+/// Waits until `sql` answers at least `n` (a server away counts as not
+/// yet); returns how long it took. On time-out the failure shows `context()`
+/// (processes' logs, say).
+pub async fn wait_count_at(
+    url: &str,
+    sql: &str,
+    n: i64,
+    within: std::time::Duration,
+    context: impl Fn() -> String,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let got = try_count_at(url, sql).await;
+        if got.is_some_and(|got| got >= n) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{sql}: {got:?} after {within:?}, {n} expected\n{}",
+            context()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The harness's S3 bucket, under a prefix of this test's own.
 pub struct Bucket {
     pub store: AmazonS3,

@@ -5,29 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Database, unique};
+use crate::harness::{Database, count_at, unique, wait_count_at};
 use crate::servers::{PrivatePostgres, PrivateTansu, free_port};
 use crate::stream::{Member, Topics};
 
-/// `SELECT count(*)` over a connection of its own, made anew each time, so
-/// that it works across server restarts; `None` while the server is away.
-async fn try_count(url: &str, sql: &str) -> Option<i64> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .ok()?;
-    tokio::spawn(connection);
-    client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
-}
-
-async fn count(url: &str, sql: &str) -> i64 {
-    try_count(url, sql)
-        .await
-        .unwrap_or_else(|| panic!("{sql}: the database does not answer"))
-}
-
 /// Waits until `sql` answers at least `n`; returns how long it took.
 async fn wait_count(url: &str, sql: &str, n: i64, within: Duration) -> Duration {
-    wait_count_or(url, sql, n, within, &[]).await
+    wait_count_at(url, sql, n, within, String::new).await
 }
 
 /// [`wait_count`], showing the members' logs if it times out.
@@ -38,23 +22,14 @@ async fn wait_count_or(
     within: Duration,
     members: &[&Member],
 ) -> Duration {
-    let started = Instant::now();
-    loop {
-        let got = try_count(url, sql).await;
-        if got.is_some_and(|got| got >= n) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "{sql}: {got:?} after {within:?}, {n} expected\n{}",
-            members
-                .iter()
-                .map(|m| m.log())
-                .collect::<Vec<_>>()
-                .join("\n---\n")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_count_at(url, sql, n, within, || {
+        members
+            .iter()
+            .map(|m| m.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    })
+    .await
 }
 
 const TRANSACTIONS: &str = "SELECT count(*) FROM transactions";
@@ -65,10 +40,10 @@ const OFFSETS: &str = "SELECT coalesce(sum(next_offset), 0)::bigint FROM stream_
 /// Every event stored once, with its prediction, offsets adding up, and
 /// nothing dead-lettered.
 async fn assert_exactly_once(url: &str, topics: &Topics, n: i64) {
-    assert_eq!(count(url, TRANSACTIONS).await, n);
-    assert_eq!(count(url, DISTINCT).await, n);
-    assert_eq!(count(url, PREDICTIONS).await, n);
-    assert_eq!(count(url, OFFSETS).await, n);
+    assert_eq!(count_at(url, TRANSACTIONS).await, n);
+    assert_eq!(count_at(url, DISTINCT).await, n);
+    assert_eq!(count_at(url, PREDICTIONS).await, n);
+    assert_eq!(count_at(url, OFFSETS).await, n);
     assert_eq!(topics.count(&topics.dead_letters), 0, "dead letters");
 }
 
@@ -87,7 +62,7 @@ async fn a_member_killed_while_producers_publish_consumes_again_within_seconds_a
     let mut producer = topics.producer(20_000, 4_000);
     tokio::time::sleep(Duration::from_secs(3)).await;
     first.kill_9();
-    let at_kill = count(&db.url, TRANSACTIONS).await;
+    let at_kill = count_at(&db.url, TRANSACTIONS).await;
     let restarted = Member::start_on(&topics, &db.url, &group, None, &[]);
     // Consuming again: rows grow (the producer still publishes).
     let back_after = wait_count(&db.url, TRANSACTIONS, at_kill + 1, Duration::from_secs(30)).await;
