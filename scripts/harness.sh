@@ -11,7 +11,11 @@
 # DIR/env holds the variables the tests read: TXFLOW_TEST_DATABASE_URL (a
 # superuser URL; tests create their own databases), TXFLOW_TEST_S3_ENDPOINT,
 # TXFLOW_TEST_S3_BUCKET and the AWS_* credentials of the S3 server,
-# TXFLOW_TEST_KAFKA_BROKERS (host:port of the broker, memory storage), and
+# TXFLOW_TEST_KAFKA_BROKERS (host:port of the broker, memory storage), a
+# TLS-only PostgreSQL (TXFLOW_TEST_PG_TLS_URL with its password, without
+# sslmode; TXFLOW_TEST_PG_TLS_CA, the CA that signed its certificate for
+# "localhost"; TXFLOW_TEST_PG_TLS_OTHER_CA, one that did not;
+# TXFLOW_TEST_PG_TLS_ADMIN, its Unix socket for the tests' set-up), and
 # the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_TANSU_BIN,
 # TXFLOW_TEST_S3S_BIN) for tests that start, stop and restart servers of
 # their own (a restart of the shared ones would disturb the other tests).
@@ -31,6 +35,12 @@ free_port() {
 }
 
 install() {
+  if ! command -v openssl >/dev/null; then
+    log "installing openssl (Debian package openssl)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq openssl >/dev/null
+  fi
   if [ ! -x "$PG_BIN/initdb" ]; then
     log "installing PostgreSQL 15 (Debian package postgresql-15)"
     export DEBIAN_FRONTEND=noninteractive
@@ -63,6 +73,45 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# A second PostgreSQL for the TLS tests: ssl=on with a certificate for
+# "localhost" signed by a throwaway CA (made here with openssl, valid two
+# days), reachable over TCP by TLS only (hostssl, password), and over its
+# Unix socket without a password for the tests' set-up. Sets TLS_PORT and
+# TLS_PASSWORD.
+start_tls_postgres() {
+  local dir=$1 tls=$1/pgtls
+  TLS_PORT=$(free_port)
+  TLS_PASSWORD=$(openssl rand -hex 16)
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=txflow test CA" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
+      -keyout other-ca.key -out other-ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    printf '%s\n' "$TLS_PASSWORD" >pwfile
+    chmod 600 server.key pwfile
+  )
+  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tls"; chmod 755 "$tls"; fi
+  as_pg "$PG_BIN/initdb" -D "$tls/data" -U txflow --pwfile="$tls/pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+  cat >"$tls/data/pg_hba.conf" <<HBA
+local   all all                trust
+hostssl all all 127.0.0.1/32   scram-sha-256
+hostssl all all ::1/128        scram-sha-256
+HBA
+  as_pg "$PG_BIN/pg_ctl" -D "$tls/data" -l "$tls/server.log" -w start -o "\
+    -c listen_addresses=localhost -c port=$TLS_PORT -c unix_socket_directories=$tls \
+    -c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+  log "PostgreSQL 15 with TLS only on localhost:$TLS_PORT"
+}
+
 start() {
   local dir=$1
   if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
@@ -86,6 +135,8 @@ start() {
   fi
   as_pg "$PG_BIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -o "$opts" -w start >/dev/null
   log "PostgreSQL 15 on 127.0.0.1:$pg_port"
+
+  start_tls_postgres "$dir"
 
   s3_port=$(free_port)
   mkdir -p "$dir/s3/txflow-test"
@@ -113,6 +164,11 @@ export AWS_SECRET_ACCESS_KEY=txflow-test-secret
 export AWS_REGION=us-east-1
 export AWS_ALLOW_HTTP=true
 export TXFLOW_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
+export TXFLOW_TEST_PG_TLS_URL=postgres://txflow:$TLS_PASSWORD@localhost:$TLS_PORT/postgres
+export TXFLOW_TEST_PG_TLS_ADMIN="host=$dir/pgtls port=$TLS_PORT user=txflow dbname=postgres"
+export TXFLOW_TEST_PG_TLS_PASSWORD=$TLS_PASSWORD
+export TXFLOW_TEST_PG_TLS_CA=$dir/pgtls/ca.pem
+export TXFLOW_TEST_PG_TLS_OTHER_CA=$dir/pgtls/other-ca.pem
 export TXFLOW_TEST_PG_BIN=$PG_BIN
 export TXFLOW_TEST_TANSU_BIN=$CACHE/bin/tansu
 export TXFLOW_TEST_S3S_BIN=$CACHE/bin/s3s-fs
@@ -125,9 +181,11 @@ stop() {
   for pid in "$dir/s3.pid" "$dir/tansu.pid"; do
     if [ -f "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
   done
-  if [ -f "$dir/pg/data/postmaster.pid" ]; then
-    as_pg "$PG_BIN/pg_ctl" -D "$dir/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-  fi
+  for cluster in pg pgtls; do
+    if [ -f "$dir/$cluster/data/postmaster.pid" ]; then
+      as_pg "$PG_BIN/pg_ctl" -D "$dir/$cluster/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+  done
   rm -rf "$dir"
 }
 

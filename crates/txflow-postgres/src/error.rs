@@ -1,6 +1,8 @@
 //! Errors of the PostgreSQL adapter. Messages carry the server's own words
 //! (`database "x" does not exist`), not just "db error".
 
+use crate::target::{SslMode, mode_name};
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -8,6 +10,15 @@ pub enum Error {
     #[error("cannot connect to PostgreSQL at {url}: {}; check the URL, that the server runs and accepts this user", describe(.cause))]
     Connect {
         url: String,
+        cause: tokio_postgres::Error,
+    },
+    #[error("invalid database URL {url}: {problem}")]
+    Config { url: String, problem: String },
+    #[error("cannot connect to PostgreSQL at {url} with TLS (sslmode={mode}): {}; {hint}", describe(.cause))]
+    Tls {
+        url: String,
+        mode: &'static str,
+        hint: &'static str,
         cause: tokio_postgres::Error,
     },
     #[error("applying migration {version} ({name}): {}", describe(.cause))]
@@ -49,13 +60,66 @@ impl Error {
                 None => true,
             },
             Error::Migration { cause, .. } | Error::Query { cause, .. } => connection_lost(cause),
-            Error::SchemaTooNew { .. } | Error::Outage { .. } => false,
+            Error::Config { .. }
+            | Error::Tls { .. }
+            | Error::SchemaTooNew { .. }
+            | Error::Outage { .. } => false,
+        }
+    }
+
+    /// A failed connection attempt; TLS failures (a certificate refused,
+    /// no TLS on the server) get their own variant with the likely fix,
+    /// and are not waited out.
+    pub(crate) fn connect(url: &str, mode: SslMode, cause: tokio_postgres::Error) -> Error {
+        let url = url.to_owned();
+        match tls_hint(&cause) {
+            Some(hint) => Error::Tls {
+                url,
+                mode: mode_name(mode),
+                hint,
+                cause,
+            },
+            None => Error::Connect { url, cause },
         }
     }
 
     pub(crate) fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
         move |cause| Error::Query { what, cause }
     }
+}
+
+/// The fix for a TLS failure, or `None` when `e` is not one (or is the
+/// network failing during the handshake, which waiting may cure).
+fn tls_hint(e: &tokio_postgres::Error) -> Option<&'static str> {
+    // The driver's TLS kind is not public; its message is stable.
+    if e.to_string() != "error performing TLS handshake" {
+        return None;
+    }
+    let cause = std::error::Error::source(e)?;
+    let Some(io) = cause.downcast_ref::<std::io::Error>() else {
+        // The driver's own words: the server answered that it has no TLS.
+        return Some(
+            "the server does not offer TLS: turn ssl on in postgresql.conf, or connect with sslmode=prefer",
+        );
+    };
+    let tls = io
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())?;
+    Some(match tls {
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. },
+        ) => {
+            "the server's certificate does not name this host: connect by a name the certificate carries, or use sslmode=verify-ca"
+        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            "the server's certificate is not signed by the CA given: set sslrootcert to the CA that signed it"
+        }
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. },
+        ) => "the server's certificate has expired: renew it on the server",
+        _ => "check sslmode and sslrootcert against the server's TLS set-up",
+    })
 }
 
 /// The server's message, with its detail and SQLSTATE, or the client's

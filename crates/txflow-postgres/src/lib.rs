@@ -6,6 +6,8 @@
 //! - [`PostgresSink`]: each batch is one database transaction: binary `COPY`
 //!   into temporary staging tables, then `INSERT … SELECT … ON CONFLICT DO
 //!   NOTHING` into the real ones, so a rerun adds nothing.
+//! - [`Target`]: the database URL with libpq's `sslmode`/`sslrootcert`;
+//!   every connection is made through it (TLS by rustls).
 //! - `session`: the one connection, re-established when the server goes
 //!   away; calls wait out an outage (the core's `OutagePolicy`) and
 //!   [`Health`] tells `/health` meanwhile.
@@ -17,41 +19,43 @@ mod migrate;
 mod numeric;
 mod session;
 mod sink;
+mod target;
 
 pub use error::{Error, Result};
 pub use migrate::{MIGRATIONS, migrate};
 pub use session::Health;
 pub use sink::PostgresSink;
+pub use target::{SslMode, Target};
 
-/// Connects to `url` (`postgres://user:pass@host:port/db`) and drives the
-/// connection on the current Tokio runtime.
-pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|cause| Error::Connect {
-            url: redact(url),
-            cause,
-        })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(error = %e, "PostgreSQL connection closed");
-        }
-    });
-    Ok(client)
-}
-
-/// The URL with its password replaced by `***`, fit for messages and logs.
+/// The URL with its password (in the user part or a `password=`
+/// parameter) replaced by `***`, fit for messages and logs.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
+    let mut shown = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    if let Some(query) = query {
+        let pairs: Vec<&str> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => pair,
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -63,5 +67,9 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(super::redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            super::redact("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
     }
 }

@@ -20,6 +20,7 @@ use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
 use crate::copy;
 use crate::error::{Error, Result};
 use crate::metric;
+use crate::target::Target;
 
 /// Whether the database answered the last call; shared with `/health`.
 #[derive(Debug, Clone)]
@@ -44,7 +45,7 @@ impl Health {
 
 /// A connection that is re-established on demand.
 pub(crate) struct Session {
-    url: String,
+    target: Target,
     client: Arc<Mutex<Option<Client>>>,
     outage: OutagePolicy,
     health: Health,
@@ -53,20 +54,20 @@ pub(crate) struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("url", &crate::redact(&self.url))
+            .field("target", &self.target)
             .field("outage", &self.outage)
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
-    /// Wraps a connected client; `url` is used to reconnect.
-    pub(crate) fn new(url: &str, client: Client, outage: OutagePolicy) -> Session {
+    /// Wraps a connected client; `target` is used to reconnect.
+    pub(crate) fn new(target: Target, client: Client, outage: OutagePolicy) -> Session {
         metric::describe();
         let health = Health::new();
         health.set(true);
         Session {
-            url: url.to_owned(),
+            target,
             client: Arc::new(Mutex::new(Some(client))),
             outage,
             health,
@@ -142,13 +143,13 @@ impl Session {
     async fn live(&self) -> Result<Live> {
         let mut slot = Arc::clone(&self.client).lock_owned().await;
         if slot.as_ref().is_none_or(Client::is_closed) {
-            let client = crate::connect(&self.url).await?;
+            let client = self.target.connect().await?;
             client
                 .batch_execute(copy::CREATE_STAGING)
                 .await
                 .map_err(Error::query("creating staging tables"))?;
             metrics::counter!(metric::RECONNECTS).increment(1);
-            tracing::info!(database = %crate::redact(&self.url), "connected to the database again");
+            tracing::info!(database = %self.target.shown(), "connected to the database again");
             *slot = Some(client);
         }
         Ok(Live(slot))

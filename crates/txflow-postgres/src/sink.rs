@@ -12,6 +12,7 @@ use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, R
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
 use crate::session::{Health, Session};
+use crate::target::Target;
 
 /// Writes batches to PostgreSQL over one connection, re-established when
 /// it breaks (see [`PostgresSink::with_max_outage`]).
@@ -28,7 +29,8 @@ impl PostgresSink {
     /// reported at once. Later outages are waited out (without bound unless
     /// [`PostgresSink::with_max_outage`] says otherwise).
     pub async fn connect(url: &str, version: &'static str) -> Result<PostgresSink> {
-        let mut client = crate::connect(url).await?;
+        let target = Target::parse(url)?;
+        let mut client = target.connect().await?;
         let applied = crate::migrate(&mut client).await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "applied schema migrations");
@@ -38,7 +40,7 @@ impl PostgresSink {
             .await
             .map_err(Error::query("creating staging tables"))?;
         Ok(PostgresSink {
-            session: Session::new(url, client, OutagePolicy::waiting(Duration::MAX)),
+            session: Session::new(target, client, OutagePolicy::waiting(Duration::MAX)),
             version,
         })
     }

@@ -9,6 +9,7 @@ mod servers;
 mod sink_contract;
 mod stream;
 mod survival;
+mod tls;
 
 use harness::{Bucket, Database, reference_file, txflow};
 use txflow_core::{Category, ReferenceModel, TransactionId};
