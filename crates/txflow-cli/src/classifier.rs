@@ -1,6 +1,7 @@
 //! The classifier a run uses, picked by `--classifier`: the in-process
 //! reference model, or an HTTP service.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -35,6 +36,16 @@ pub struct ClassifierArgs {
     /// original service's).
     #[arg(long, default_value = "external")]
     pub classifier_model_version: String,
+
+    /// A file whose first token is sent to the service as
+    /// `Authorization: Bearer <token>` (same format as serve's --auth-token-file).
+    #[arg(long, env = "TXFLOW_CLASSIFIER_TOKEN_FILE")]
+    pub classifier_token_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) to trust for an https:// service, e.g. a
+    /// private CA; the system's are trusted too.
+    #[arg(long, env = "TXFLOW_CLASSIFIER_CA")]
+    pub classifier_ca: Option<PathBuf>,
 }
 
 /// One of the classifiers txflow knows.
@@ -55,6 +66,12 @@ impl AnyClassifier {
         config.request_timeout = args.classifier_timeout;
         config.max_outage = Some(args.classifier_max_outage);
         config.default_model_version = args.classifier_model_version.clone();
+        config.token = args
+            .classifier_token_file
+            .as_deref()
+            .map(txflow_http::auth::first_token)
+            .transpose()?;
+        config.ca_file = args.classifier_ca.clone();
         Ok(AnyClassifier::Http(Box::new(HttpClassifier::new(config)?)))
     }
 

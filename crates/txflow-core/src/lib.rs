@@ -19,6 +19,7 @@
 //! - [`ports`]: the traits adapters implement.
 //! - [`pipeline`]: the batch pipeline and its run summary.
 //! - [`resilience`]: retry (backoff) and circuit-breaker policies.
+//! - [`secret`]: [`Secret`], a value no output shows.
 //! - [`synth`]: the deterministic sample generator.
 
 pub mod category;
@@ -29,6 +30,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod record;
 pub mod resilience;
+pub mod secret;
 pub mod synth;
 pub mod transaction;
 pub mod validation;
@@ -45,5 +47,6 @@ pub use ports::{
     RecordSource, RejectLog, Sink, Unclassified,
 };
 pub use record::{Column, Position, RawRecord};
+pub use secret::Secret;
 pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId, TransactionParts};
 pub use validation::{RejectedRecord, Rule, Validator, Violation};

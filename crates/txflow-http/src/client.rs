@@ -5,7 +5,8 @@
 //! `max_in_flight` at once, over pooled keep-alive connections. What the
 //! service does wrong is sorted into three kinds:
 //! - *retriable* (connection error, timeout, 429, 5xx, an answer that is not
-//!   a JSON list): retried with backoff, counted by the circuit breaker; while
+//!   a JSON list, and 401/403: txflow's credentials, not the records):
+//!   retried with backoff, counted by the circuit breaker; while
 //!   the circuit is open every call waits, so an outage pauses the pipeline
 //!   and fails no record;
 //! - *refused* (another 4xx): the request's records fail with that class;
@@ -13,6 +14,7 @@
 //!   a duplicated or missing id): those records fail, the others go on.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ use txflow_core::resilience::{
     Admission, Backoff, CircuitBreaker, CircuitState, RetryDecision, jitter,
 };
 use txflow_core::{
-    BoxError, Category, Classifier, ClassifyFailure, FailureClass, Outcome, Prediction,
+    BoxError, Category, Classifier, ClassifyFailure, FailureClass, Outcome, Prediction, Secret,
     Transaction, TransactionId,
 };
 use uuid::Uuid;
@@ -57,6 +59,11 @@ pub struct ClientConfig {
     /// The model version stored when an answer carries none (the original
     /// service's answers).
     pub default_model_version: String,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// A PEM file of CA certificates to trust for an `https://` service
+    /// (besides the system's), e.g. a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -72,6 +79,8 @@ impl ClientConfig {
             breaker_cool_down: Duration::from_secs(5),
             max_outage: Some(Duration::from_secs(600)),
             default_model_version: "external".to_owned(),
+            token: None,
+            ca_file: None,
         }
     }
 }
@@ -83,6 +92,8 @@ pub enum Error {
     Url { url: String, reason: String },
     #[error("building the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error("reading the classifier's CA file {}: {reason}; give a PEM file of CA certificates with --classifier-ca", .file.display())]
+    Ca { file: PathBuf, reason: String },
     #[error(
         "the classification service at {url} has been unavailable for {waited:?} \
          (last error: {last_error}); no record was failed for it: fix the service and rerun"
@@ -124,13 +135,27 @@ impl HttpClassifier {
                 reason: format!("the scheme is {:?}", parsed.scheme()),
             });
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.max_in_flight.max(1))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(Error::Client)?;
+            .tcp_nodelay(true);
+        if let Some(file) = &config.ca_file {
+            let ca_error = |reason: String| Error::Ca {
+                file: file.clone(),
+                reason,
+            };
+            let pem = std::fs::read(file).map_err(|e| ca_error(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(describe(&e)))?;
+            if certs.is_empty() {
+                return Err(ca_error("no certificate in the file".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(Error::Client)?;
         let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cool_down);
         metrics::gauge!(metric::CIRCUIT).set(0.0);
         Ok(HttpClassifier {
@@ -276,13 +301,15 @@ impl HttpClassifier {
     }
 
     async fn send(&self, body: bytes::Bytes) -> Attempt {
-        let response = self
+        let mut request = self
             .client
             .post(&self.endpoint)
             .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await;
+            .body(body);
+        if let Some(token) = &self.config.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => return Attempt::retriable(describe(&e)),
@@ -298,6 +325,13 @@ impl HttpClassifier {
             Ok(b) => b,
             Err(e) => return Attempt::retriable(format!("reading the answer: {}", describe(&e))),
         };
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // Our credentials, not the records: wait (the token may be
+            // rotated in) rather than fail every record.
+            return Attempt::retriable(format!(
+                "HTTP {status}: the service refused txflow's credentials; check --classifier-token-file"
+            ));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Attempt::Retriable {
                 error: format!("HTTP {status}: {}", excerpt(&bytes)),

@@ -2,12 +2,17 @@
 //!
 //! - [`contract`]: the wire types of `POST /predict`, shared by both sides.
 //! - [`server`]: `txflow serve`, the classification service (axum).
+//! - [`auth`]: bearer tokens for the service, re-read on SIGHUP.
+//! - [`tls`]: the service's certificate, and its TLS listener.
 //! - [`client`]: [`HttpClassifier`], the core's classifier port over that
 //!   service, with batching, concurrency, retries and a circuit breaker.
 
+pub mod auth;
 pub mod client;
 pub mod contract;
 pub mod server;
+pub mod tls;
 
+pub use auth::Tokens;
 pub use client::{ClientConfig, HttpClassifier};
-pub use server::{Model, ServerConfig, serve};
+pub use server::{Auth, Model, ServerConfig, serve};

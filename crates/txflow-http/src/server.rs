@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -21,7 +22,9 @@ use tokio::net::TcpListener;
 use txflow_core::{Category, Prediction, ReferenceModel, Transaction};
 use utoipa::OpenApi;
 
+use crate::auth::{self, Tokens};
 use crate::contract::{ErrorBody, PredictAnswer, PredictItem, Problem, shape_problems};
+use crate::tls::TlsListener;
 
 /// The models the service can run, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,20 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Bodies larger than this are refused (413) before they are parsed.
     pub max_body_bytes: usize,
+    /// Bearer tokens required on `/predict` (and every route if
+    /// [`Auth::all_routes`]); `None`: open.
+    pub auth: Option<Auth>,
+    /// Serve HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Who may call the service.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub tokens: Tokens,
+    /// Also `/health`, `/ready`, `/metrics` and `/openapi.json` (open by
+    /// default, for probes and scrapers).
+    pub all_routes: bool,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +94,8 @@ impl Default for ServerConfig {
             model: Model::Reference,
             max_batch: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
+            auth: None,
+            tls: None,
         }
     }
 }
@@ -124,23 +143,61 @@ pub mod metric {
     pub const LATENCY: &str = "txflow_http_request_duration_seconds";
     pub const BATCH_SIZE: &str = "txflow_predict_batch_size";
     pub const PREDICTIONS: &str = "txflow_predictions_total";
+    pub const TLS_HANDSHAKE_FAILURES: &str = "txflow_http_tls_handshake_failures_total";
 }
 
 /// The service's routes.
 pub fn router(config: ServerConfig) -> Router {
     let limit = config.max_body_bytes;
+    let auth = config.auth.clone();
     let state = Arc::new(AppState {
         config,
         metrics: metrics_handle(),
     });
-    Router::new()
-        .route("/predict", post(predict))
+    let mut guarded = Router::new().route("/predict", post(predict));
+    let mut open = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi));
+    if let Some(auth) = auth {
+        let check = middleware::from_fn_with_state(auth.tokens, require_token);
+        if auth.all_routes {
+            open = open.route_layer(check.clone());
+        }
+        guarded = guarded.route_layer(check);
+    }
+    guarded
+        .merge(open)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// 401 unless the request carries `Authorization: Bearer <a valid token>`.
+async fn require_token(State(tokens): State<Tokens>, request: Request, next: Next) -> Response {
+    let valid = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| auth::bearer(value.as_bytes()))
+        .is_some_and(|token| tokens.accepts(token));
+    if valid {
+        return next.run(request).await;
+    }
+    let route = request.uri().path().to_owned();
+    metrics::counter!(metric::REQUESTS, "route" => route, "status" => "401").increment(1);
+    let mut response = json(
+        StatusCode::UNAUTHORIZED,
+        &ErrorBody {
+            error: "a valid bearer token is required: send Authorization: Bearer <token>"
+                .to_owned(),
+            problems: Vec::new(),
+        },
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"txflow\""),
+    );
+    response
 }
 
 /// What a worker's `/health` checks: each dependency's name and whether it
@@ -185,15 +242,25 @@ pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Res
     axum::serve(listener, router).await
 }
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// Serves (HTTPS when the configuration has TLS) until `shutdown`
+/// resolves, then finishes the requests in flight.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    match config.tls.clone() {
+        Some(tls) => {
+            axum::serve(TlsListener::new(listener, tls), router(config))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router(config))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// The OpenAPI document, generated from the handlers and types below.

@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
-use txflow_http::{Model, ServerConfig};
+use txflow_http::{Auth, Model, ServerConfig, Tokens};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -16,9 +18,13 @@ Examples:
 \"timestamp\": \"2024-03-01T08:15:00\", \"merchant\": \"Uber\", \"operation_type\": \"card\", \
 \"side\": \"debit\"}]'
 
+  openssl rand -hex 32 > tokens; txflow serve --auth-token-file tokens \\
+    --tls-cert server.pem --tls-key server.key
+  curl --cacert ca.pem -H \"Authorization: Bearer $(head -1 tokens)\" https://localhost:8000/predict ...
+
 Routes: POST /predict, GET /health, GET /ready, GET /metrics (Prometheus),
 GET /openapi.json. SIGTERM or Ctrl-C stops accepting and finishes the requests
-in flight.";
+in flight; SIGHUP re-reads the token file.";
 
 /// Serve the classification API: POST /predict with a JSON list of
 /// transactions answers a category, a confidence score and the model version
@@ -41,6 +47,24 @@ pub struct Args {
     /// The largest request body, in bytes (larger: 413, before parsing).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
+
+    /// Require a bearer token on /predict: a file of tokens, one a line
+    /// (several while rotating; `#` comments). Re-read on SIGHUP.
+    #[arg(long, env = "TXFLOW_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
+
+    /// Require the token on every route, /health, /ready, /metrics and
+    /// /openapi.json included (open by default, for probes and scrapers).
+    #[arg(long, requires = "auth_token_file")]
+    auth_all: bool,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, env = "TXFLOW_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TXFLOW_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -53,15 +77,53 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             )
         })?;
     let address = listener.local_addr().context("reading the bound address")?;
+    let auth = match &args.auth_token_file {
+        Some(file) => {
+            let tokens = Tokens::load(file)?;
+            reload_on_hangup(tokens.clone())?;
+            Some(Auth {
+                tokens,
+                all_routes: args.auth_all,
+            })
+        }
+        None => None,
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(txflow_http::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let config = ServerConfig {
         model: args.model,
         max_batch: args.max_batch,
         max_body_bytes: args.max_body_bytes,
+        auth,
+        tls,
     };
-    tracing::info!(%address, model = config.model.name(), version = config.model.version(), "serving");
+    tracing::info!(%address, model = config.model.name(), version = config.model.version(),
+        tls = config.tls.is_some(), auth = config.auth.as_ref().map(|a| if a.all_routes { "all routes" } else { "/predict" }),
+        "serving");
     txflow_http::serve(listener, config, crate::signal::shutdown())
         .await
         .context("serving")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-reads the token file on each SIGHUP; a file that cannot be used is
+/// reported and the tokens in use stay.
+fn reload_on_hangup(tokens: Tokens) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match tokens.reload() {
+                Ok(count) => tracing::info!(file = %tokens.file().display(), tokens = count,
+                    "token file re-read"),
+                Err(e) => {
+                    tracing::error!(error = %e, "token file not re-read; the tokens in use stay")
+                }
+            }
+        }
+    });
+    Ok(())
 }

@@ -5,6 +5,7 @@ mod batch_outages;
 mod harness;
 mod kafka_settings;
 mod serve;
+mod serve_auth;
 mod servers;
 mod sink_contract;
 mod stream;

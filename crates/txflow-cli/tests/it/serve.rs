@@ -10,30 +10,41 @@ use crate::harness::{Database, reference_file, txflow};
 use crate::servers::free_port;
 
 /// A `txflow serve` process on a free port, killed when dropped.
-struct Serve {
-    child: Child,
-    url: String,
+pub struct Serve {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub port: u16,
 }
 
 impl Serve {
     async fn start() -> Serve {
+        Serve::start_with(&[]).await
+    }
+
+    /// With `extra` flags (tokens, TLS); ready once its port accepts.
+    pub async fn start_with(extra: &[&str]) -> Serve {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_txflow"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting txflow serve");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while reqwest::get(format!("{url}/health")).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             assert!(
                 Instant::now() < deadline,
                 "txflow serve did not come up on {url}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Serve { child, url }
+        Serve { child, url, port }
     }
 }
 
