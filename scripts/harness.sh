@@ -35,11 +35,17 @@ free_port() {
 }
 
 install() {
-  if ! command -v openssl >/dev/null; then
-    log "installing openssl (Debian package openssl)"
+  # openssl makes the tests' throwaway certificates; libssl-dev and
+  # pkg-config let librdkafka build with TLS (rdkafka's ssl feature).
+  local missing=()
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq openssl >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   if [ ! -x "$PG_BIN/initdb" ]; then
     log "installing PostgreSQL 15 (Debian package postgresql-15)"

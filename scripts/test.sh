@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System packages the build needs (libssl-dev for librdkafka's TLS), and
+# the servers, installed once.
+scripts/harness.sh install
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

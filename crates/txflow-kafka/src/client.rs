@@ -3,12 +3,14 @@
 //! checked against librdkafka before any client is made. Values never
 //! appear in `Debug` output or error messages: they may be secrets.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaConfRes;
+use rdkafka::{ClientConfig, ClientContext};
 
 use crate::error::{Error, Result};
 
@@ -119,20 +121,41 @@ impl Connection {
 
     /// Asks the brokers for their metadata (10 s at most), so that wrong
     /// addresses or security settings fail at once with a clear message
-    /// rather than as a request that waits for ever.
+    /// rather than as a request that waits for ever. A TLS or SASL failure
+    /// ends the wait at once; librdkafka's last word is in the error.
     pub async fn check_reachable(&self) -> Result<()> {
         let config = self.config(&[]);
         let brokers = self.brokers.clone();
-        let unreachable = move |source| Error::Client {
-            brokers: brokers.clone(),
-            source,
-        };
+        let tls = config
+            .get("security.protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("ssl") || p.eq_ignore_ascii_case("sasl_ssl"));
         tokio::task::spawn_blocking(move || {
-            let probe: BaseConsumer = config.create().map_err(&unreachable)?;
-            probe
-                .fetch_metadata(None, Duration::from_secs(10))
-                .map(|_| ())
-                .map_err(unreachable)
+            let unreachable = |source, context: &Probe| {
+                let mut said = context.said();
+                if said.is_empty() && tls {
+                    said = " (no answer to the TLS handshake: is the listener plaintext?)".into();
+                }
+                Error::Unreachable {
+                    brokers: brokers.clone(),
+                    source: Box::new(source),
+                    said,
+                }
+            };
+            let probe: BaseConsumer<Probe> = config
+                .create_with_context(Probe::default())
+                .map_err(|e| unreachable(e, &Probe::default()))?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let failed = match probe.fetch_metadata(None, Duration::from_secs(1)) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => e,
+                };
+                // Serve librdkafka's error events to the context.
+                let _ = probe.poll(Duration::ZERO);
+                if Instant::now() >= deadline || probe.context().security_failed() {
+                    return Err(unreachable(failed, probe.context()));
+                }
+            }
         })
         .await
         .map_err(|e| Error::Client {
@@ -141,6 +164,44 @@ impl Connection {
         })?
     }
 }
+
+/// The probe's context: remembers librdkafka's last error, and whether it
+/// was about security (TLS, SASL), which waiting will not cure.
+#[derive(Debug, Default)]
+struct Probe {
+    last: Mutex<Option<String>>,
+    security: AtomicBool,
+}
+
+impl Probe {
+    fn said(&self) -> String {
+        match &*self.last.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(reason) => format!(" (librdkafka: {reason})"),
+            None => String::new(),
+        }
+    }
+
+    fn security_failed(&self) -> bool {
+        self.security.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientContext for Probe {
+    fn error(&self, error: KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let security = matches!(
+            error.rdkafka_error_code(),
+            Some(Code::SSL | Code::Authentication | Code::SaslAuthenticationFailed)
+        ) || reason.contains("SSL handshake failed")
+            || reason.contains("SASL");
+        if security {
+            self.security.store(true, Ordering::Relaxed);
+        }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+}
+
+impl ConsumerContext for Probe {}
 
 #[cfg(test)]
 mod tests {

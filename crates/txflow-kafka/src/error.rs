@@ -15,6 +15,17 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    #[error(
+        "connecting to the Kafka brokers {brokers}: {source}{said}; check --brokers (host:port), \
+         and that security.protocol and its TLS/SASL settings (--kafka-option) match the brokers' listener"
+    )]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: Box<KafkaError>,
+        /// librdkafka's last error, e.g. why a TLS handshake failed.
+        said: String,
+    },
     #[error("Kafka client setting {key:?}: {reason}")]
     Setting { key: String, reason: String },
     #[error("creating topic {topic:?}: {code}{hint}")]

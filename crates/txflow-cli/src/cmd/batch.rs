@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use txflow_core::Secret;
 
 use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
@@ -54,7 +55,7 @@ pub struct Args {
     /// Where to store results: postgres://user:password@host:port/db or
     /// sqlite://path/to/file.db.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
-    database_url: String,
+    database_url: Secret,
 
     /// How long to wait for a database server that went away mid-run before
     /// the file being written fails (a rerun completes it, adding no row twice).
@@ -145,8 +146,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
 
     let classifier = AnyClassifier::from_args(&args.classifier)?;
-    let store = Store::open(&args.database_url, args.db_max_outage).await?;
-    let database = store.describe(&args.database_url);
+    let store = Store::open(args.database_url.expose(), args.db_max_outage).await?;
+    let database = store.describe(args.database_url.expose());
     if args.skip_done {
         inputs::skip_done(&store, &mut inputs).await?;
     }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use txflow_core::Secret;
 
 use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
@@ -35,7 +36,7 @@ pub struct Args {
 
     /// Where to store results: postgres://… (or sqlite://path for a try-out).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
-    database_url: String,
+    database_url: Secret,
 
     /// The consumer group.
     #[arg(long, env = "TXFLOW_GROUP", default_value = "txflow")]
@@ -90,7 +91,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let classifier = AnyClassifier::from_args(&classifier_args)?;
     // A stream waits for its database as long as it takes; meanwhile it
     // stops fetching and /health says the database is down.
-    let store = Arc::new(Store::open(&args.database_url, Duration::MAX).await?);
+    let store = Arc::new(Store::open(args.database_url.expose(), Duration::MAX).await?);
     let member = args.member.clone().unwrap_or_else(default_member);
     let config = ConsumeConfig {
         connection: args.kafka.connection()?,
@@ -133,7 +134,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .map_err(|e| anyhow!(e))
         .context("recording the run start")?;
     tracing::info!(group = %args.group, member = %member, topic = %config.input_topic,
-        database = %store.describe(&args.database_url), metrics = %metrics_address,
+        database = %store.describe(args.database_url.expose()), metrics = %metrics_address,
         classifier = %classifier.describe(&args.classifier), "consuming");
 
     let outcome = consume::run(

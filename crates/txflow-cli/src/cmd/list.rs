@@ -1,6 +1,7 @@
 //! `txflow list`: the files a batch run would read.
 
 use std::process::ExitCode;
+use txflow_core::Secret;
 
 use anyhow::Result;
 
@@ -22,7 +23,7 @@ pub struct Args {
 
     /// The database --skip-done looks in.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
-    database_url: String,
+    database_url: Secret,
 
     /// One JSON array on one line instead of one URL per line.
     #[arg(long)]
@@ -35,7 +36,7 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let (mut inputs, _) = inputs::resolve(&args.inputs, &args.s3.options()).await?;
     if args.skip_done {
-        let store = Store::open(&args.database_url, default_max_outage()).await?;
+        let store = Store::open(args.database_url.expose(), default_max_outage()).await?;
         inputs::skip_done(&store, &mut inputs).await?;
     }
     let urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();

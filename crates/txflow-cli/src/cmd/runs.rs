@@ -1,6 +1,7 @@
 //! `txflow runs`: the runs a database holds, and a check a scheduler ends with.
 
 use std::process::ExitCode;
+use txflow_core::Secret;
 
 use anyhow::Result;
 use txflow_core::RunRecord;
@@ -20,7 +21,7 @@ error rate or is still running, or when fewer than --expect runs match.";
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
-    database_url: String,
+    database_url: Secret,
 
     /// Only the runs whose id starts with this (e.g. an Airflow run id).
     #[arg(long, default_value = "")]
@@ -41,7 +42,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let store = Store::open(&args.database_url, default_max_outage()).await?;
+    let store = Store::open(args.database_url.expose(), default_max_outage()).await?;
     let runs = store.runs(&args.prefix).await?;
     if args.json {
         let list: Vec<_> = runs.iter().map(to_json).collect();
