@@ -89,3 +89,32 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn debug_output_of_the_parsed_arguments_shows_no_password() {
+        for command in ["batch", "consume", "runs", "list", "migrate"] {
+            let mut args = vec!["txflow", command];
+            if matches!(command, "batch" | "list") {
+                args.push("in.csv");
+            }
+            args.extend([
+                "--database-url",
+                "postgres://u:hunter2-secret@db/txflow",
+                "--kafka-option",
+                "sasl.password=hunter3-secret",
+            ]);
+            if !matches!(command, "consume") {
+                args.truncate(args.len() - 2);
+            }
+            let cli = Cli::try_parse_from(&args).expect("valid arguments");
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("hunter"), "{command}: {shown}");
+        }
+    }
+}

@@ -11,13 +11,13 @@ const HEADER: &str = "id;description;amount;timestamp;merchant;operation_type;si
 
 /// A database of its own on the TLS server, made over the server's Unix
 /// socket (no TLS needed there); `url` has the password and no `sslmode`.
-struct TlsDatabase {
-    url: String,
+pub struct TlsDatabase {
+    pub url: String,
     admin: String,
 }
 
 impl TlsDatabase {
-    async fn create() -> TlsDatabase {
+    pub async fn create() -> TlsDatabase {
         let admin = harness_var("TXFLOW_TEST_PG_TLS_ADMIN");
         let name = unique("tls");
         let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
@@ -39,16 +39,49 @@ impl TlsDatabase {
     }
 
     /// The URL with `query` appended (`sslmode=…&…`).
-    fn with(&self, query: &str) -> String {
+    pub fn with(&self, query: &str) -> String {
         format!("{}?{query}", self.url)
     }
 
-    async fn count(&self, table: &str) -> i64 {
+    async fn admin(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.admin, tokio_postgres::NoTls)
             .await
             .expect("the admin socket");
         tokio::spawn(connection);
         client
+    }
+
+    /// Every table and view of the database, each as its rows' text.
+    pub async fn dump(&self) -> Vec<(String, String)> {
+        let client = self.admin().await;
+        let names: Vec<String> = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                &[],
+            )
+            .await
+            .expect("the tables")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut dump = Vec::new();
+        for name in names {
+            let rows: String = client
+                .query_one(
+                    &format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{name}\" t"),
+                    &[],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .get(0);
+            dump.push((name, rows));
+        }
+        dump
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        self.admin()
+            .await
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await
             .expect("count")

@@ -107,6 +107,7 @@ where
     S: Sink + OffsetStore + 'static,
 {
     metric::describe();
+    config.connection.check_reachable().await?;
     // At most about `max_batch` records wait in the channel (the buffer holds
     // as many again): past that the poll thread blocks and stops fetching.
     let capacity = config.max_batch.div_ceil(poll::CHUNK).max(1);
