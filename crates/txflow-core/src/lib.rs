@@ -46,7 +46,7 @@ pub use ports::{
     Batch, Checkpoint, Classifier, ClassifyFailure, FailureClass, OffsetStore, Outcome,
     RecordSource, RejectLog, Sink, Unclassified,
 };
-pub use record::{Column, Position, RawRecord};
+pub use record::{Column, Oversized, Position, RawRecord};
 pub use secret::Secret;
 pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId, TransactionParts};
 pub use validation::{RejectedRecord, Rule, Validator, Violation};

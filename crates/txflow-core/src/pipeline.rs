@@ -91,6 +91,10 @@ pub struct Counts {
     pub unclassified: u64,
     /// Transactions newly stored (a rerun adds none).
     pub written: u64,
+    /// Valid transactions of committed batches that the database held
+    /// already. `valid - written - present` were not stored (the run
+    /// stopped before their batch was committed).
+    pub present: u64,
     pub predictions_written: u64,
     /// Files finished, and files stopped by an error.
     pub files: u64,
@@ -108,8 +112,19 @@ impl Counts {
         }
     }
 
-    fn add_write(&mut self, report: WriteReport) {
+    /// Valid rows that are in no committed batch: read, but not stored
+    /// because the run stopped.
+    pub fn not_stored(&self) -> u64 {
+        self.valid
+            .saturating_sub(self.written)
+            .saturating_sub(self.present)
+    }
+
+    /// A committed batch of `offered` transactions: what the sink added, and
+    /// the rest, which it held already.
+    fn add_write(&mut self, report: WriteReport, offered: u64) {
         self.written += report.transactions;
+        self.present += offered.saturating_sub(report.transactions);
         self.predictions_written += report.predictions;
     }
 }
@@ -182,6 +197,7 @@ impl std::ops::Sub for Counts {
             classified: self.classified - before.classified,
             unclassified: self.unclassified - before.unclassified,
             written: self.written - before.written,
+            present: self.present - before.present,
             predictions_written: self.predictions_written - before.predictions_written,
             files: self.files - before.files,
             files_failed: self.files_failed - before.files_failed,
@@ -315,8 +331,8 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
             };
             let read = self.gather(source, &validator, counts);
             let (written, pending) = futures::join!(write, read);
-            if let Some(report) = written? {
-                counts.add_write(report);
+            if let Some((report, offered)) = written? {
+                counts.add_write(report, offered);
             }
             let pending = pending?;
             counts.bytes = counts.bytes.max(source.bytes_read());
@@ -346,7 +362,8 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
             });
             if pending.exhausted {
                 if let Some(batch) = in_flight.take() {
-                    counts.add_write(self.write(batch, rejects, &location).await?);
+                    let (report, offered) = self.write(batch, rejects, &location).await?;
+                    counts.add_write(report, offered);
                 }
                 progress(counts, source.bytes_read());
                 break;
@@ -396,22 +413,30 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
         Ok(pending)
     }
 
+    /// Writes a batch; returns the sink's report and how many transactions
+    /// the batch offered.
     async fn write<L: RejectLog>(
         &self,
         batch: Batch,
         rejects: &mut L,
         location: &str,
-    ) -> Result<WriteReport> {
+    ) -> Result<(WriteReport, u64)> {
         if !batch.rejected.is_empty() {
             rejects
                 .append(&batch.rejected)
                 .await
                 .map_err(|e| Error::RejectLog { source: e })?;
         }
-        self.sink.write_batch(batch).await.map_err(|e| Error::Sink {
-            location: location.to_owned(),
-            source: e,
-        })
+        let offered = batch.transactions.len() as u64;
+        let report = self
+            .sink
+            .write_batch(batch)
+            .await
+            .map_err(|e| Error::Sink {
+                location: location.to_owned(),
+                source: e,
+            })?;
+        Ok((report, offered))
     }
 }
 
@@ -508,6 +533,7 @@ mod tests {
                 fields,
                 field_count: count,
                 expected_fields: Column::ALL.len(),
+                oversized: None,
             }))
         }
         fn bytes_read(&self) -> u64 {

@@ -73,6 +73,18 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// A record longer than its source's limit: only its start is kept (in
+/// [`RawRecord::raw`]) and it has no fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    /// The whole record's length in bytes.
+    pub length: u64,
+    /// The source's limit.
+    pub limit: u64,
+    /// The record ran to the end of the input with a quote left open.
+    pub unclosed_quote: bool,
+}
+
 /// One row's fields, borrowed from the source's buffers.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {
@@ -85,6 +97,8 @@ pub struct RawRecord<'a> {
     /// How many fields the row had, and how many the header announced.
     pub field_count: usize,
     pub expected_fields: usize,
+    /// Set when the record was too long to read: `raw` is its start only.
+    pub oversized: Option<Oversized>,
 }
 
 impl<'a> RawRecord<'a> {

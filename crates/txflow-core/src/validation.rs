@@ -3,6 +3,7 @@
 //!
 //! | rule | what it checks |
 //! |---|---|
+//! | `record_too_long` | the record fits the source's limit (1 MiB for files); its start is kept |
 //! | `row_shape` | the row has as many fields as the header |
 //! | `encoding` | every field is valid UTF-8, without NUL characters |
 //! | `required` | id, description, amount, timestamp, operation_type and side are present and not blank |
@@ -28,6 +29,7 @@ use crate::transaction::{Amount, AmountError, DecimalMark, Side, Transaction, pa
 /// A validation rule, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
+    RecordTooLong,
     RowShape,
     Encoding,
     Required,
@@ -48,6 +50,7 @@ pub enum Rule {
 impl Rule {
     pub fn name(self) -> &'static str {
         match self {
+            Rule::RecordTooLong => "record_too_long",
             Rule::RowShape => "row_shape",
             Rule::Encoding => "encoding",
             Rule::Required => "required",
@@ -144,6 +147,22 @@ impl Validator {
 
     /// The transaction the record holds, or the first rule it breaks.
     pub fn validate(&self, record: &RawRecord<'_>) -> Result<Transaction, Violation> {
+        if let Some(o) = record.oversized {
+            let message = if o.unclosed_quote {
+                format!(
+                    "a quote opened in this record is never closed: the rest of the input ({} bytes) \
+                     reads as one record, longer than the {}-byte limit; close the quote",
+                    o.length, o.limit
+                )
+            } else {
+                format!(
+                    "the record is {} bytes, longer than the {}-byte limit; only its start is kept \
+                     here; shorten the long field or look for a stray quote",
+                    o.length, o.limit
+                )
+            };
+            return Err(Violation::new(Rule::RecordTooLong, None, message));
+        }
         if record.field_count != record.expected_fields {
             return Err(Violation::new(
                 Rule::RowShape,
@@ -315,6 +334,7 @@ mod tests {
             fields,
             field_count: 7,
             expected_fields: 7,
+            oversized: None,
         }
     }
 

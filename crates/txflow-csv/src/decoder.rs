@@ -3,14 +3,18 @@
 //! exactly as it stood.
 
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
-use txflow_core::{Column, Position, RawRecord};
+use txflow_core::{Column, Oversized, Position, RawRecord};
 
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 
-/// The longest record accepted. Longer means a quote was left open and the
-/// rest of the file would be read as one field.
+/// The longest record read. A longer one (a huge field, or a quote left
+/// open) is skipped to its end, in bounded memory, and handed over as an
+/// [`Oversized`] record whose raw text is its first [`KEPT_BYTES`].
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// How much of an oversized record is kept, for the rejected row.
+pub const KEPT_BYTES: usize = 4096;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -37,6 +41,16 @@ struct Current {
     position: Position,
     raw: (usize, usize),
     fields: usize,
+    /// Set for a record skipped for its length (its start is in `kept`).
+    oversized: Option<Oversized>,
+}
+
+/// A record being skipped for its length.
+#[derive(Debug)]
+struct Skip {
+    position: Position,
+    length: u64,
+    quotes: u64,
 }
 
 /// Decodes one CSV input pushed in chunks.
@@ -63,6 +77,9 @@ pub struct Decoder {
     nout: usize,
     nend: usize,
     current: Option<Current>,
+    /// The record being skipped, if any; its first bytes are in `kept`.
+    skip: Option<Skip>,
+    kept: Vec<u8>,
     peeked: bool,
     bom_checked: bool,
     eof: bool,
@@ -88,6 +105,8 @@ impl Decoder {
             nout: 0,
             nend: 0,
             current: None,
+            skip: None,
+            kept: Vec::new(),
             peeked: false,
             bom_checked: false,
             eof: false,
@@ -123,6 +142,13 @@ impl Decoder {
     /// Whether a header was found (an empty input has none).
     pub fn has_header(&self) -> bool {
         self.header.is_some()
+    }
+
+    /// Bytes the decoder holds in its buffers (capacity): bounded by about
+    /// four times [`MAX_RECORD_BYTES`] (input and field buffers grow by
+    /// doubling), plus the largest chunk pushed.
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity() + self.out.capacity() + self.kept.capacity()
     }
 
     /// Bytes consumed so far.
@@ -188,6 +214,12 @@ impl Decoder {
             self.pos += nin;
             self.nout += nout;
             self.nend += nend;
+            if self.skip.is_some() {
+                if let Some(found) = self.skip_step(result) {
+                    return Ok(found);
+                }
+                continue;
+            }
             match result {
                 ReadRecordResult::InputEmpty => {
                     if !self.eof {
@@ -221,6 +253,50 @@ impl Decoder {
         }
     }
 
+    /// One step of skipping an oversized record: the bytes just consumed
+    /// are counted and let go. Returns what to hand back, if anything.
+    fn skip_step(&mut self, result: ReadRecordResult) -> Option<Decoded> {
+        let consumed = &self.buf[self.start..self.pos];
+        let lines = count_lf(consumed);
+        let quotes = consumed.iter().filter(|&&b| b == b'"').count() as u64;
+        let trail = consumed
+            .iter()
+            .rev()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count() as u64;
+        let length = consumed.len() as u64;
+        let skip = self.skip.as_mut()?;
+        skip.length += length;
+        skip.quotes += quotes;
+        self.lines_before += lines;
+        // Nothing of the record is needed any more: `push` drops it.
+        self.start = self.pos;
+        // The fields are not kept: reuse the output buffers.
+        self.nout = 0;
+        self.nend = 0;
+        match result {
+            ReadRecordResult::InputEmpty if !self.eof => Some(Decoded::NeedInput),
+            ReadRecordResult::InputEmpty
+            | ReadRecordResult::OutputFull
+            | ReadRecordResult::OutputEndsFull => None,
+            ReadRecordResult::Record | ReadRecordResult::End => {
+                let skip = self.skip.take()?;
+                let unclosed_quote = self.eof && self.pos == self.buf.len() && skip.quotes % 2 == 1;
+                self.current = Some(Current {
+                    position: skip.position,
+                    raw: (0, 0),
+                    fields: 0,
+                    oversized: Some(Oversized {
+                        length: skip.length - trail.min(skip.length),
+                        limit: MAX_RECORD_BYTES as u64,
+                        unclosed_quote,
+                    }),
+                });
+                Some(Decoded::Record)
+            }
+        }
+    }
+
     /// The record [`Decoder::advance`] last returned.
     ///
     /// # Panics
@@ -228,6 +304,16 @@ impl Decoder {
     pub fn record(&self) -> RawRecord<'_> {
         let current = self.current.as_ref().expect("advance() returned Record");
         let header = self.header.as_ref().expect("records follow the header");
+        if current.oversized.is_some() {
+            return RawRecord {
+                position: current.position,
+                raw: &self.kept,
+                fields: [None; 7],
+                field_count: 0,
+                expected_fields: header.width,
+                oversized: current.oversized,
+            };
+        }
         let fields = std::array::from_fn(|c| {
             header.index[c]
                 .filter(|&i| i < current.fields)
@@ -239,6 +325,7 @@ impl Decoder {
             fields,
             field_count: current.fields,
             expected_fields: header.width,
+            oversized: None,
         }
     }
 
@@ -247,24 +334,45 @@ impl Decoder {
         &self.out[start..self.ends[i]]
     }
 
-    fn need_input(&self) -> Result<Decoded> {
+    fn need_input(&mut self) -> Result<Decoded> {
         self.check_length()?;
         Ok(Decoded::NeedInput)
     }
 
-    fn check_length(&self) -> Result<()> {
-        if self.buf.len() - self.start > MAX_RECORD_BYTES
-            && self.pos - self.start > MAX_RECORD_BYTES
-        {
-            let skipped = self.buf[self.start..]
-                .iter()
-                .take_while(|b| matches!(b, b'\r' | b'\n'));
-            let line = self.lines_before + skipped.filter(|&&b| b == b'\n').count() as u64 + 1;
+    /// Past the limit, a data record is skipped to its end (its start
+    /// kept); an over-long header stops the file, there being no columns.
+    fn check_length(&mut self) -> Result<()> {
+        if self.skip.is_some() || self.pos - self.start <= MAX_RECORD_BYTES {
+            return Ok(());
+        }
+        let raw = &self.buf[self.start..self.pos];
+        let lead = raw
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        let position = Position {
+            line: self.lines_before + count_lf(&raw[..lead]) + 1,
+            offset: self.base + (self.start + lead) as u64,
+        };
+        if self.header.is_none() {
             return Err(Error::RecordTooLong {
-                line,
+                line: position.line,
                 limit: MAX_RECORD_BYTES,
             });
         }
+        let record = &raw[lead..];
+        self.kept.clear();
+        self.kept
+            .extend_from_slice(&record[..record.len().min(KEPT_BYTES)]);
+        self.lines_before += count_lf(raw);
+        self.skip = Some(Skip {
+            position,
+            length: record.len() as u64,
+            quotes: record.iter().filter(|&&b| b == b'"').count() as u64,
+        });
+        self.start = self.pos;
+        self.nout = 0;
+        self.nend = 0;
         Ok(())
     }
 
@@ -288,6 +396,7 @@ impl Decoder {
             },
             raw: (self.start + lead, self.pos - trail),
             fields: self.nend,
+            oversized: None,
         }
     }
 

@@ -2,8 +2,9 @@
 //!
 //! - [`Decoder`]: incremental decoding. The caller pushes chunks of bytes as
 //!   they arrive (from a file or an object store) and pulls records, each with
-//!   its line number, byte offset and raw text. Memory is bounded by the
-//!   longest record, never by the file.
+//!   its line number, byte offset and raw text. Memory is bounded by
+//!   [`MAX_RECORD_BYTES`], never by the file: a longer record is skipped to
+//!   its end and handed over as oversized, its start kept.
 //! - [`Dialect`]: the reference dialect (`;`, decimal comma) or the common one
 //!   (`,`, decimal point), detected from the header and first row or forced.
 //! - [`write`]: writing transactions and rejected rows back out as CSV.
@@ -13,6 +14,6 @@ mod dialect;
 mod error;
 pub mod write;
 
-pub use decoder::{Decoded, Decoder, MAX_RECORD_BYTES};
+pub use decoder::{Decoded, Decoder, KEPT_BYTES, MAX_RECORD_BYTES};
 pub use dialect::Dialect;
 pub use error::{Error, Result};

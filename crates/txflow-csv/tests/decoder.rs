@@ -1,9 +1,9 @@
 //! The decoder against the shapes of input txflow meets: chunk boundaries
 //! anywhere, BOM and CRLF, quoted line breaks, blank lines, bad headers.
 
-use txflow_core::Column;
 use txflow_core::transaction::DecimalMark;
-use txflow_csv::{Decoded, Decoder, Dialect, Error};
+use txflow_core::{Column, Oversized};
+use txflow_csv::{Decoded, Decoder, Dialect, Error, KEPT_BYTES, MAX_RECORD_BYTES};
 
 /// A decoded row: line, offset, raw text, and the value of each column.
 type Row = (u64, u64, String, Vec<Option<String>>, usize);
@@ -138,17 +138,108 @@ fn empty_and_header_only_inputs_have_no_rows() {
     );
 }
 
+/// A decoded record: line, offset, kept raw text and oversize.
+type Kept = (u64, u64, Vec<u8>, Option<Oversized>);
+
+/// Decodes `input` in chunks, returning each record and the decoder's
+/// peak buffer size.
+fn decode_oversized(input: &[u8], chunk: usize) -> (Vec<Kept>, usize) {
+    let mut decoder = Decoder::new(None);
+    let mut chunks = input.chunks(chunk);
+    let mut rows = Vec::new();
+    let mut peak = 0;
+    loop {
+        peak = peak.max(decoder.buffered());
+        match decoder.advance().expect("decodes") {
+            Decoded::NeedInput => match chunks.next() {
+                Some(c) => decoder.push(c),
+                None => decoder.finish(),
+            },
+            Decoded::Record => {
+                let r = decoder.record();
+                rows.push((
+                    r.position.line,
+                    r.position.offset,
+                    r.raw.to_vec(),
+                    r.oversized,
+                ));
+            }
+            Decoded::End => return (rows, peak),
+        }
+    }
+}
+
 #[test]
-fn an_unclosed_quote_stops_with_the_line_where_it_opened() {
-    let mut input =
-        String::from("id,description,amount,timestamp,merchant,operation_type,side\n1,\"open");
-    input.push_str(&"x".repeat(txflow_csv::MAX_RECORD_BYTES + 10));
+fn a_record_over_the_limit_is_handed_over_oversized_and_the_file_goes_on() {
+    let header = "id,description,amount,timestamp,merchant,operation_type,side\n";
+    let long = "d".repeat(2 * MAX_RECORD_BYTES);
+    let input = format!(
+        "{header}1,a,-1.00,2024-03-01 08:00:00,m,card,debit\n\
+         2,\"{long}\",-2.00,2024-03-01 08:00:00,m,card,debit\r\n\
+         3,c,-3.00,2024-03-01 08:00:00,m,card,debit\n"
+    );
+    for chunk in [7, 4096, 1 << 16, 3 << 20] {
+        let (rows, _) = decode_oversized(input.as_bytes(), chunk);
+        assert_eq!(rows.len(), 3, "chunk {chunk}");
+        assert_eq!(rows[0].3, None);
+        let (line, offset, kept, oversized) = &rows[1];
+        assert_eq!(*line, 3);
+        let start = input.find("2,\"").expect("row 2") as u64;
+        assert_eq!(*offset, start);
+        assert_eq!(kept.len(), KEPT_BYTES);
+        assert!(kept.starts_with(b"2,\"ddd"));
+        let row_length = (input.find("\r\n3,").expect("end of row 2") as u64) - start;
+        assert_eq!(
+            *oversized,
+            Some(Oversized {
+                length: row_length,
+                limit: MAX_RECORD_BYTES as u64,
+                unclosed_quote: false
+            }),
+            "chunk {chunk}"
+        );
+        // The row after it: right line, offset and text.
+        assert_eq!(rows[2].0, 4);
+        assert_eq!(rows[2].1, input.find("3,c").expect("row 3") as u64);
+        assert_eq!(rows[2].2, b"3,c,-3.00,2024-03-01 08:00:00,m,card,debit");
+    }
+}
+
+#[test]
+fn an_unclosed_quote_running_to_the_end_is_one_oversized_record_saying_so() {
+    let mut input = String::from(
+        "id,description,amount,timestamp,merchant,operation_type,side\n\
+         1,a,-1.00,2024-03-01 08:00:00,m,card,debit\n2,\"open",
+    );
+    for i in 0..400_000 {
+        input.push_str(&format!("\n{i},x,-1.00,2024-03-01 08:00:00,m,card,debit"));
+    }
+    let (rows, peak) = decode_oversized(input.as_bytes(), 1 << 16);
+    assert_eq!(rows.len(), 2);
+    // Memory is bounded by the limit, not by the 18 MB the quote swallowed.
+    assert!(input.len() > 16 * MAX_RECORD_BYTES);
+    assert!(peak < 5 * MAX_RECORD_BYTES, "peak {peak} bytes");
+    let (line, _, kept, oversized) = &rows[1];
+    assert_eq!(*line, 3);
+    assert!(kept.starts_with(b"2,\"open\n0,x"));
+    let oversized = oversized.expect("oversized");
+    assert!(oversized.unclosed_quote);
+    assert_eq!(
+        oversized.length,
+        (input.len() - input.find("2,\"open").expect("row")) as u64
+    );
+}
+
+#[test]
+fn an_oversized_header_stops_the_file() {
+    let mut input = String::from("id,\"description");
+    input.push_str(&"x".repeat(MAX_RECORD_BYTES + 10));
     let err = decode(input.as_bytes(), 1 << 16, None).expect_err("too long");
     assert_eq!(
         err,
         Error::RecordTooLong {
-            line: 2,
-            limit: txflow_csv::MAX_RECORD_BYTES
+            line: 1,
+            limit: MAX_RECORD_BYTES
         }
     );
 }

@@ -74,6 +74,7 @@ impl EventFields {
             fields,
             field_count: Column::ALL.len(),
             expected_fields: Column::ALL.len(),
+            oversized: None,
         }
     }
 }

@@ -306,9 +306,12 @@ fn summary_line(
     database: &str,
 ) -> String {
     let c = &s.counts;
-    let present = c.valid.saturating_sub(c.written);
+    let not_stored = match c.not_stored() {
+        0 => String::new(),
+        n => format!(", {n} not stored"),
+    };
     let mut line = format!(
-        "run {} {}: {} file{}{}, {} rows read, {} valid, {} invalid, {} written ({} already present) to {}, \
+        "run {} {}: {} file{}{}, {} rows read, {} valid, {} invalid, {} written ({} already present{}) to {}, \
          {:.2} s, {:.0} rows/s",
         s.run_id,
         s.status.as_str(),
@@ -323,7 +326,8 @@ fn summary_line(
         c.valid,
         c.invalid,
         c.written,
-        present,
+        c.present,
+        not_stored,
         database,
         seconds,
         rate(c.read, seconds),
@@ -366,6 +370,8 @@ fn write_json(
         "rows_classified": c.classified,
         "rows_unclassified": c.unclassified,
         "rows_written": c.written,
+        "rows_already_present": c.present,
+        "rows_not_stored": c.not_stored(),
         "predictions_written": c.predictions_written,
         "error_rate": c.error_rate(),
         "max_error_rate": budget.max_rate(),

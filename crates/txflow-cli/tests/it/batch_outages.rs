@@ -115,6 +115,8 @@ async fn a_database_away_longer_than_allowed_fails_the_file_and_a_rerun_complete
         "2s",
         "--run-id",
         "outage-run",
+        "--summary-json",
+        "-",
     ];
     let run = spawn_batch(dir.path(), &args);
     wait_rows(&pg.url, 20_000).await;
@@ -127,8 +129,24 @@ async fn a_database_away_longer_than_allowed_fails_the_file_and_a_rerun_complete
         run.stderr
     );
     pg.start_again();
+    // The summary of the stopped run is what the database holds.
+    let first = run.summary();
+    let stored = count_at(&pg.url, "SELECT count(*) FROM transactions").await;
+    assert!((20_000..300_000).contains(&stored), "{stored}");
+    assert_eq!(first["rows_written"], stored, "{first}");
+    assert_eq!(first["rows_already_present"], 0, "{first}");
+    assert!(first["rows_not_stored"].as_i64() > Some(0), "{first}");
+    assert_eq!(
+        first["rows_not_stored"].as_i64(),
+        first["rows_valid"].as_i64().map(|v| v - stored),
+        "{first}"
+    );
     let again = finish(spawn_batch(dir.path(), &args));
     again.assert_code(0);
+    let second = again.summary();
+    assert_eq!(second["rows_already_present"], stored, "{second}");
+    assert_eq!(second["rows_written"], 300_000 - stored, "{second}");
+    assert_eq!(second["rows_not_stored"], 0, "{second}");
     assert_eq!(
         count_at(&pg.url, "SELECT count(*) FROM transactions").await,
         300_000
@@ -137,6 +155,67 @@ async fn a_database_away_longer_than_allowed_fails_the_file_and_a_rerun_complete
         count_at(&pg.url, "SELECT count(DISTINCT id) FROM transactions").await,
         300_000
     );
+}
+
+#[tokio::test]
+async fn a_database_error_mid_file_leaves_a_summary_that_matches_the_database() {
+    let db = Database::create().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = generate(dir.path(), "big.csv", 300_000, 10);
+    let run = spawn_batch(
+        dir.path(),
+        &[
+            &file,
+            "--database-url",
+            &db.url,
+            "--batch-size",
+            "2000",
+            "--summary-json",
+            "-",
+        ],
+    );
+    wait_rows(&db.url, 20_000).await;
+    // From now on every new row breaks a constraint: the next batch fails.
+    db.client
+        .batch_execute(
+            "ALTER TABLE transactions ADD CONSTRAINT stop_here CHECK (source_line < 0) NOT VALID",
+        )
+        .await
+        .expect("adding the constraint");
+    let run = finish(run);
+    run.assert_code(1);
+    assert!(run.stderr.contains("stop_here"), "{}", run.stderr);
+    let summary = run.summary();
+    let stored = db.count("transactions", "").await;
+    assert!(stored < 300_000, "{stored}");
+    assert_eq!(summary["rows_written"], stored, "{summary}");
+    assert_eq!(
+        summary["predictions_written"],
+        db.count("predictions", "").await
+    );
+    assert_eq!(summary["rows_already_present"], 0, "{summary}");
+    // Rows were read that the database never got: the summary says so.
+    assert!(summary["rows_not_stored"].as_i64() > Some(0), "{summary}");
+    assert_eq!(
+        summary["rows_not_stored"].as_i64(),
+        summary["rows_valid"].as_i64().map(|v| v - stored),
+        "{summary}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{stored} written (0 already present, ")),
+        "{}",
+        run.stdout
+    );
+    let (written, status): (i64, String) = {
+        let row = db
+            .client
+            .query_one("SELECT rows_written, status FROM runs", &[])
+            .await
+            .expect("the run");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((written, status.as_str()), (stored, "failed"));
 }
 
 /// Waits until the server holds at least `n` transactions (none while the

@@ -611,3 +611,88 @@ async fn a_configuration_file_sets_what_flags_do_not_and_a_typo_in_it_is_an_erro
         run.stderr
     );
 }
+
+#[tokio::test]
+async fn a_record_over_the_size_limit_is_rejected_and_the_rest_of_the_file_is_stored() {
+    let db = Database::create().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let long = "d".repeat(2_000_000);
+    std::fs::write(
+        dir.path().join("long.csv"),
+        format!(
+            "{HEADER}1;A;-1,00;2023-11-28 06:35:12;EDF;card;debit\n\
+             2;{long};-2,00;2023-11-28 06:35:12;EDF;card;debit\n\
+             3;C;-3,00;2023-11-28 06:35:12;EDF;card;debit\n"
+        ),
+    )
+    .expect("write");
+    let mut unclosed = format!("{HEADER}1;A;-1,00;2023-11-28 06:35:12;EDF;card;debit\n2;\"open");
+    for i in 0..40_000 {
+        unclosed.push_str(&format!("\n{i};x;-1,00;2023-11-28 06:35:12;EDF;card;debit"));
+    }
+    std::fs::write(dir.path().join("unclosed.csv"), &unclosed).expect("write");
+
+    let run = txflow(
+        dir.path(),
+        &[
+            "batch",
+            "long.csv",
+            "--database-url",
+            &db.url,
+            "--summary-json",
+            "-",
+            "--run-id",
+            "long",
+        ],
+    );
+    run.assert_code(0);
+    let summary = run.summary();
+    assert_eq!(summary["status"], "succeeded_with_rejects");
+    assert_eq!(summary["rows_read"], 3);
+    assert_eq!(summary["rows_invalid"], 1);
+    assert_eq!(summary["rows_written"], 2);
+    assert_eq!(db.count("transactions", "").await, 2);
+    let row = db
+        .client
+        .query_one(
+            "SELECT source_line, source_offset, rule, length(raw), message FROM rejected_records",
+            &[],
+        )
+        .await
+        .expect("the rejected record");
+    assert_eq!(row.get::<_, i64>(0), 3);
+    assert_eq!(row.get::<_, i64>(1), (HEADER.len() + 45) as i64);
+    assert_eq!(row.get::<_, String>(2), "record_too_long");
+    assert_eq!(row.get::<_, i32>(3), 4096);
+    let length = "2;".len() + long.len() + ";-2,00;2023-11-28 06:35:12;EDF;card;debit".len();
+    let message: String = row.get(4);
+    assert!(message.contains(&format!("is {length} bytes")), "{message}");
+    let errors = std::fs::read_to_string(dir.path().join("_txflow_errors/long.csv"))
+        .expect("the errors file");
+    assert!(errors.contains("record_too_long"), "{errors}");
+
+    let run = txflow(
+        dir.path(),
+        &[
+            "batch",
+            "unclosed.csv",
+            "--database-url",
+            &db.url,
+            "--summary-json",
+            "-",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(run.summary()["rows_read"], 2);
+    assert_eq!(run.summary()["rows_written"], 1);
+    let message: String = db
+        .client
+        .query_one(
+            "SELECT message FROM rejected_records WHERE source_location LIKE '%unclosed.csv'",
+            &[],
+        )
+        .await
+        .expect("the rejected record")
+        .get(0);
+    assert!(message.contains("never closed"), "{message}");
+}
