@@ -23,6 +23,13 @@ source "$dir/env"
 echo "== cargo test"
 cargo test --workspace --locked "$@"
 
+# A short fuzzing smoke of each parser (scripts/fuzz.sh; skipped, saying
+# so, without a nightly toolchain).
+if [ $# -eq 0 ]; then
+  echo "== fuzz smoke (scripts/fuzz.sh 10)"
+  scripts/fuzz.sh 10
+fi
+
 # The Airflow DAG in a real Airflow, against the same servers (skipped when
 # arguments narrow the tests to some crates or tests).
 if [ $# -eq 0 ]; then
