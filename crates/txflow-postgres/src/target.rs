@@ -146,12 +146,14 @@ impl Target {
                 )));
             }
             (SslMode::VerifyFull, Some(roots)) => webpki(roots).map_err(invalid)?,
-            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => {
-                Arc::new(ChainOnly(webpki(roots).map_err(invalid)?))
-            }
-            (SslMode::Disable | SslMode::Prefer | SslMode::Require, _) => {
-                Arc::new(Unverified(provider()))
-            }
+            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => Arc::new(Lenient {
+                chain: Some(webpki(roots).map_err(invalid)?),
+                provider: provider(),
+            }),
+            (SslMode::Disable | SslMode::Prefer | SslMode::Require, _) => Arc::new(Lenient {
+                chain: None,
+                provider: provider(),
+            }),
         };
         config.ssl_mode(match mode {
             SslMode::Disable => DriverSslMode::Disable,
@@ -249,11 +251,24 @@ fn webpki(roots: RootCertStore) -> std::result::Result<Arc<WebPkiServerVerifier>
         .map_err(|e| format!("TLS set-up: {e}"))
 }
 
-/// `verify-ca`: the chain must lead to the CA; the name is not checked.
+/// The verifier of `prefer`, `require` and `verify-ca`, as in libpq: with a
+/// CA (`verify-ca`, or `require` given one) the chain must lead to it, the
+/// name is not checked; without one (`prefer`, `require`) the channel is
+/// encrypted and the server not authenticated. The handshake's signatures
+/// are checked either way. (`verify-full` uses rustls's own verifier.)
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl Lenient {
+    fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
+        &self.provider.signature_verification_algorithms
+    }
+}
+
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -262,62 +277,15 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a CA, as in libpq: the channel is
-/// encrypted, the server is not authenticated. The handshake's signatures
-/// are still checked.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl Unverified {
-    fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
-        &self.0.signature_verification_algorithms
-    }
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
