@@ -34,7 +34,10 @@ source "$dir/env"
 
 mkdir -p "$out"
 cargo llvm-cov clean --workspace
-cargo llvm-cov --workspace --locked --json --summary-only --output-path "$out/coverage.json"
+# Timing-bound tests may fail under instrumentation; the report is made all
+# the same and the failures are listed above it.
+cargo llvm-cov --workspace --locked --no-fail-fast --ignore-run-fail --json --summary-only \
+  --output-path "$out/coverage.json"
 cargo llvm-cov report --html --output-dir "$out" >/dev/null
 
 python3 - "$out/coverage.json" "$PWD" <<'PY'

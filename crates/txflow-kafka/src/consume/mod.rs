@@ -92,21 +92,6 @@ pub struct Consumed {
     pub predictions_published: u64,
 }
 
-impl Consumed {
-    fn add(&mut self, other: &Consumed) {
-        let (c, o) = (&mut self.counts, &other.counts);
-        c.read += o.read;
-        c.invalid += o.invalid;
-        c.valid += o.valid;
-        c.classified += o.classified;
-        c.unclassified += o.unclassified;
-        c.written += o.written;
-        c.predictions_written += o.predictions_written;
-        self.dead_letters += other.dead_letters;
-        self.predictions_published += other.predictions_published;
-    }
-}
-
 /// Runs one member until `shutdown` resolves; then stops fetching, stores
 /// what it buffered (for `shutdown_timeout` at most: what it cannot store in
 /// that time, with the database away, say, the next member replays) and
@@ -389,39 +374,25 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                 .or_default()
                 .push(m);
         }
-        let mut partitions = Vec::with_capacity(by_partition.len());
         for ((topic, partition), mut messages) in by_partition {
             messages.sort_by_key(Message::offset);
             // A replay after a rebalance may repeat a record: keep one.
             let mut seen = HashSet::new();
             messages.retain(|m| seen.insert(m.offset()));
-            partitions.push((topic, partition, messages));
-        }
-        // The partitions go side by side: one's publishing waits on the
-        // broker while another's write holds the database. Within a
-        // partition the order stays: published, then written.
-        let this = &*self;
-        let stored =
-            futures::future::try_join_all(partitions.iter().map(|(topic, partition, messages)| {
-                this.store_partition(topic, *partition, messages)
-            }))
-            .await?;
-        for done in stored {
-            self.done.add(&done);
+            self.store_partition(&topic, partition, &messages).await?;
         }
         metrics::histogram!(metric::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
     /// One partition's records: prepared, published, then written with the
-    /// partition's next offset in one database transaction. Returns what it
-    /// did.
+    /// partition's next offset in one database transaction.
     async fn store_partition(
-        &self,
+        &mut self,
         topic: &str,
         partition: i32,
         messages: &[OwnedMessage],
-    ) -> Result<Consumed> {
+    ) -> Result<()> {
         let location = format!("kafka://{topic}/{partition}");
         let prepared = partition::prepare(self.classifier, &location, messages).await?;
         // The broker has the predictions and the dead letters before the
@@ -435,11 +406,8 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                 &location,
             )
             .await?;
-        let mut done = Consumed {
-            predictions_published: prepared.predictions.len() as u64,
-            dead_letters: prepared.dead.len() as u64,
-            ..Consumed::default()
-        };
+        self.done.predictions_published += prepared.predictions.len() as u64;
+        self.done.dead_letters += prepared.dead.len() as u64;
 
         let last = messages.last().map_or(0, Message::offset);
         let read = messages.len() as u64;
@@ -479,7 +447,7 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                 .record((now_ms - ts).max(0) as f64 / 1000.0);
         }
         metrics::counter!(metric::WRITTEN).increment(report.transactions);
-        let c = &mut done.counts;
+        let c = &mut self.done.counts;
         c.read += read;
         c.invalid += invalid;
         c.valid += read - invalid;
@@ -497,6 +465,6 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
         {
             tracing::debug!(error = %e, "committing the offset to Kafka");
         }
-        Ok(done)
+        Ok(())
     }
 }
