@@ -36,7 +36,7 @@ mkdir -p "$out"
 cargo llvm-cov clean --workspace
 # Timing-bound tests may fail under instrumentation; the report is made all
 # the same and the failures are listed above it.
-cargo llvm-cov --workspace --locked --no-fail-fast --ignore-run-fail --json --summary-only \
+cargo llvm-cov --workspace --locked --ignore-run-fail --json --summary-only \
   --output-path "$out/coverage.json"
 cargo llvm-cov report --html --output-dir "$out" >/dev/null
 
