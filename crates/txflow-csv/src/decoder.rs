@@ -258,12 +258,8 @@ impl Decoder {
     fn skip_step(&mut self, result: ReadRecordResult) -> Option<Decoded> {
         let consumed = &self.buf[self.start..self.pos];
         let lines = count_lf(consumed);
-        let quotes = consumed.iter().filter(|&&b| b == b'"').count() as u64;
-        let trail = consumed
-            .iter()
-            .rev()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count() as u64;
+        let quotes = count_quotes(consumed);
+        let trail = trailing_breaks(consumed) as u64;
         let length = consumed.len() as u64;
         let skip = self.skip.as_mut()?;
         skip.length += length;
@@ -345,15 +341,8 @@ impl Decoder {
         if self.skip.is_some() || self.pos - self.start <= MAX_RECORD_BYTES {
             return Ok(());
         }
+        let (lead, position) = self.record_start();
         let raw = &self.buf[self.start..self.pos];
-        let lead = raw
-            .iter()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count();
-        let position = Position {
-            line: self.lines_before + count_lf(&raw[..lead]) + 1,
-            offset: self.base + (self.start + lead) as u64,
-        };
         if self.header.is_none() {
             return Err(Error::RecordTooLong {
                 line: position.line,
@@ -368,7 +357,7 @@ impl Decoder {
         self.skip = Some(Skip {
             position,
             length: record.len() as u64,
-            quotes: record.iter().filter(|&&b| b == b'"').count() as u64,
+            quotes: count_quotes(record),
         });
         self.start = self.pos;
         self.nout = 0;
@@ -379,25 +368,29 @@ impl Decoder {
     /// Where the record just read starts and ends, without the line breaks
     /// around it (the reader leaves a CRLF's LF and blank lines in front).
     fn complete(&self) -> Current {
+        let (lead, position) = self.record_start();
+        let trail = trailing_breaks(&self.buf[self.start + lead..self.pos]);
+        Current {
+            position,
+            raw: (self.start + lead, self.pos - trail),
+            fields: self.nend,
+            oversized: None,
+        }
+    }
+
+    /// Where the record being read starts: past the line breaks in front of
+    /// it (how many), and its line and byte offset.
+    fn record_start(&self) -> (usize, Position) {
         let raw = &self.buf[self.start..self.pos];
         let lead = raw
             .iter()
             .take_while(|b| matches!(b, b'\r' | b'\n'))
             .count();
-        let trail = raw[lead..]
-            .iter()
-            .rev()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count();
-        Current {
-            position: Position {
-                line: self.lines_before + count_lf(&raw[..lead]) + 1,
-                offset: self.base + (self.start + lead) as u64,
-            },
-            raw: (self.start + lead, self.pos - trail),
-            fields: self.nend,
-            oversized: None,
-        }
+        let position = Position {
+            line: self.lines_before + count_lf(&raw[..lead]) + 1,
+            offset: self.base + (self.start + lead) as u64,
+        };
+        (lead, position)
     }
 
     fn read_header(&mut self, width: usize) -> Result<()> {
@@ -446,6 +439,19 @@ impl Decoder {
             decimal,
         }));
     }
+}
+
+/// How many CR and LF bytes end `bytes`.
+fn trailing_breaks(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .rev()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count()
+}
+
+fn count_quotes(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'"').count() as u64
 }
 
 fn count_lf(bytes: &[u8]) -> u64 {
