@@ -38,6 +38,7 @@ install() {
   # openssl makes the tests' throwaway certificates; libssl-dev and
   # pkg-config let librdkafka build with TLS (rdkafka's ssl feature).
   local missing=()
+  [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
@@ -46,12 +47,6 @@ install() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-  if [ ! -x "$PG_BIN/initdb" ]; then
-    log "installing PostgreSQL 15 (Debian package postgresql-15)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq postgresql-15 >/dev/null
   fi
   if [ ! -x "$CACHE/bin/s3s-fs" ]; then
     log "installing s3s-fs $S3S_VERSION into $CACHE (a few minutes, once)"

@@ -104,21 +104,21 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let failure = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(tls)) => {
                             let _ = sender.send((tls, peer)).await;
+                            return;
                         }
-                        Ok(Err(e)) => {
-                            metrics::counter!(crate::server::metric::TLS_HANDSHAKE_FAILURES)
-                                .increment(1);
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            metrics::counter!(crate::server::metric::TLS_HANDSHAKE_FAILURES)
-                                .increment(1);
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                        }
-                    }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_owned(),
+                    };
+                    metrics::counter!(crate::server::metric::TLS_HANDSHAKE_FAILURES).increment(1);
+                    tracing::debug!(%peer, error = %failure, "TLS handshake failed");
                 });
             }
         });
