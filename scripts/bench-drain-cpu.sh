@@ -13,7 +13,7 @@ txflow=$PWD/target/release/txflow
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-drain-cpu.XXXXXX")
 chmod 755 "$work"
 trap 'scripts/harness.sh stop "$work/h"; rm -rf "$work"' EXIT
-TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$work/h" 2>/dev/null
+TXFLOW_PG_DURABLE=${TXFLOW_PG_DURABLE:-1} scripts/harness.sh start "$work/h" 2>/dev/null
 # shellcheck disable=SC1091
 source "$work/h/env"
 base=${TXFLOW_TEST_DATABASE_URL%/*}
@@ -46,7 +46,7 @@ done
 end=$(date +%s%N)
 # shellcheck disable=SC2046
 c1=$(ticks "$pid"); t1=$(ticks "$tansu"); p1=$(ticks $(postgres))
-curl -s "127.0.0.1:$metrics_port/metrics" | grep -E '^txflow_stream_(flush_seconds|batch_size)_(sum|count)'
+curl -s "127.0.0.1:$metrics_port/metrics" | grep -E "^txflow_stream_(flush_seconds|batch_size|stage_seconds)_(sum|count)"
 kill -TERM "$pid"
 wait "$pid" || true
 python3 - "$rows" "$start" "$end" "$(getconf CLK_TCK)" "$c1" "$((t1 - t0))" "$((p1 - p0))" <<'PY'

@@ -61,6 +61,15 @@ impl Store {
         )
     }
 
+    /// A connection for each of `writers` concurrent stream writes
+    /// (PostgreSQL; an SQLite file has one writer at a time).
+    pub async fn with_writers(self, writers: usize) -> Result<Store> {
+        Ok(match self {
+            Store::Postgres(sink) => Store::Postgres(sink.with_writers(writers).await?),
+            sqlite @ Store::Sqlite(_) => sqlite,
+        })
+    }
+
     /// Whether the database answers now, for `/health` (an embedded SQLite
     /// file always does).
     pub fn is_up(&self) -> bool {

@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "stream_offsets",
         include_str!("../migrations/0004_stream_offsets.sql"),
     ),
+    (
+        5,
+        "predictions_without_foreign_key",
+        include_str!("../migrations/0005_predictions_without_foreign_key.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

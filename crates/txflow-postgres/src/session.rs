@@ -74,6 +74,21 @@ impl Session {
         }
     }
 
+    /// Another connection to the same database, sharing this one's outage
+    /// policy and health.
+    pub(crate) fn sibling(&self, client: Client) -> Session {
+        Session {
+            target: self.target.clone(),
+            client: Arc::new(Mutex::new(Some(client))),
+            outage: self.outage,
+            health: self.health.clone(),
+        }
+    }
+
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
     pub(crate) fn health(&self) -> Health {
         self.health.clone()
     }

@@ -14,11 +14,13 @@ use crate::error::{Error, Result};
 use crate::session::{Health, Session};
 use crate::target::Target;
 
-/// Writes batches to PostgreSQL over one connection, re-established when
-/// it breaks (see [`PostgresSink::with_max_outage`]).
+/// Writes batches to PostgreSQL over one connection (or one per writer, see
+/// [`PostgresSink::with_writers`]), re-established when it breaks (see
+/// [`PostgresSink::with_max_outage`]).
 #[derive(Debug)]
 pub struct PostgresSink {
-    session: Session,
+    /// Everything but stream writes goes through the first.
+    sessions: Vec<Session>,
     version: &'static str,
 }
 
@@ -40,7 +42,11 @@ impl PostgresSink {
             .await
             .map_err(Error::query("creating staging tables"))?;
         Ok(PostgresSink {
-            session: Session::new(target, client, OutagePolicy::waiting(Duration::MAX)),
+            sessions: vec![Session::new(
+                target,
+                client,
+                OutagePolicy::waiting(Duration::MAX),
+            )],
             version,
         })
     }
@@ -48,17 +54,43 @@ impl PostgresSink {
     /// How long a call may wait for the database to come back before it
     /// fails (default: without bound).
     pub fn with_max_outage(mut self, max_outage: Duration) -> PostgresSink {
-        self.session.set_max_outage(max_outage);
+        for session in &mut self.sessions {
+            session.set_max_outage(max_outage);
+        }
         self
+    }
+
+    /// Opens connections until there are `writers`: a stream's batches for
+    /// different partitions are then written side by side, a partition's
+    /// always on the same connection (`partition % writers`), so its
+    /// offsets move in order.
+    pub async fn with_writers(mut self, writers: usize) -> Result<PostgresSink> {
+        while self.sessions.len() < writers {
+            let client = self.session().target().connect().await?;
+            client
+                .batch_execute(copy::CREATE_STAGING)
+                .await
+                .map_err(Error::query("creating staging tables"))?;
+            let sibling = self.session().sibling(client);
+            self.sessions.push(sibling);
+        }
+        Ok(self)
+    }
+
+    fn session(&self) -> &Session {
+        &self.sessions[0]
     }
 
     /// Whether the database is reachable, for `/health`.
     pub fn health(&self) -> Health {
-        self.session.health()
+        self.session().health()
     }
 
     async fn write(&self, batch: &Batch) -> Result<WriteReport> {
-        self.session
+        let writer = batch.checkpoint.as_ref().map_or(0, |c| {
+            c.partition.unsigned_abs() as usize % self.sessions.len()
+        });
+        self.sessions[writer]
             .retrying("writing a batch", |mut client| async move {
                 write_batch(&mut client, batch).await
             })
@@ -66,7 +98,7 @@ impl PostgresSink {
     }
 
     async fn upsert_run(&self, run: &RunSummary) -> Result<()> {
-        self.session
+        self.session()
             .retrying("recording the run", |mut client| async move {
                 upsert_run(&mut client, run, self.version).await
             })
@@ -74,7 +106,7 @@ impl PostgresSink {
     }
 
     async fn upsert_file(&self, run: &RunId, file: &FileOutcome) -> Result<()> {
-        self.session
+        self.session()
             .retrying("recording a file of the run", |mut client| async move {
                 upsert_file(&mut client, run, file).await
             })
@@ -83,7 +115,7 @@ impl PostgresSink {
 
     /// Which of `locations` some run has read to the end.
     pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
-        self.session
+        self.session()
             .retrying("reading the files already done", |client| async move {
                 let rows = client
                     .query(
@@ -99,7 +131,7 @@ impl PostgresSink {
     }
 
     async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
-        self.session
+        self.session()
             .retrying("reading stream offsets", |client| async move {
                 let rows = client
                     .query(
@@ -117,7 +149,7 @@ impl PostgresSink {
     /// The runs whose id starts with `prefix`, oldest first.
     pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
         let pattern = &format!("{}%", like_escape(prefix));
-        self.session
+        self.session()
             .retrying("reading runs", |client| async move {
                 let rows = client
                     .query(

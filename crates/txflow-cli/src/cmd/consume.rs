@@ -38,6 +38,13 @@ pub struct Args {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true)]
     database_url: Secret,
 
+    /// Database writes in flight at once, one connection each (PostgreSQL;
+    /// an SQLite file has one writer whatever this says). Partitions are
+    /// spread over them, so more than the partitions a member holds gains
+    /// nothing.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    db_writers: u32,
+
     /// The consumer group.
     #[arg(long, env = "TXFLOW_GROUP", default_value = "txflow")]
     group: String,
@@ -91,7 +98,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let classifier = AnyClassifier::from_args(&classifier_args)?;
     // A stream waits for its database as long as it takes; meanwhile it
     // stops fetching and /health says the database is down.
-    let store = Arc::new(Store::open(args.database_url.expose(), Duration::MAX).await?);
+    let store = Arc::new(
+        Store::open(args.database_url.expose(), Duration::MAX)
+            .await?
+            .with_writers(args.db_writers as usize)
+            .await?,
+    );
     let member = args.member.clone().unwrap_or_else(default_member);
     let config = ConsumeConfig {
         connection: args.kafka.connection()?,
@@ -107,6 +119,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         offsets_timeout: args.offsets_timeout,
         rejoin_after: args.rejoin_after,
         shutdown_timeout: args.shutdown_timeout,
+        writers: args.db_writers as usize,
     };
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)

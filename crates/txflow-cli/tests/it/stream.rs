@@ -14,6 +14,26 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::harness::{Database, harness_var, txflow, unique};
 use crate::servers::free_port;
 
+/// A `txflow produce` process and where its log goes.
+pub struct Producer {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Producer {
+    /// Waits for the producer; fails the test with its log unless every
+    /// event was delivered.
+    pub fn wait(mut self) {
+        let status = self.child.wait().expect("the producer");
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        assert!(
+            status.success(),
+            "txflow produce exited with {status}:\n{log}"
+        );
+    }
+}
+
 /// Three topics of a test's own, created with `txflow topics create`.
 pub struct Topics {
     brokers: String,
@@ -67,8 +87,10 @@ impl Topics {
 
     /// A `txflow produce` process publishing `count` events at `rate` per
     /// second, in the background.
-    pub fn producer(&self, count: u64, rate: u64) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_txflow"))
+    pub fn producer(&self, count: u64, rate: u64) -> Producer {
+        let log = std::env::temp_dir().join(format!("{}.log", unique("produce")));
+        let stderr = std::fs::File::create(&log).expect("the producer's log");
+        let child = Command::new(env!("CARGO_BIN_EXE_txflow"))
             .args([
                 "produce",
                 "--count",
@@ -78,9 +100,10 @@ impl Topics {
             ])
             .args(self.flags())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
-            .expect("starting txflow produce")
+            .expect("starting txflow produce");
+        Producer { child, log }
     }
 
     fn produce(&self, count: u64) {

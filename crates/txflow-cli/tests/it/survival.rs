@@ -35,6 +35,9 @@ async fn wait_count_or(
 const TRANSACTIONS: &str = "SELECT count(*) FROM transactions";
 const DISTINCT: &str = "SELECT count(DISTINCT id) FROM transactions";
 const PREDICTIONS: &str = "SELECT count(*) FROM predictions";
+/// The invariant the schema no longer checks (migration 5).
+const ORPHANS: &str = "SELECT count(*) FROM predictions p \
+     WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = p.transaction_id)";
 const OFFSETS: &str = "SELECT coalesce(sum(next_offset), 0)::bigint FROM stream_offsets";
 
 /// Every event stored once, with its prediction, offsets adding up, and
@@ -44,12 +47,12 @@ async fn assert_exactly_once(url: &str, topics: &Topics, n: i64) {
     assert_eq!(count_at(url, DISTINCT).await, n);
     assert_eq!(count_at(url, PREDICTIONS).await, n);
     assert_eq!(count_at(url, OFFSETS).await, n);
+    assert_eq!(
+        count_at(url, ORPHANS).await,
+        0,
+        "predictions without a transaction"
+    );
     assert_eq!(topics.count(&topics.dead_letters), 0, "dead letters");
-}
-
-fn wait_child(child: &mut std::process::Child) {
-    let status = child.wait().expect("the producer");
-    assert!(status.success(), "txflow produce exited with {status}");
 }
 
 #[tokio::test]
@@ -59,14 +62,14 @@ async fn a_member_killed_while_producers_publish_consumes_again_within_seconds_a
     let db = Database::create().await;
     let group = unique("g");
     let first = Member::start_on(&topics, &db.url, &group, None, &[]);
-    let mut producer = topics.producer(20_000, 4_000);
+    let producer = topics.producer(20_000, 4_000);
     tokio::time::sleep(Duration::from_secs(3)).await;
     first.kill_9();
     let at_kill = count_at(&db.url, TRANSACTIONS).await;
     let restarted = Member::start_on(&topics, &db.url, &group, None, &[]);
     // Consuming again: rows grow (the producer still publishes).
     let back_after = wait_count(&db.url, TRANSACTIONS, at_kill + 1, Duration::from_secs(30)).await;
-    wait_child(&mut producer);
+    producer.wait();
     wait_count(&db.url, PREDICTIONS, 20_000, Duration::from_secs(120)).await;
     restarted.stop();
     assert!(at_kill < 20_000, "the kill came too late ({at_kill} rows)");
@@ -90,12 +93,12 @@ async fn three_members_one_killed_the_others_take_its_partitions_and_write_every
         .collect();
     // Let the group settle before the events arrive.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let mut producer = topics.producer(30_000, 3_000);
+    let producer = topics.producer(30_000, 3_000);
     wait_count(&db.url, TRANSACTIONS, 3_000, Duration::from_secs(60)).await;
     let mut members = members.into_iter();
     let victim = members.next().expect("three members");
     victim.kill_9();
-    wait_child(&mut producer);
+    producer.wait();
     wait_count(&db.url, PREDICTIONS, 30_000, Duration::from_secs(120)).await;
     for m in members {
         m.stop();
@@ -154,11 +157,11 @@ async fn private_database(pg: &PrivatePostgres) -> String {
 #[tokio::test]
 async fn postgres_restarted_mid_stream_the_member_reconnects_and_writes_every_event_once() {
     let (pg, url, topics, listen, mut member) = member_on_private_postgres().await;
-    let mut producer = topics.producer(20_000, 2_000);
+    let producer = topics.producer(20_000, 2_000);
     wait_count(&url, TRANSACTIONS, 2_000, Duration::from_secs(60)).await;
     pg.restart();
     assert!(member.is_running(), "the member stopped:\n{}", member.log());
-    wait_child(&mut producer);
+    producer.wait();
     wait_count(&url, PREDICTIONS, 20_000, Duration::from_secs(120)).await;
     assert_eq!(health(&listen).await.0, 200);
     let text = metrics(&listen).await;
@@ -173,7 +176,7 @@ async fn postgres_restarted_mid_stream_the_member_reconnects_and_writes_every_ev
 #[tokio::test]
 async fn postgres_stopped_30_seconds_the_member_pauses_reports_it_and_resumes_losing_nothing() {
     let (pg, url, topics, listen, mut member) = member_on_private_postgres().await;
-    let mut producer = topics.producer(20_000, 1_000);
+    let producer = topics.producer(20_000, 1_000);
     wait_count(&url, TRANSACTIONS, 2_000, Duration::from_secs(60)).await;
     pg.stop();
     let stopped = Instant::now();
@@ -188,7 +191,7 @@ async fn postgres_stopped_30_seconds_the_member_pauses_reports_it_and_resumes_lo
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
     assert!(member.is_running(), "the member stopped:\n{}", member.log());
     pg.start_again();
-    wait_child(&mut producer);
+    producer.wait();
     wait_count(&url, PREDICTIONS, 20_000, Duration::from_secs(120)).await;
     let (status, body) = health(&listen).await;
     assert_eq!(status, 200, "{body}");
@@ -233,7 +236,7 @@ async fn the_broker_restarted_mid_stream_producer_and_member_reconnect_and_every
     let mut member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
     // Tansu's S3 engine on s3s-fs writes an object per produced batch: a
     // few hundred events a second at most here.
-    let mut producer = topics.producer(1_500, 100);
+    let producer = topics.producer(1_500, 100);
     wait_count_or(
         &db.url,
         TRANSACTIONS,
@@ -245,7 +248,7 @@ async fn the_broker_restarted_mid_stream_producer_and_member_reconnect_and_every
     broker.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.start_again();
-    wait_child(&mut producer);
+    producer.wait();
     wait_count_or(
         &db.url,
         PREDICTIONS,
@@ -266,7 +269,7 @@ async fn sigterm_while_the_database_is_away_exits_within_the_shutdown_timeout_an
     let topics = Topics::create();
     let group = unique("g");
     let member = Member::start_on(&topics, &url, &group, None, &["--shutdown-timeout", "2s"]);
-    let mut producer = topics.producer(3_000, 1_000);
+    let producer = topics.producer(3_000, 1_000);
     wait_count_or(&url, TRANSACTIONS, 500, Duration::from_secs(60), &[&member]).await;
     pg.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -277,7 +280,7 @@ async fn sigterm_while_the_database_is_away_exits_within_the_shutdown_timeout_an
         "SIGTERM took {:?}",
         asked.elapsed()
     );
-    wait_child(&mut producer);
+    producer.wait();
     pg.start_again();
     // What the stopped member could not store, the next one replays.
     let next = Member::start_on(&topics, &url, &group, None, &[]);

@@ -5,6 +5,7 @@ pub const WRITTEN: &str = "txflow_stream_transactions_written_total";
 pub const DEAD_LETTERS: &str = "txflow_stream_dead_letters_total";
 pub const BATCH_SIZE: &str = "txflow_stream_batch_size";
 pub const FLUSH_SECONDS: &str = "txflow_stream_flush_seconds";
+pub const STAGE_SECONDS: &str = "txflow_stream_stage_seconds";
 pub const END_TO_END_SECONDS: &str = "txflow_stream_end_to_end_seconds";
 pub const LAG: &str = "txflow_consumer_lag";
 pub const ASSIGNED: &str = "txflow_stream_partitions_assigned";
@@ -28,6 +29,11 @@ pub fn describe() {
         FLUSH_SECONDS,
         Unit::Seconds,
         "Time to store one flush (classify, publish, write)"
+    );
+    metrics::describe_histogram!(
+        STAGE_SECONDS,
+        Unit::Seconds,
+        "Time of one partition batch in a stage of a flush (prepare, publish, write)"
     );
     metrics::describe_histogram!(
         END_TO_END_SECONDS,

@@ -28,6 +28,7 @@ mod partition;
 mod poll;
 mod publish;
 mod rebalance;
+mod write;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -35,12 +36,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use txflow_core::resilience::RejoinPolicy;
 use txflow_core::{
@@ -52,6 +51,7 @@ pub use self::publish::dead_letter;
 use self::poll::{Event, Watchdog};
 use self::publish::Publisher;
 use self::rebalance::Context;
+use self::write::{Staged, Writer};
 use crate::client::Connection;
 use crate::error::{Error, Result};
 
@@ -82,6 +82,9 @@ pub struct ConsumeConfig {
     /// How long, once asked to stop, the member may take to store what it
     /// buffered.
     pub shutdown_timeout: Duration,
+    /// Database writes in flight at once, each for its own partitions (give
+    /// the sink as many connections).
+    pub writers: usize,
 }
 
 /// What a member did, for its run summary.
@@ -165,11 +168,10 @@ where
             })?
     };
 
+    let mut writer = Writer::start(&sink, &consumer, &config.group, config.writers);
     let mut member = Member {
         config,
         classifier,
-        sink: &*sink,
-        consumer: &consumer,
         publisher: Publisher {
             producer: &producer,
             predictions_topic: &config.predictions_topic,
@@ -178,10 +180,10 @@ where
         },
         run_id: RunId::parse(&format!("{}/{}", config.group, config.member))
             .unwrap_or_else(|_| RunId::generate()),
-        done: Consumed::default(),
+        published: Consumed::default(),
     };
     let outcome = {
-        let mut work = std::pin::pin!(member.run(&mut inbox));
+        let mut work = std::pin::pin!(member.run(&mut inbox, &mut writer));
         let mut shutdown = std::pin::pin!(shutdown);
         tokio::select! {
             outcome = &mut work => outcome,
@@ -204,7 +206,11 @@ where
     inbox.close();
     while inbox.try_recv().is_ok() {}
     let _ = tokio::task::spawn_blocking(move || poller.join()).await;
-    let done = outcome.map(|()| member.done);
+    let mut done = writer.done();
+    done.dead_letters = member.published.dead_letters;
+    done.predictions_published = member.published.predictions_published;
+    drop(writer);
+    let done = outcome.map(|()| done);
     // Leave the group and close the consumer (both block until the broker
     // answers) off the runtime's threads: the poll thread has stopped.
     let _ = tokio::task::spawn_blocking(move || {
@@ -306,29 +312,29 @@ fn check_topics(consumer: &BaseConsumer<Context>, config: &ConsumeConfig) -> Res
     Ok(partitions(&config.input_topic))
 }
 
-struct Member<'a, C, S> {
+struct Member<'a, C> {
     config: &'a ConsumeConfig,
     classifier: &'a C,
-    sink: &'a S,
-    consumer: &'a BaseConsumer<Context>,
     publisher: Publisher<'a>,
     run_id: RunId,
-    done: Consumed,
+    /// Dead letters and predictions published (the writer counts the rest).
+    published: Consumed,
 }
 
-impl<C: Classifier, S: Sink> Member<'_, C, S> {
+impl<C: Classifier> Member<'_, C> {
     /// Buffers and flushes until the poll thread stops (once `stop` is set)
-    /// or something fails.
-    async fn run(&mut self, inbox: &mut mpsc::Receiver<Event>) -> Result<()> {
+    /// or something fails; returns once every flush is written.
+    async fn run(&mut self, inbox: &mut mpsc::Receiver<Event>, writer: &mut Writer) -> Result<()> {
         let mut buffer: Vec<OwnedMessage> = Vec::new();
         let mut deadline = tokio::time::Instant::now();
         loop {
             let event = tokio::select! {
                 event = inbox.recv() => event,
                 () = tokio::time::sleep_until(deadline), if !buffer.is_empty() => {
-                    self.flush(&mut buffer).await?;
+                    self.flush(&mut buffer, writer).await?;
                     continue;
                 }
+                e = writer.failure() => return Err(e),
             };
             match event {
                 Some(Event::Records(records)) => {
@@ -339,16 +345,19 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                         }
                         buffer.push(message);
                         if buffer.len() >= self.config.max_batch {
-                            self.flush(&mut buffer).await?;
+                            self.flush(&mut buffer, writer).await?;
                         }
                     }
                 }
-                Some(Event::CaughtUp) => self.flush(&mut buffer).await?,
+                Some(Event::CaughtUp) => self.flush(&mut buffer, writer).await?,
                 Some(Event::Revoked(partitions)) => {
                     buffer.retain(|m| !partitions.contains(&m.partition()));
                 }
                 Some(Event::Fatal(e)) => return Err(e),
-                Some(Event::Stopped) => return self.flush(&mut buffer).await,
+                Some(Event::Stopped) => {
+                    self.flush(&mut buffer, writer).await?;
+                    return writer.finish().await;
+                }
                 None => {
                     return Err(Error::Consumer {
                         group: self.config.group.clone(),
@@ -360,8 +369,9 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
         }
     }
 
-    /// Stores the buffered records, partition by partition.
-    async fn flush(&mut self, buffer: &mut Vec<OwnedMessage>) -> Result<()> {
+    /// Prepares and publishes the buffered records, partition by partition,
+    /// and queues them for writing.
+    async fn flush(&mut self, buffer: &mut Vec<OwnedMessage>, writer: &mut Writer) -> Result<()> {
         if buffer.is_empty() {
             return Ok(());
         }
@@ -379,24 +389,26 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
             // A replay after a rebalance may repeat a record: keep one.
             let mut seen = HashSet::new();
             messages.retain(|m| seen.insert(m.offset()));
-            self.store_partition(&topic, partition, &messages).await?;
+            let staged = self.stage(&topic, partition, &messages).await?;
+            writer.send(partition, staged).await?;
         }
         metrics::histogram!(metric::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
-    /// One partition's records: prepared, published, then written with the
-    /// partition's next offset in one database transaction.
-    async fn store_partition(
+    /// One partition's records, prepared and published: the broker has the
+    /// predictions and the dead letters before the database has the offsets
+    /// (a crash in between replays, never loses).
+    async fn stage(
         &mut self,
         topic: &str,
         partition: i32,
         messages: &[OwnedMessage],
-    ) -> Result<()> {
+    ) -> Result<Staged> {
         let location = format!("kafka://{topic}/{partition}");
+        let started = Instant::now();
         let prepared = partition::prepare(self.classifier, &location, messages).await?;
-        // The broker has the predictions and the dead letters before the
-        // database has the offsets: a crash in between replays, never loses.
+        let started = stage_done("prepare", started);
         self.publisher
             .publish(
                 &prepared.predictions,
@@ -406,14 +418,20 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                 &location,
             )
             .await?;
-        self.done.predictions_published += prepared.predictions.len() as u64;
-        self.done.dead_letters += prepared.dead.len() as u64;
+        stage_done("publish", started);
+        self.published.predictions_published += prepared.predictions.len() as u64;
+        self.published.dead_letters += prepared.dead.len() as u64;
 
         let last = messages.last().map_or(0, Message::offset);
         let read = messages.len() as u64;
         let invalid = prepared.rejected.len() as u64;
-        let classified = prepared.predictions.len() as u64;
-        let unclassified = prepared.unclassified.len() as u64;
+        let mut done = Consumed::default();
+        let c = &mut done.counts;
+        c.read = read;
+        c.invalid = invalid;
+        c.valid = read - invalid;
+        c.classified = prepared.predictions.len() as u64;
+        c.unclassified = prepared.unclassified.len() as u64;
         let batch = Batch {
             lineage: Lineage {
                 run_id: self.run_id.clone(),
@@ -433,38 +451,19 @@ impl<C: Classifier, S: Sink> Member<'_, C, S> {
                 next_offset: last + 1,
             }),
         };
-        let report = self
-            .sink
-            .write_batch(batch)
-            .await
-            .map_err(|source| Error::Sink {
-                location: location.clone(),
-                source,
-            })?;
-        let now_ms = Utc::now().timestamp_millis();
-        for ts in prepared.timestamps {
-            metrics::histogram!(metric::END_TO_END_SECONDS)
-                .record((now_ms - ts).max(0) as f64 / 1000.0);
-        }
-        metrics::counter!(metric::WRITTEN).increment(report.transactions);
-        let c = &mut self.done.counts;
-        c.read += read;
-        c.invalid += invalid;
-        c.valid += read - invalid;
-        c.classified += classified;
-        c.unclassified += unclassified;
-        c.written += report.transactions;
-        c.predictions_written += report.predictions;
-
-        // For lag monitoring only: the database holds the offsets that count.
-        let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(topic, partition, Offset::Offset(last + 1))
-            .is_ok()
-            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
-        {
-            tracing::debug!(error = %e, "committing the offset to Kafka");
-        }
-        Ok(())
+        Ok(Staged {
+            location,
+            batch,
+            timestamps: prepared.timestamps,
+            done,
+        })
     }
+}
+
+/// Records how long a stage of a flush took; returns when the next began.
+pub(super) fn stage_done(stage: &'static str, started: Instant) -> Instant {
+    let now = Instant::now();
+    metrics::histogram!(metric::STAGE_SECONDS, "stage" => stage)
+        .record(now.duration_since(started).as_secs_f64());
+    now
 }

@@ -1,0 +1,202 @@
+//! The database writes, on a task of their own: while one flush is written,
+//! the member prepares and publishes the next.
+//!
+//! Batches are written one at a time in the order they were queued, so a
+//! partition's offsets only move forward and never ahead of its rows; at
+//! most one batch waits while another is written (the queue is what bounds
+//! the member's memory, with the poll channel).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use chrono::Utc;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use txflow_core::{Batch, Sink};
+
+use super::rebalance::Context;
+use super::{Consumed, metric, stage_done};
+use crate::error::{Error, Result};
+
+/// One partition's records, prepared and published, waiting to be written
+/// with the partition's next offset.
+pub(super) struct Staged {
+    pub location: String,
+    pub batch: Batch,
+    /// Kafka timestamps (ms) of the valid records, for end-to-end latency.
+    pub timestamps: Vec<i64>,
+    /// What the batch holds, its write aside.
+    pub done: Consumed,
+}
+
+/// The writing tasks ("lanes") and their queues. A partition always goes
+/// to the same lane (`partition % lanes`), so its batches are written in
+/// order; lanes write side by side (with a sink that has a connection for
+/// each, see `PostgresSink::with_writers`).
+pub(super) struct Writer {
+    queues: Vec<mpsc::Sender<Staged>>,
+    tasks: Vec<JoinHandle<Result<()>>>,
+    /// What was written so far: read after a shutdown that timed out too.
+    done: Arc<Mutex<Consumed>>,
+    group: String,
+}
+
+impl Writer {
+    pub fn start<S: Sink + 'static>(
+        sink: &Arc<S>,
+        consumer: &Arc<BaseConsumer<Context>>,
+        group: &str,
+        lanes: usize,
+    ) -> Writer {
+        let done = Arc::new(Mutex::new(Consumed::default()));
+        let (mut queues, mut tasks) = (Vec::new(), Vec::new());
+        for _ in 0..lanes.max(1) {
+            let (queue, mut batches) = mpsc::channel::<Staged>(1);
+            let (sink, consumer) = (Arc::clone(sink), Arc::clone(consumer));
+            let (written, group) = (Arc::clone(&done), group.to_owned());
+            tasks.push(tokio::spawn(async move {
+                while let Some(staged) = batches.recv().await {
+                    let did = write(&*sink, &consumer, &group, staged).await?;
+                    add(&written, &did);
+                }
+                Ok(())
+            }));
+            queues.push(queue);
+        }
+        Writer {
+            queues,
+            tasks,
+            done,
+            group: group.to_owned(),
+        }
+    }
+
+    /// Queues a batch on its partition's lane; waits while another batch
+    /// waits there already.
+    pub async fn send(&mut self, partition: i32, staged: Staged) -> Result<()> {
+        if self.queues.is_empty() {
+            return Err(stopped(&self.group));
+        }
+        let lane = partition.unsigned_abs() as usize % self.queues.len();
+        if self.queues[lane].send(staged).await.is_err() {
+            // The lane's task ended: a write failed.
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    /// Resolves when a lane has ended early (a write failed), with why.
+    pub async fn failure(&mut self) -> Error {
+        if self.tasks.is_empty() {
+            return std::future::pending().await;
+        }
+        let (ended, _, _) = futures::future::select_all(self.tasks.iter_mut()).await;
+        // The other lanes stop with the member (see `Drop`).
+        self.queues.clear();
+        match ended {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) | Err(_) => stopped(&self.group),
+        }
+    }
+
+    /// Waits until every queued batch is written.
+    pub async fn finish(&mut self) -> Result<()> {
+        self.queues.clear();
+        for task in self.tasks.drain(..) {
+            task.await.map_err(|_| stopped(&self.group))??;
+        }
+        Ok(())
+    }
+
+    /// What was written so far.
+    pub fn done(&self) -> Consumed {
+        *self.done.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Writer {
+    /// A member stopped before its writes finished (a shutdown that timed
+    /// out, a failure elsewhere) abandons them: the transaction in flight
+    /// rolls back and the next member replays its records.
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn stopped(group: &str) -> Error {
+    Error::Consumer {
+        group: group.to_owned(),
+        what: "the database writer",
+        source: KafkaError::Canceled,
+    }
+}
+
+fn add(total: &Mutex<Consumed>, did: &Consumed) {
+    let mut total = total.lock().unwrap_or_else(PoisonError::into_inner);
+    let (t, d) = (&mut total.counts, &did.counts);
+    t.read += d.read;
+    t.invalid += d.invalid;
+    t.valid += d.valid;
+    t.classified += d.classified;
+    t.unclassified += d.unclassified;
+    t.written += d.written;
+    t.present += d.present;
+    t.predictions_written += d.predictions_written;
+    total.dead_letters += did.dead_letters;
+    total.predictions_published += did.predictions_published;
+}
+
+/// Writes one partition's batch and its next offset in one database
+/// transaction (the sink waits out a database outage), then commits the
+/// offset to Kafka for lag monitoring.
+async fn write<S: Sink>(
+    sink: &S,
+    consumer: &BaseConsumer<Context>,
+    group: &str,
+    staged: Staged,
+) -> Result<Consumed> {
+    let Staged {
+        location,
+        batch,
+        timestamps,
+        mut done,
+    } = staged;
+    let started = Instant::now();
+    let offered = batch.transactions.len() as u64;
+    let checkpoint = batch.checkpoint.clone();
+    let report = sink
+        .write_batch(batch)
+        .await
+        .map_err(|source| Error::Sink {
+            location: location.clone(),
+            source,
+        })?;
+    stage_done("write", started);
+    let now_ms = Utc::now().timestamp_millis();
+    for ts in timestamps {
+        metrics::histogram!(metric::END_TO_END_SECONDS)
+            .record((now_ms - ts).max(0) as f64 / 1000.0);
+    }
+    metrics::counter!(metric::WRITTEN).increment(report.transactions);
+    done.counts.written = report.transactions;
+    done.counts.present = offered.saturating_sub(report.transactions);
+    done.counts.predictions_written = report.predictions;
+
+    // For lag monitoring only: the database holds the offsets that count.
+    if let Some(c) = checkpoint {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset))
+            .is_ok()
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::debug!(group, error = %e, "committing the offset to Kafka");
+        }
+    }
+    Ok(done)
+}
