@@ -16,6 +16,7 @@
 //! - [`validation`]: the named rules and [`Validator`].
 //! - [`identity`]: UUIDs kept or derived deterministically.
 //! - [`category`] and [`model`]: the 15 categories and the reference model.
+//! - [`event`]: [`PredictionEvent`], the contract of the predictions topic.
 //! - [`ports`]: the traits adapters implement.
 //! - [`pipeline`]: the batch pipeline and its run summary.
 //! - [`resilience`]: retry (backoff) and circuit-breaker policies.
@@ -24,6 +25,7 @@
 
 pub mod category;
 pub mod error;
+pub mod event;
 pub mod identity;
 pub mod model;
 pub mod pipeline;
@@ -37,6 +39,7 @@ pub mod validation;
 
 pub use category::Category;
 pub use error::{BoxError, Error, Result};
+pub use event::{PREDICTION_EVENT_VERSION, PredictionEvent};
 pub use model::ReferenceModel;
 pub use pipeline::{
     Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, RunId, RunRecord, RunStatus,

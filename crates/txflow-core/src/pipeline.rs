@@ -72,7 +72,7 @@ impl ProcessingType {
 }
 
 /// What every row of a batch shares: who wrote it, from where, how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Lineage {
     pub run_id: RunId,
     pub source: Arc<str>,

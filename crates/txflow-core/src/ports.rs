@@ -114,6 +114,25 @@ pub struct Batch {
     pub checkpoint: Option<Checkpoint>,
 }
 
+impl Batch {
+    /// Each prediction with its transaction and position: what a predictions
+    /// event carries. Predictions follow the transactions' order (those the
+    /// classifier failed on have none), so one walk pairs them even when two
+    /// transactions share an id.
+    pub fn predicted(&self) -> impl Iterator<Item = (&Transaction, &Prediction, Position)> {
+        let mut next = 0;
+        self.predictions.iter().filter_map(move |p| {
+            while next < self.transactions.len() && self.transactions[next].id() != p.transaction_id
+            {
+                next += 1;
+            }
+            let i = next;
+            next += 1;
+            Some((self.transactions.get(i)?, p, *self.positions.get(i)?))
+        })
+    }
+}
+
 /// The next offset a consumer group reads in one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {

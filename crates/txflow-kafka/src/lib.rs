@@ -5,6 +5,10 @@
 //! - [`event`]: the transaction event as it travels on the `transactions`
 //!   topic (JSON), decoded into the core's raw record so that events are
 //!   validated by exactly the rules the batch pipeline uses.
+//! - [`prediction`]: the predictions event (JSON, `schemas/prediction-event.v1.json`),
+//!   written by `consume` and `batch --publish`, read by the sinks.
+//! - [`publishing`]: `txflow batch --publish`, a sink that publishes each
+//!   batch's predictions before the database stores it.
 //! - [`topics`]: creating the pipeline's topics (`txflow topics create`).
 //! - [`produce`]: the event producer and the simulated producers
 //!   (`txflow produce`).
@@ -15,7 +19,9 @@ pub mod client;
 pub mod consume;
 pub mod error;
 pub mod event;
+pub mod prediction;
 pub mod produce;
+pub mod publishing;
 pub mod topics;
 
 pub use client::{Connection, Setting};

@@ -102,3 +102,38 @@ pub async fn ensure(connection: &Connection, specs: &[TopicSpec]) -> Result<Vec<
     }
     Ok(reports)
 }
+
+/// Fails unless `topic` exists with at least one partition: records sent to
+/// a missing topic would only wait. The metadata call blocks, so it runs off
+/// the runtime's threads.
+pub async fn require(
+    producer: &rdkafka::producer::FutureProducer,
+    connection: &Connection,
+    topic: &str,
+) -> Result<()> {
+    let (producer, name) = (producer.clone(), topic.to_owned());
+    let metadata = tokio::task::spawn_blocking(move || {
+        rdkafka::producer::Producer::client(&producer)
+            .fetch_metadata(Some(&name), Duration::from_secs(10))
+    })
+    .await
+    .map_err(|_| Error::Client {
+        brokers: connection.brokers.clone(),
+        source: rdkafka::error::KafkaError::Canceled,
+    })?
+    .map_err(|source| Error::Client {
+        brokers: connection.brokers.clone(),
+        source,
+    })?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Err(Error::MissingTopic {
+            topic: topic.to_owned(),
+        });
+    }
+    Ok(())
+}

@@ -16,10 +16,12 @@ use txflow_core::{
     RunSummary, Sink,
 };
 use txflow_csv::Dialect;
+use txflow_kafka::publishing::{Publisher, PublishingSink};
 use txflow_storage::{CsvSource, ERRORS_FOLDER, Input, Location, RejectFile};
 
 use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
 use crate::inputs::{self, S3Args};
+use crate::kafka_args::KafkaArgs;
 use crate::store::{DEFAULT_DATABASE, DEFAULT_MAX_OUTAGE, Store};
 
 /// Exit code of a run that finished but had more invalid rows than
@@ -107,6 +109,16 @@ pub struct Args {
     #[arg(long)]
     skip_done: bool,
 
+    /// Also publish each batch's predictions to the predictions topic
+    /// (`--brokers`, `--predictions-topic` and the librdkafka settings of the
+    /// stream commands) before the batch is stored, so the sink connectors
+    /// receive batch data too. A rerun publishes again what it stores again.
+    #[arg(long)]
+    publish: bool,
+
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
     #[command(flatten)]
     classifier: ClassifierArgs,
 }
@@ -161,9 +173,24 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     tracing::info!(run_id = %run_id, files = inputs.len(), database = %database,
         classifier = %classifier.describe(&args.classifier), "run started");
 
+    let publisher = if args.publish {
+        let connection = args.kafka.connection()?;
+        let topic = &args.kafka.predictions_topic;
+        Some(
+            Publisher::connect(&connection, topic)
+                .await
+                .with_context(|| format!("--publish: publishing predictions to {topic:?}"))?,
+        )
+    } else {
+        None
+    };
+    let sink = PublishingSink {
+        inner: &store,
+        publisher,
+    };
     let pipeline = BatchPipeline {
         classifier: &classifier,
-        sink: &store,
+        sink: &sink,
         batch_size: args.batch_size as usize,
         run_id: run_id.clone(),
         processing_type: ProcessingType::Batch,

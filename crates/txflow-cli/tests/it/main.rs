@@ -4,6 +4,7 @@
 mod batch_outages;
 mod harness;
 mod kafka_settings;
+mod publish;
 mod secrets;
 mod serve;
 mod serve_auth;

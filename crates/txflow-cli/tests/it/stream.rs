@@ -38,7 +38,7 @@ impl Producer {
 pub struct Topics {
     brokers: String,
     transactions: String,
-    predictions: String,
+    pub predictions: String,
     pub dead_letters: String,
 }
 
@@ -73,7 +73,7 @@ impl Topics {
         topics
     }
 
-    fn flags(&self) -> Vec<String> {
+    pub fn flags(&self) -> Vec<String> {
         [
             ("--brokers", &self.brokers),
             ("--transactions-topic", &self.transactions),
@@ -132,7 +132,7 @@ impl Topics {
     }
 
     /// Every record of a topic: read until nothing comes for 3 seconds.
-    fn read_all(&self, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    pub fn read_all(&self, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", unique("reader"))
@@ -153,6 +153,37 @@ impl Topics {
             }
         }
         out
+    }
+}
+
+/// Every record is a predictions event as `schemas/prediction-event.v1.json`
+/// says, with its headers, from `processing` (batch or streaming).
+pub fn assert_valid_events(records: &[rdkafka::message::OwnedMessage], processing: &str) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../schemas/prediction-event.v1.json"))
+            .expect("the schema is JSON");
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("a valid schema");
+    assert!(!records.is_empty(), "no predictions event");
+    for m in records {
+        let value: serde_json::Value =
+            serde_json::from_slice(m.payload().expect("a value")).expect("JSON");
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{value}: {errors:?}");
+        assert_eq!(value["lineage"]["processing_type"], processing, "{value}");
+        let key = std::str::from_utf8(m.key().expect("a key")).expect("UTF-8");
+        assert_eq!(value["transaction"]["id"], key, "keyed by transaction id");
+        let headers = m.headers().expect("headers");
+        let version = headers
+            .iter()
+            .find(|h| h.key == "schema-version")
+            .and_then(|h| h.value);
+        assert_eq!(version, Some(&b"1"[..]));
     }
 }
 
@@ -329,6 +360,7 @@ async fn every_event_produced_is_stored_once_with_its_prediction_published() {
         .filter_map(|m| m.key().map(<[u8]>::to_vec))
         .collect();
     assert_eq!(published.len(), 3_000);
+    assert_valid_events(&topics.read_all(&topics.predictions), "streaming");
     assert_eq!(topics.count(&topics.dead_letters), 0);
     assert_eq!(
         db.count(

@@ -409,27 +409,13 @@ impl<C: Classifier> Member<'_, C> {
         let started = Instant::now();
         let prepared = partition::prepare(self.classifier, &location, messages).await?;
         let started = stage_done("prepare", started);
-        self.publisher
-            .publish(
-                &prepared.predictions,
-                &prepared.dead,
-                topic,
-                partition,
-                &location,
-            )
-            .await?;
-        stage_done("publish", started);
-        self.published.predictions_published += prepared.predictions.len() as u64;
-        self.published.dead_letters += prepared.dead.len() as u64;
-
         let last = messages.last().map_or(0, Message::offset);
         let read = messages.len() as u64;
-        let invalid = prepared.rejected.len() as u64;
         let mut done = Consumed::default();
         let c = &mut done.counts;
         c.read = read;
-        c.invalid = invalid;
-        c.valid = read - invalid;
+        c.invalid = prepared.rejected.len() as u64;
+        c.valid = read - c.invalid;
         c.classified = prepared.predictions.len() as u64;
         c.unclassified = prepared.unclassified.len() as u64;
         let batch = Batch {
@@ -451,6 +437,12 @@ impl<C: Classifier> Member<'_, C> {
                 next_offset: last + 1,
             }),
         };
+        self.publisher
+            .publish(&batch, &prepared.dead, topic, partition)
+            .await?;
+        stage_done("publish", started);
+        self.published.predictions_published += batch.predictions.len() as u64;
+        self.published.dead_letters += prepared.dead.len() as u64;
         Ok(Staged {
             location,
             batch,

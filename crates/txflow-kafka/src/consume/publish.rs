@@ -5,10 +5,11 @@ use chrono::Utc;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use txflow_core::Prediction;
+use txflow_core::Batch;
 
 use super::metric;
 use crate::error::{Error, Result};
+use crate::prediction;
 
 /// Headers of a dead letter, besides the record's own.
 pub mod dead_letter {
@@ -42,36 +43,29 @@ pub(super) struct Publisher<'a> {
 }
 
 impl Publisher<'_> {
-    /// Publishes one partition's predictions (keyed by transaction id) and
-    /// dead letters (the original key, value and headers plus ours), and
-    /// returns once the broker acknowledged all of them.
+    /// Publishes a batch's predictions (events keyed by transaction id, see
+    /// [`prediction`](crate::prediction)) and one partition's dead letters
+    /// (the original key, value and headers plus ours), and returns once the
+    /// broker acknowledged all of them.
     pub async fn publish(
         &self,
-        predictions: &[Prediction],
+        batch: &Batch,
         dead: &[DeadLetter<'_>],
         topic: &str,
         partition: i32,
-        location: &str,
     ) -> Result<()> {
+        let location = &*batch.lineage.source;
         let mut deliveries: Vec<(&str, DeliveryFuture)> =
-            Vec::with_capacity(predictions.len() + dead.len());
-        for p in predictions {
-            let key = p.transaction_id.to_string();
-            let value = serde_json::json!({
-                "transaction_id": key,
-                "category": p.category.as_str(),
-                "confidence_score": p.confidence,
-                "model_version": p.model_version,
-                "source": location,
-            })
-            .to_string();
+            Vec::with_capacity(batch.predictions.len() + dead.len());
+        let predicted_at = Utc::now();
+        for (tx, p, position) in batch.predicted() {
+            let key = tx.id().to_string();
+            let value =
+                prediction::encode_parts(tx, p, predicted_at, &batch.lineage, Some(position));
             let record = FutureRecord::to(self.predictions_topic)
                 .key(key.as_bytes())
                 .payload(value.as_bytes())
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "content-type",
-                    value: Some("application/json"),
-                }));
+                .headers(prediction::headers());
             deliveries.push((self.predictions_topic, self.enqueue(record)?));
         }
         let first_failure = Utc::now().to_rfc3339();
