@@ -18,12 +18,14 @@
 //! - [`category`] and [`model`]: the 15 categories and the reference model.
 //! - [`event`]: [`PredictionEvent`], the contract of the predictions topic.
 //! - [`ports`]: the traits adapters implement.
+//! - [`connector`]: [`Connector`], the port of the predictions topic's sinks.
 //! - [`pipeline`]: the batch pipeline and its run summary.
 //! - [`resilience`]: retry (backoff) and circuit-breaker policies.
 //! - [`secret`]: [`Secret`], a value no output shows.
 //! - [`synth`]: the deterministic sample generator.
 
 pub mod category;
+pub mod connector;
 pub mod error;
 pub mod event;
 pub mod identity;
@@ -38,6 +40,7 @@ pub mod transaction;
 pub mod validation;
 
 pub use category::Category;
+pub use connector::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 pub use error::{BoxError, Error, Result};
 pub use event::{PREDICTION_EVENT_VERSION, PredictionEvent};
 pub use model::ReferenceModel;

@@ -122,11 +122,13 @@ impl Location {
         }
     }
 
-    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+    /// The store that holds the location.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    /// The path inside the store.
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
