@@ -6,6 +6,7 @@
 mod classifier;
 mod cmd;
 mod config;
+mod connectors;
 mod inputs;
 mod kafka_args;
 mod signal;
@@ -45,6 +46,7 @@ enum Command {
     Produce(cmd::produce::Args),
     Runs(cmd::runs::Args),
     Serve(cmd::serve::Args),
+    Sink(cmd::sink::Args),
     Topics(cmd::topics::Args),
 }
 
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => cmd::produce::run(args).await,
             Command::Runs(args) => cmd::runs::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Sink(args) => cmd::sink::run(args).await,
             Command::Topics(args) => cmd::topics::run(args).await,
         }
     });

@@ -69,8 +69,15 @@ pub trait Connector: Send + Sync {
     /// The kind, as in the default group `txflow-sink-<kind>` and in metrics.
     fn kind(&self) -> &'static str;
 
-    /// Where the partitions of `topic` resume; called on every assignment.
-    fn resume<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Resume, ConnectorError>>;
+    /// Where the partitions of `topic` resume. `assigned` are the partitions
+    /// this member has just been given: what an unfinished write left in
+    /// them may be cleaned up. Empty when the member only looks (it must not
+    /// touch partitions another member may be writing).
+    fn resume<'a>(
+        &'a self,
+        topic: &'a str,
+        assigned: &'a [i32],
+    ) -> BoxFuture<'a, Result<Resume, ConnectorError>>;
 
     /// Writes one partition's records (in offset order, no gaps since the
     /// resume point or the previous write) so that writing them again adds

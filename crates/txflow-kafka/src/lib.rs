@@ -9,6 +9,8 @@
 //!   written by `consume` and `batch --publish`, read by the sinks.
 //! - [`publishing`]: `txflow batch --publish`, a sink that publishes each
 //!   batch's predictions before the database stores it.
+//! - [`sink`]: a sink connector's consumer group member on the predictions
+//!   topic (`txflow sink URL`).
 //! - [`topics`]: creating the pipeline's topics (`txflow topics create`).
 //! - [`produce`]: the event producer and the simulated producers
 //!   (`txflow produce`).
@@ -22,6 +24,7 @@ pub mod event;
 pub mod prediction;
 pub mod produce;
 pub mod publishing;
+pub mod sink;
 pub mod topics;
 
 pub use client::{Connection, Setting};

@@ -110,7 +110,7 @@ impl ParquetConnector {
         }
     }
 
-    async fn resume_topic(&self, topic: &str) -> Result<Resume, ConnectorError> {
+    async fn resume_topic(&self, topic: &str, assigned: &[i32]) -> Result<Resume, ConnectorError> {
         let folder = self.prefix.clone().join(MARKERS).join(topic);
         let listed: Vec<_> = self
             .store
@@ -132,7 +132,7 @@ impl ParquetConnector {
             let Some(marker) = self.read_marker(&meta.location).await? else {
                 continue;
             };
-            if !marker.pending.is_empty() {
+            if !marker.pending.is_empty() && assigned.contains(&partition) {
                 // A write that did not finish: its objects go, its records
                 // are written again from the marker's offset.
                 for key in &marker.pending {
@@ -239,8 +239,12 @@ impl Connector for ParquetConnector {
         "parquet"
     }
 
-    fn resume<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<Resume, ConnectorError>> {
-        Box::pin(self.resume_topic(topic))
+    fn resume<'a>(
+        &'a self,
+        topic: &'a str,
+        assigned: &'a [i32],
+    ) -> BoxFuture<'a, Result<Resume, ConnectorError>> {
+        Box::pin(self.resume_topic(topic, assigned))
     }
 
     fn write<'a>(
@@ -402,7 +406,7 @@ mod tests {
         assert_eq!(first.amount_cents, -95_250);
         assert_eq!(first.category, "Utilities");
         assert_eq!(
-            lake.resume("t").await.expect("resume"),
+            lake.resume("t", &[]).await.expect("resume"),
             Resume::Stored(HashMap::from([(2, 20)]))
         );
     }
@@ -419,9 +423,18 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(visible.len(), 25);
-        // The member resumes where the marker says, and replays with other
-        // boundaries.
-        let resume = lake.resume("t").await.expect("resume");
+        // Looking (the watchdog of another member) changes nothing.
+        lake.resume("t", &[]).await.expect("resume");
+        assert_eq!(
+            read_lake(store.as_ref(), &Path::from("lake"))
+                .await
+                .expect("read")
+                .len(),
+            25
+        );
+        // The member given the partition resumes where the marker says, and
+        // replays with other boundaries.
+        let resume = lake.resume("t", &[0]).await.expect("resume");
         assert_eq!(resume, Resume::Stored(HashMap::from([(0, 10)])));
         assert_eq!(
             read_lake(store.as_ref(), &Path::from("lake"))

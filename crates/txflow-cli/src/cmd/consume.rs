@@ -180,14 +180,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn axum_serve(
+pub(crate) async fn axum_serve(
     listener: tokio::net::TcpListener,
     checks: HealthChecks,
 ) -> std::io::Result<()> {
     txflow_http::server::serve_router(listener, txflow_http::server::ops_router(checks)).await
 }
 
-fn default_member() -> String {
+pub(crate) fn default_member() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".to_owned());

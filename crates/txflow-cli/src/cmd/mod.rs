@@ -8,4 +8,5 @@ pub mod migrate;
 pub mod produce;
 pub mod runs;
 pub mod serve;
+pub mod sink;
 pub mod topics;

@@ -2,6 +2,7 @@
 //! servers of `scripts/harness.sh`, and against SQLite.
 
 mod batch_outages;
+mod connectors;
 mod harness;
 mod kafka_settings;
 mod publish;

@@ -213,24 +213,35 @@ impl Member {
             &["migrate", "--database-url", database_url],
         )
         .assert_code(0);
+        let mut args: Vec<String> = ["consume", "--database-url", database_url, "--group", group]
+            .map(String::from)
+            .to_vec();
+        if let Some(member) = member {
+            args.extend(["--member".to_owned(), member.to_owned()]);
+        }
+        args.extend(["--max-batch", "500", "--max-wait", "100ms"].map(String::from));
+        args.extend(topics.flags());
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        if !extra.contains(&"--metrics-listen") {
+            args.extend(["--metrics-listen", "127.0.0.1:0"].map(String::from));
+        }
+        Member::spawn(&args, &[])
+    }
+
+    /// Any long-running `txflow` command (`consume`, `sink`), its log (JSON
+    /// lines) in a file of its own.
+    pub fn spawn(args: &[String], env: &[(&str, &str)]) -> Member {
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_txflow"));
         command
-            .args(["consume", "--database-url", database_url, "--group", group])
-            .args(member.map(|m| ["--member", m]).iter().flatten())
-            .args(["--max-batch", "500", "--max-wait", "100ms"])
-            .args(topics.flags())
-            .args(extra)
-            .args(if extra.contains(&"--metrics-listen") {
-                &[][..]
-            } else {
-                &["--metrics-listen", "127.0.0.1:0"][..]
-            })
+            .args(args)
+            .envs(env.iter().copied())
             .env("TXFLOW_LOG_FORMAT", "json")
+            .env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"))
             .stdout(Stdio::null())
             .stderr(log.reopen().expect("the log file"));
         Member {
-            child: command.spawn().expect("starting txflow consume"),
+            child: command.spawn().expect("starting txflow"),
             log,
         }
     }
@@ -254,7 +265,7 @@ impl Member {
         let status = self.wait(Duration::from_secs(30));
         assert!(
             status.success(),
-            "txflow consume exited with {status}\n{}",
+            "txflow exited with {status}\n{}",
             self.log()
         );
     }
@@ -268,7 +279,7 @@ impl Member {
             }
             assert!(
                 Instant::now() < deadline,
-                "txflow consume still runs after {within:?}\n{}",
+                "txflow still runs after {within:?}\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));

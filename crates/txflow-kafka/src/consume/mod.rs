@@ -25,9 +25,9 @@
 
 pub mod metric;
 mod partition;
-mod poll;
-mod publish;
-mod rebalance;
+pub(crate) mod poll;
+pub(crate) mod publish;
+pub(crate) mod rebalance;
 mod write;
 
 use std::collections::{BTreeMap, HashSet};
@@ -118,13 +118,23 @@ where
     let consumer = Arc::new(consumer(config, Arc::clone(&sink), events.clone())?);
     let partitions = {
         let (consumer, settings) = (Arc::clone(&consumer), config.clone());
-        tokio::task::spawn_blocking(move || check_topics(&consumer, &settings))
-            .await
-            .map_err(|e| Error::Consumer {
-                group: config.group.clone(),
-                what: "checking the topics",
-                source: KafkaError::Subscription(e.to_string()),
-            })??
+        tokio::task::spawn_blocking(move || {
+            check_topics(
+                &consumer,
+                &settings.connection,
+                &[
+                    &settings.input_topic,
+                    &settings.predictions_topic,
+                    &settings.dead_letter_topic,
+                ],
+            )
+        })
+        .await
+        .map_err(|e| Error::Consumer {
+            group: config.group.clone(),
+            what: "checking the topics",
+            source: KafkaError::Subscription(e.to_string()),
+        })??
     };
     consumer
         .subscribe(&[&config.input_topic])
@@ -234,7 +244,7 @@ where
     let group = config.group.clone();
     // Runs on the poll thread (in the rebalance callback), never on the
     // runtime's own threads.
-    let load_offsets: rebalance::OffsetLoader = Box::new(move |topic, within| {
+    let load_offsets: rebalance::OffsetLoader = Box::new(move |topic, _assigned, within| {
         let stored = handle
             .block_on(async {
                 tokio::time::timeout(within, sink.stored_offsets(&group, topic)).await
@@ -249,9 +259,26 @@ where
         config.offsets_timeout,
         events,
     );
-    let client_id = format!("txflow-{}", config.member);
-    let session_timeout = config.session_timeout.as_millis().to_string();
-    let mut settings = config.connection.config(&[
+    group_consumer(
+        &config.connection,
+        &config.member,
+        config.session_timeout,
+        context,
+    )
+}
+
+/// A consumer group member's Kafka consumer: offsets never committed by
+/// librdkafka itself, the end of a partition reported (the signal to flush).
+pub(crate) fn group_consumer(
+    connection: &Connection,
+    member: &str,
+    session_timeout: Duration,
+    context: Context,
+) -> Result<BaseConsumer<Context>> {
+    let client_id = format!("txflow-{member}");
+    let session_timeout = session_timeout.as_millis().to_string();
+    let group = context.group.clone();
+    let mut settings = connection.config(&[
         ("client.id", &client_id),
         ("auto.offset.reset", "earliest"),
         ("statistics.interval.ms", "5000"),
@@ -268,7 +295,7 @@ where
     ]);
     // Set last: the operator may not change these (see `client`).
     settings
-        .set("group.id", &config.group)
+        .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         // Reaching the end of a partition is the signal to flush at once.
@@ -276,19 +303,23 @@ where
     settings
         .create_with_context(context)
         .map_err(|source| Error::Client {
-            brokers: config.connection.brokers.clone(),
+            brokers: connection.brokers.clone(),
             source,
         })
 }
 
 /// Refuses to start when a topic is missing (records would only wait for
-/// ever); returns the input topic's partition count. Blocking: call it off
+/// ever); returns the first topic's partition count. Blocking: call it off
 /// the runtime's threads.
-fn check_topics(consumer: &BaseConsumer<Context>, config: &ConsumeConfig) -> Result<usize> {
+pub(crate) fn check_topics(
+    consumer: &BaseConsumer<Context>,
+    connection: &Connection,
+    topics: &[&str],
+) -> Result<usize> {
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(|source| Error::Client {
-            brokers: config.connection.brokers.clone(),
+            brokers: connection.brokers.clone(),
             source,
         })?;
     let partitions = |name: &str| {
@@ -298,18 +329,14 @@ fn check_topics(consumer: &BaseConsumer<Context>, config: &ConsumeConfig) -> Res
             .find(|t| t.name() == name)
             .map_or(0, |t| t.partitions().len())
     };
-    for topic in [
-        &config.input_topic,
-        &config.predictions_topic,
-        &config.dead_letter_topic,
-    ] {
+    for topic in topics {
         if partitions(topic) == 0 {
             return Err(Error::MissingTopic {
-                topic: topic.clone(),
+                topic: (*topic).to_owned(),
             });
         }
     }
-    Ok(partitions(&config.input_topic))
+    Ok(topics.first().map_or(0, |t| partitions(t)))
 }
 
 struct Member<'a, C> {
@@ -350,8 +377,9 @@ impl<C: Classifier> Member<'_, C> {
                     }
                 }
                 Some(Event::CaughtUp) => self.flush(&mut buffer, writer).await?,
-                Some(Event::Revoked(partitions)) => {
+                Some(Event::Revoked(partitions, done)) => {
                     buffer.retain(|m| !partitions.contains(&m.partition()));
+                    let _ = done.try_send(());
                 }
                 Some(Event::Fatal(e)) => return Err(e),
                 Some(Event::Stopped) => {

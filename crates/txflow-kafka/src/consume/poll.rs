@@ -23,13 +23,15 @@ use crate::error::Error;
 /// What the poll thread (and the rebalance callback, which runs on it) tells
 /// the member.
 #[derive(Debug)]
-pub(super) enum Event {
+pub(crate) enum Event {
     /// Records in the order polled (at most [`CHUNK`]).
     Records(Vec<OwnedMessage>),
     /// The member has read everything the broker has in a partition:
     /// what is buffered can be stored at once.
     CaughtUp,
-    Revoked(Vec<i32>),
+    /// Partitions taken away; the member answers on the channel once no
+    /// write of theirs is in progress.
+    Revoked(Vec<i32>, std::sync::mpsc::SyncSender<()>),
     /// The member cannot go on (its stored offsets cannot be read).
     Fatal(Error),
     Stopped,
@@ -50,7 +52,7 @@ pub(super) enum Event {
 /// beyond it belongs to nobody (Tansu 0.6 may leave the partitions of an evicted
 /// member unassigned when a member misses the rebalance) or to a member that
 /// is stuck; either way the member rejoins so that the group reassigns it.
-pub(super) struct Watchdog {
+pub(crate) struct Watchdog {
     pub topic: String,
     pub partitions: usize,
     policy: RejoinPolicy,
@@ -133,7 +135,7 @@ impl Watchdog {
             self.policy.reset();
             return None;
         }
-        let stored = match (context.load_offsets)(&self.topic, Duration::from_secs(5)) {
+        let stored = match (context.load_offsets)(&self.topic, &[], Duration::from_secs(5)) {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::debug!(error = %e, "watching other partitions: cannot read the stored offsets");
@@ -176,7 +178,7 @@ const STALL_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The poll thread's body: [`poll_loop`], its panic (a bug) turned into a
 /// fatal event so that the member stops instead of waiting for ever.
-pub(super) fn run(
+pub(crate) fn run(
     consumer: &BaseConsumer<Context>,
     events: &mpsc::Sender<Event>,
     stop: &AtomicBool,
@@ -197,7 +199,7 @@ pub(super) fn run(
 
 /// Records handed over at once, at most: one channel operation (and at
 /// most one thread wake-up) per chunk rather than per record.
-pub(super) const CHUNK: usize = 256;
+pub(crate) const CHUNK: usize = 256;
 
 /// Polls and hands records over in chunks until `stop`, then sends
 /// `Stopped`. A chunk goes as soon as it is full or nothing more is ready,

@@ -26,7 +26,7 @@ pub mod dead_letter {
 
 /// A record that goes to the dead-letter topic, and why.
 #[derive(Debug)]
-pub(super) struct DeadLetter<'m> {
+pub(crate) struct DeadLetter<'m> {
     pub message: &'m OwnedMessage,
     pub class: &'static str,
     pub rule: String,
@@ -34,7 +34,7 @@ pub(super) struct DeadLetter<'m> {
 }
 
 /// The member's producer and where it publishes.
-pub(super) struct Publisher<'a> {
+pub(crate) struct Publisher<'a> {
     pub producer: &'a FutureProducer,
     pub predictions_topic: &'a str,
     pub dead_letter_topic: &'a str,
@@ -68,6 +68,32 @@ impl Publisher<'_> {
                 .headers(prediction::headers());
             deliveries.push((self.predictions_topic, self.enqueue(record)?));
         }
+        self.enqueue_dead(dead, topic, partition, location, &mut deliveries)?;
+        settle(deliveries).await
+    }
+
+    /// Publishes one partition's dead letters; returns once the broker
+    /// acknowledged all of them.
+    pub async fn publish_dead(
+        &self,
+        dead: &[DeadLetter<'_>],
+        topic: &str,
+        partition: i32,
+        location: &str,
+    ) -> Result<()> {
+        let mut deliveries = Vec::with_capacity(dead.len());
+        self.enqueue_dead(dead, topic, partition, location, &mut deliveries)?;
+        settle(deliveries).await
+    }
+
+    fn enqueue_dead<'t>(
+        &'t self,
+        dead: &[DeadLetter<'_>],
+        topic: &str,
+        partition: i32,
+        location: &str,
+        deliveries: &mut Vec<(&'t str, DeliveryFuture)>,
+    ) -> Result<()> {
         let first_failure = Utc::now().to_rfc3339();
         for d in dead {
             metrics::counter!(metric::DEAD_LETTERS, "class" => d.class).increment(1);
@@ -82,17 +108,6 @@ impl Publisher<'_> {
                 record = record.payload(payload);
             }
             deliveries.push((self.dead_letter_topic, self.enqueue(record)?));
-        }
-        for (topic, delivery) in deliveries {
-            let source = match delivery.await {
-                Ok(Ok(_)) => continue,
-                Ok(Err((source, _))) => source,
-                Err(_) => KafkaError::Canceled,
-            };
-            return Err(Error::Publish {
-                topic: topic.to_owned(),
-                source,
-            });
         }
         Ok(())
     }
@@ -141,4 +156,20 @@ impl Publisher<'_> {
         }
         headers
     }
+}
+
+/// Waits for every delivery; the first failure is the error.
+async fn settle(deliveries: Vec<(&str, DeliveryFuture)>) -> Result<()> {
+    for (topic, delivery) in deliveries {
+        let source = match delivery.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((source, _))) => source,
+            Err(_) => KafkaError::Canceled,
+        };
+        return Err(Error::Publish {
+            topic: topic.to_owned(),
+            source,
+        });
+    }
+    Ok(())
 }

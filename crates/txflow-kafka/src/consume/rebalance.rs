@@ -22,9 +22,12 @@ use super::metric;
 use super::poll::Event;
 use crate::error::Error;
 
-/// Reads the stored offsets of a topic, waiting at most the given time.
-pub(super) type OffsetLoader =
-    Box<dyn Fn(&str, Duration) -> std::result::Result<HashMap<i32, i64>, String> + Send + Sync>;
+/// Reads the stored offsets of a topic, waiting at most the given time. The
+/// partitions are those this member has just been assigned (it may clean up
+/// what an unfinished write left in them); none when it only looks.
+pub(crate) type OffsetLoader = Box<
+    dyn Fn(&str, &[i32], Duration) -> std::result::Result<HashMap<i32, i64>, String> + Send + Sync,
+>;
 
 /// How far before a stored offset a partition is fetched from on assignment.
 ///
@@ -38,11 +41,15 @@ const REWIND: i64 = 10_000;
 
 /// The consumer's context: rebalances, statistics, and what the poll thread
 /// needs to know about the assignment.
-pub(super) struct Context {
+pub(crate) struct Context {
     pub group: String,
     pub load_offsets: OffsetLoader,
     /// How long stored offsets may take to load before the member gives up.
     pub offsets_timeout: Duration,
+    /// How long a revocation waits for the member to finish a write in
+    /// progress (zero: it does not wait). A store without transactions
+    /// needs it, so that two members never write one partition at once.
+    pub revoke_wait: Duration,
     pub events: mpsc::Sender<Event>,
     /// The stored offset of each assigned partition of the input topic:
     /// records before it are already in the database and are dropped.
@@ -63,6 +70,7 @@ impl Context {
             group,
             load_offsets,
             offsets_timeout,
+            revoke_wait: Duration::ZERO,
             events,
             floors: Mutex::new(HashMap::new()),
             empty_since: Mutex::new(None),
@@ -96,7 +104,11 @@ impl Context {
 
     /// The stored offsets of `topic`, retried with backoff until
     /// `offsets_timeout` has passed.
-    fn stored_offsets(&self, topic: &str) -> std::result::Result<HashMap<i32, i64>, String> {
+    fn stored_offsets(
+        &self,
+        topic: &str,
+        assigned: &[i32],
+    ) -> std::result::Result<HashMap<i32, i64>, String> {
         let started = Instant::now();
         let policy = OutagePolicy {
             initial: Duration::from_millis(200),
@@ -107,7 +119,7 @@ impl Context {
         loop {
             attempt += 1;
             let remaining = self.offsets_timeout.saturating_sub(started.elapsed());
-            let error = match (self.load_offsets)(topic, remaining) {
+            let error = match (self.load_offsets)(topic, assigned, remaining) {
                 Ok(stored) => return Ok(stored),
                 Err(e) => e,
             };
@@ -148,7 +160,12 @@ impl Context {
             .collect();
         topics.dedup();
         for topic in topics {
-            let stored = match self.stored_offsets(&topic) {
+            let assigned: Vec<i32> = tpl
+                .elements_for_topic(&topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            let stored = match self.stored_offsets(&topic, &assigned) {
                 Ok(stored) => stored,
                 Err(source) => {
                     // Without the stored offsets the member must not read: it
@@ -165,11 +182,6 @@ impl Context {
                 }
             };
             let mut floors = self.floors();
-            let assigned: Vec<i32> = tpl
-                .elements_for_topic(&topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
             for partition in assigned {
                 // A partition the database has no offset for starts at the
                 // beginning, whatever Kafka's committed offsets say.
@@ -233,7 +245,16 @@ impl ConsumerContext for Context {
                 self.floors()
                     .retain(|partition, _| !revoked.contains(partition));
                 tracing::info!(group = %self.group, ?revoked, "partitions revoked");
-                self.tell(Event::Revoked(revoked));
+                let (done, written) = std::sync::mpsc::sync_channel(1);
+                self.tell(Event::Revoked(revoked, done));
+                // Disconnected: the member has stopped, nothing is in progress.
+                if !self.revoke_wait.is_zero()
+                    && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        written.recv_timeout(self.revoke_wait)
+                {
+                    tracing::warn!(group = %self.group, waited = ?self.revoke_wait,
+                        "a write of a revoked partition did not finish in time");
+                }
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(group = %self.group, error = %e, "unassigning partitions");
                 }

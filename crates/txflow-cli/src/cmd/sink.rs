@@ -1,0 +1,133 @@
+//! `txflow sink URL`: one member of a sink connector's consumer group,
+//! writing the predictions topic to a store exactly once.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use txflow_http::server::HealthChecks;
+use txflow_kafka::sink::{self, SinkConfig};
+
+use crate::classifier::parse_duration;
+use crate::connectors::{self, Options};
+use crate::inputs::S3Args;
+use crate::kafka_args::KafkaArgs;
+use crate::store::VERSION;
+
+const EXAMPLES: &str = "\
+Examples:
+  txflow sink s3://lake/predictions           # Parquet on S3 (AWS_* variables, --s3-endpoint)
+  txflow sink file:///var/lib/txflow/lake     # Parquet in a local folder
+
+Each sink is its own consumer group (default txflow-sink-<kind>): its own
+offsets, lag and restart point; start more members with the same --group to
+share the partitions. SIGTERM or Ctrl-C: stop fetching, write what is
+buffered, leave the group.";
+
+/// Write the predictions topic to a store (a data lake, ...), exactly once.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct Args {
+    /// Where to write: s3://bucket/prefix or file:///path (Parquet).
+    #[arg(value_name = "URL")]
+    url: String,
+
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    #[command(flatten)]
+    s3: S3Args,
+
+    /// The consumer group (default txflow-sink-<kind>, e.g. txflow-sink-parquet).
+    #[arg(long, env = "TXFLOW_SINK_GROUP")]
+    group: Option<String>,
+
+    /// This member's name; default host and pid.
+    #[arg(long, env = "TXFLOW_MEMBER")]
+    member: Option<String>,
+
+    /// Records per write at most (per Parquet object and date, say).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_batch: u32,
+
+    /// How long a record may wait in the buffer (e.g. 1s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    max_wait: Duration,
+
+    /// A member silent this long is taken out of the group.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    session_timeout: Duration,
+
+    /// How long resume points may take to load when partitions are
+    /// assigned; past this the member exits with an error (status 1).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    offsets_timeout: Duration,
+
+    /// How long the member may hold nothing before it checks the group.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    rejoin_after: Duration,
+
+    /// On SIGTERM, how long the member may take to write what it buffered.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+
+    /// Where /health and /metrics are served (port 0: any free port).
+    #[arg(long, env = "TXFLOW_METRICS_LISTEN", default_value = "127.0.0.1:9465")]
+    metrics_listen: SocketAddr,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let connector = connectors::open(&args.url, &Options { s3: &args.s3 }).await?;
+    let kind = connector.kind();
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("txflow-sink-{kind}"));
+    let member = args
+        .member
+        .clone()
+        .unwrap_or_else(super::consume::default_member);
+    let config = SinkConfig {
+        connection: args.kafka.connection()?,
+        group: group.clone(),
+        member: member.clone(),
+        topic: args.kafka.predictions_topic.clone(),
+        dead_letter_topic: args.kafka.dead_letter_topic.clone(),
+        max_batch: args.max_batch as usize,
+        max_wait: args.max_wait,
+        version: VERSION.to_owned(),
+        session_timeout: args.session_timeout,
+        offsets_timeout: args.offsets_timeout,
+        rejoin_after: args.rejoin_after,
+        shutdown_timeout: args.shutdown_timeout,
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} for /metrics (try --metrics-listen)",
+                args.metrics_listen
+            )
+        })?;
+    let metrics_address = listener.local_addr()?;
+    let up = Arc::new(AtomicBool::new(true));
+    let store_up = Arc::clone(&up);
+    let checks: HealthChecks = Arc::new(move || vec![("store", store_up.load(Ordering::Relaxed))]);
+    tokio::spawn(async move {
+        if let Err(e) = super::consume::axum_serve(listener, checks).await {
+            tracing::error!(error = %e, "the /metrics server stopped");
+        }
+    });
+    tracing::info!(%group, %member, topic = %config.topic, store = %connector.describe(),
+        metrics = %metrics_address, "sinking");
+    let done = sink::run(&config, connector, up, crate::signal::shutdown()).await?;
+    println!(
+        "sink {group}/{member} stopped: {} records read, {} written in {} batches, {} dead letters",
+        done.read, done.written, done.batches, done.dead_letters
+    );
+    Ok(ExitCode::SUCCESS)
+}

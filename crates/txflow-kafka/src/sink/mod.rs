@@ -1,0 +1,483 @@
+//! `txflow sink URL`: one member of a sink's consumer group on the
+//! predictions topic, writing to one store through a [`Connector`].
+//!
+//! Every sink has its own group (`txflow-sink-<kind>` by default), so its
+//! offsets, lag and restart point are its own: a slow or broken store holds
+//! back only its own member. The member reuses the stream member's poll
+//! thread, rebalance handling and watchdog (`consume`), and:
+//! - resumes each assigned partition where the connector says (offsets kept
+//!   with the data), or at the group's committed offset for stores that
+//!   cannot keep them (then writes are idempotent);
+//! - buffers by `max_batch` and `max_wait`, flushing at once when caught up;
+//! - writes one partition's records per call; while the store is
+//!   unavailable it retries the same records with backoff and stops
+//!   fetching (the poll channel fills): nothing is dead-lettered or lost;
+//! - sends records the store refuses for their content, and values that are
+//!   not predictions events, to the dead-letter topic (with the stream's
+//!   headers), then commits the offset;
+//! - finishes a write in progress before a revoked partition is released,
+//!   so two members never write one partition at once.
+
+pub mod metric;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use txflow_core::resilience::{OutagePolicy, RejoinPolicy, RetryDecision, jitter};
+use txflow_core::{Connector, ConnectorError, Resume, SinkRecord};
+
+use crate::client::Connection;
+use crate::consume::poll::{self, Event, Watchdog};
+use crate::consume::publish::{DeadLetter, Publisher};
+use crate::consume::rebalance::{Context, OffsetLoader};
+use crate::consume::{check_topics, group_consumer};
+use crate::error::{Error, Result};
+use crate::prediction;
+
+/// A failpoint for the crash tests: with `TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES=N`
+/// the process aborts (as `kill -9` would stop it) right after the N-th
+/// write the store acknowledged, before dead letters and the offset commit.
+/// Unset, it costs one environment read at start.
+pub const FAILPOINT_ABORT_AFTER_WRITES: &str = "TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES";
+
+/// A sink member's settings.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub connection: Connection,
+    pub group: String,
+    pub member: String,
+    /// The predictions topic.
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// Written in dead-letter headers.
+    pub version: String,
+    pub session_timeout: Duration,
+    pub offsets_timeout: Duration,
+    pub rejoin_after: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// What a sink member did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sunk {
+    pub read: u64,
+    pub written: u64,
+    pub batches: u64,
+    pub dead_letters: u64,
+}
+
+/// Runs one sink member until `shutdown` resolves; then stops fetching,
+/// writes what it buffered (for `shutdown_timeout` at most) and leaves the
+/// group. `up` says whether the store answers, for `/health`.
+pub async fn run(
+    config: &SinkConfig,
+    connector: Arc<dyn Connector>,
+    up: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Sunk> {
+    metric::describe();
+    crate::consume::metric::describe();
+    config.connection.check_reachable().await?;
+    let capacity = config.max_batch.div_ceil(poll::CHUNK).max(1);
+    let (events, mut inbox) = mpsc::channel(capacity);
+    let loader = offset_loader(config, Arc::clone(&connector))?;
+    let mut context = Context::new(
+        config.group.clone(),
+        loader,
+        config.offsets_timeout,
+        events.clone(),
+    );
+    // A write in progress finishes before the partition goes to another
+    // member (bounded: a member that is gone does not answer).
+    context.revoke_wait = config.session_timeout.max(Duration::from_secs(10));
+    let consumer = Arc::new(group_consumer(
+        &config.connection,
+        &config.member,
+        config.session_timeout,
+        context,
+    )?);
+    let partitions = {
+        let (consumer, settings) = (Arc::clone(&consumer), config.clone());
+        tokio::task::spawn_blocking(move || {
+            check_topics(
+                &consumer,
+                &settings.connection,
+                &[&settings.topic, &settings.dead_letter_topic],
+            )
+        })
+        .await
+        .map_err(|e| Error::Consumer {
+            group: config.group.clone(),
+            what: "checking the topics",
+            source: KafkaError::Subscription(e.to_string()),
+        })??
+    };
+    consumer
+        .subscribe(&[&config.topic])
+        .map_err(|source| Error::Consumer {
+            group: config.group.clone(),
+            what: "subscribing",
+            source,
+        })?;
+    let producer: FutureProducer = config
+        .connection
+        .config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "0"),
+        ])
+        .create()
+        .map_err(|source| Error::Client {
+            brokers: config.connection.brokers.clone(),
+            source,
+        })?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
+        let policy = RejoinPolicy::new(
+            config.rejoin_after,
+            (config.session_timeout * 2).max(Duration::from_secs(10)),
+        );
+        let watchdog = Watchdog::new(config.topic.clone(), partitions, policy);
+        std::thread::Builder::new()
+            .name("txflow-sink-poll".into())
+            .spawn(move || poll::run(&consumer, &events, &stop, watchdog))
+            .map_err(|e| Error::Consumer {
+                group: config.group.clone(),
+                what: "starting the poll thread",
+                source: KafkaError::Subscription(e.to_string()),
+            })?
+    };
+    tracing::info!(group = %config.group, topic = %config.topic, store = %connector.describe(),
+        "sink started");
+    let mut member = Member {
+        config,
+        connector: &*connector,
+        consumer: &consumer,
+        publisher: Publisher {
+            producer: &producer,
+            predictions_topic: &config.topic,
+            dead_letter_topic: &config.dead_letter_topic,
+            version: &config.version,
+        },
+        up: &up,
+        done: Sunk::default(),
+        abort_after: std::env::var(FAILPOINT_ABORT_AFTER_WRITES)
+            .ok()
+            .and_then(|n| n.parse().ok()),
+    };
+    let outcome = {
+        let mut work = std::pin::pin!(member.run(&mut inbox));
+        let mut shutdown = std::pin::pin!(shutdown);
+        tokio::select! {
+            outcome = &mut work => outcome,
+            () = &mut shutdown => {
+                tracing::info!(group = %config.group, "stopping: no more fetching, writing what is buffered");
+                stop.store(true, Ordering::SeqCst);
+                match tokio::time::timeout(config.shutdown_timeout, &mut work).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(group = %config.group, waited = ?config.shutdown_timeout,
+                            "could not write what was buffered in time; the next member replays it");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    inbox.close();
+    while inbox.try_recv().is_ok() {}
+    let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+    let done = outcome.map(|()| member.done);
+    let _ = tokio::task::spawn_blocking(move || {
+        consumer.unsubscribe();
+        drop(consumer);
+    })
+    .await;
+    done
+}
+
+/// Where each partition resumes: the connector's stored offsets, or the
+/// group's committed ones (read through a consumer of the same group that
+/// never joins it). Runs on the poll thread.
+fn offset_loader(config: &SinkConfig, connector: Arc<dyn Connector>) -> Result<OffsetLoader> {
+    let handle = tokio::runtime::Handle::current();
+    let reader: BaseConsumer = config
+        .connection
+        .config(&[])
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|source| Error::Client {
+            brokers: config.connection.brokers.clone(),
+            source,
+        })?;
+    Ok(Box::new(move |topic, assigned, within| {
+        let resume = handle
+            .block_on(async {
+                tokio::time::timeout(within, connector.resume(topic, assigned)).await
+            })
+            .map_err(|_| format!("no answer from the store within {within:?}"))?
+            .map_err(|e| e.to_string())?;
+        match resume {
+            Resume::Stored(next) => Ok(next),
+            Resume::Committed => committed(&reader, topic, within),
+        }
+    }))
+}
+
+fn committed(
+    reader: &BaseConsumer,
+    topic: &str,
+    within: Duration,
+) -> std::result::Result<HashMap<i32, i64>, String> {
+    let metadata = reader
+        .fetch_metadata(Some(topic), within)
+        .map_err(|e| format!("reading the partitions of {topic}: {e}"))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let committed = reader
+        .committed_offsets(tpl, within)
+        .map_err(|e| format!("reading the group's committed offsets: {e}"))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(next) => Some((e.partition(), next)),
+            _ => None,
+        })
+        .collect())
+}
+
+struct Member<'a> {
+    config: &'a SinkConfig,
+    connector: &'a dyn Connector,
+    consumer: &'a BaseConsumer<Context>,
+    publisher: Publisher<'a>,
+    up: &'a AtomicBool,
+    done: Sunk,
+    /// See [`FAILPOINT_ABORT_AFTER_WRITES`].
+    abort_after: Option<u64>,
+}
+
+impl Member<'_> {
+    async fn run(&mut self, inbox: &mut mpsc::Receiver<Event>) -> Result<()> {
+        let mut buffer: Vec<OwnedMessage> = Vec::new();
+        let mut deadline = tokio::time::Instant::now();
+        loop {
+            let event = tokio::select! {
+                event = inbox.recv() => event,
+                () = tokio::time::sleep_until(deadline), if !buffer.is_empty() => {
+                    self.flush(&mut buffer).await?;
+                    continue;
+                }
+            };
+            match event {
+                Some(Event::Records(records)) => {
+                    for message in records {
+                        if buffer.is_empty() {
+                            deadline = tokio::time::Instant::now() + self.config.max_wait;
+                        }
+                        buffer.push(message);
+                        if buffer.len() >= self.config.max_batch {
+                            self.flush(&mut buffer).await?;
+                        }
+                    }
+                }
+                Some(Event::CaughtUp) => self.flush(&mut buffer).await?,
+                Some(Event::Revoked(partitions, done)) => {
+                    // Writes are not in progress here (they run inside this
+                    // loop): the partitions can go.
+                    buffer.retain(|m| !partitions.contains(&m.partition()));
+                    let _ = done.try_send(());
+                }
+                Some(Event::Fatal(e)) => return Err(e),
+                Some(Event::Stopped) => return self.flush(&mut buffer).await,
+                None => {
+                    return Err(Error::Consumer {
+                        group: self.config.group.clone(),
+                        what: "the poll thread",
+                        source: KafkaError::Canceled,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, buffer: &mut Vec<OwnedMessage>) -> Result<()> {
+        let mut by_partition: BTreeMap<(String, i32), Vec<OwnedMessage>> = BTreeMap::new();
+        for m in buffer.drain(..) {
+            by_partition
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_default()
+                .push(m);
+        }
+        for ((topic, partition), mut messages) in by_partition {
+            messages.sort_by_key(Message::offset);
+            let mut seen = HashSet::new();
+            messages.retain(|m| seen.insert(m.offset()));
+            self.write_partition(&topic, partition, &messages).await?;
+        }
+        Ok(())
+    }
+
+    /// One partition's records: decoded, written (waiting out the store),
+    /// refused ones dead-lettered, then the offset committed.
+    async fn write_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        messages: &[OwnedMessage],
+    ) -> Result<()> {
+        let kind = self.connector.kind();
+        let location = format!("kafka://{topic}/{partition}");
+        let mut records = Vec::with_capacity(messages.len());
+        let mut sources = Vec::with_capacity(messages.len());
+        let mut dead = Vec::new();
+        let mut bytes = 0;
+        for m in messages {
+            let value = m.payload().unwrap_or_default();
+            bytes += value.len() as u64;
+            match prediction::decode(value) {
+                Ok(event) => {
+                    records.push(SinkRecord {
+                        partition,
+                        offset: m.offset(),
+                        event,
+                    });
+                    sources.push(m);
+                }
+                Err(e) => {
+                    metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "decode")
+                        .increment(1);
+                    dead.push(DeadLetter {
+                        message: m,
+                        class: "decode",
+                        rule: "event_format".to_owned(),
+                        text: e.to_string(),
+                    });
+                }
+            }
+        }
+        metrics::counter!(metric::READ, "sink" => kind).increment(messages.len() as u64);
+        metrics::counter!(metric::BYTES, "sink" => kind).increment(bytes);
+        let started = Instant::now();
+        let refused = self.write_waiting(topic, partition, &records).await?;
+        if self.abort_after.is_some_and(|n| self.done.batches + 1 >= n) {
+            tracing::error!(
+                failpoint = FAILPOINT_ABORT_AFTER_WRITES,
+                "aborting after a write"
+            );
+            std::process::abort();
+        }
+        metrics::histogram!(metric::WRITE_SECONDS, "sink" => kind)
+            .record(started.elapsed().as_secs_f64());
+        for r in &refused {
+            if let Some(&message) = sources.get(r.index) {
+                metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "refused")
+                    .increment(1);
+                dead.push(DeadLetter {
+                    message,
+                    class: "sink",
+                    rule: r.rule.clone(),
+                    text: r.message.clone(),
+                });
+            }
+        }
+        let written = (records.len() - refused.len()) as u64;
+        metrics::counter!(metric::WRITTEN, "sink" => kind).increment(written);
+        metrics::counter!(metric::BATCHES, "sink" => kind).increment(1);
+        // The broker has the dead letters before the offset moves on.
+        self.publisher
+            .publish_dead(&dead, topic, partition, &location)
+            .await?;
+        self.done.read += messages.len() as u64;
+        self.done.written += written;
+        self.done.batches += 1;
+        self.done.dead_letters += dead.len() as u64;
+        if let Some(last) = messages.last() {
+            let mut tpl = TopicPartitionList::new();
+            if tpl
+                .add_partition_offset(topic, partition, Offset::Offset(last.offset() + 1))
+                .is_ok()
+                && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+            {
+                tracing::warn!(group = %self.config.group, error = %e, "committing the offset");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes, retrying while the store is unavailable (for as long as it
+    /// takes: meanwhile the member fetches nothing more).
+    async fn write_waiting(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: &[SinkRecord],
+    ) -> Result<Vec<txflow_core::Refused>> {
+        let kind = self.connector.kind();
+        let policy = OutagePolicy::waiting(Duration::MAX);
+        let mut attempt = 0;
+        let mut since: Option<Instant> = None;
+        loop {
+            match self.connector.write(topic, partition, records).await {
+                Ok(refused) => {
+                    if let Some(since) = since {
+                        tracing::info!(sink = kind, down_for = ?since.elapsed(), "the store is back");
+                    }
+                    self.set_up(true);
+                    return Ok(refused);
+                }
+                Err(ConnectorError::Unavailable(e)) => {
+                    attempt += 1;
+                    let since = *since.get_or_insert_with(Instant::now);
+                    self.set_up(false);
+                    metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "unavailable")
+                        .increment(1);
+                    if let RetryDecision::RetryAfter(delay) =
+                        policy.after_failure(attempt, since.elapsed(), jitter())
+                    {
+                        tracing::warn!(sink = kind, partition, error = %e, retry_in = ?delay,
+                            attempt, "the store is unavailable; waiting");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+                Err(ConnectorError::Fatal(source)) => {
+                    metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "fatal")
+                        .increment(1);
+                    return Err(Error::Sink {
+                        location: format!("kafka://{topic}/{partition}"),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+        metrics::gauge!(metric::UP, "sink" => self.connector.kind()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
