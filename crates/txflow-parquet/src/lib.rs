@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,9 @@ use txflow_core::{BoxError, Connector, ConnectorError, Refused, Resume, SinkReco
 /// Where the commit markers live under the prefix (readers skip folders
 /// whose name starts with `_`).
 pub const MARKERS: &str = "_txflow";
+
+/// Objects of one write put at once, at most.
+const PARALLEL_PUTS: usize = 16;
 
 /// A partition's commit marker.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,12 +193,18 @@ impl ParquetConnector {
             pending: objects.iter().map(|(p, _)| p.to_string()).collect(),
         };
         self.put_marker(&marker, &pending).await?;
-        for (path, bytes) in objects {
-            self.store
-                .put(&path, PutPayload::from(Bytes::from(bytes)))
-                .await
-                .map_err(store_error)?;
-        }
+        // A write of historical data spans many dates: its objects go up
+        // side by side.
+        futures::stream::iter(objects)
+            .map(|(path, bytes)| async move {
+                self.store
+                    .put(&path, PutPayload::from(Bytes::from(bytes)))
+                    .await
+                    .map_err(store_error)
+            })
+            .buffer_unordered(PARALLEL_PUTS)
+            .try_collect::<Vec<_>>()
+            .await?;
         let done = Marker {
             next_offset: last.offset + 1,
             pending: Vec::new(),

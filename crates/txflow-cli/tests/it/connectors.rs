@@ -5,10 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use txflow_parquet::{LakeRow, read_lake};
 
-use crate::harness::{Bucket, Database, txflow, unique};
+use crate::harness::{Bucket, Database, unique};
 use crate::servers::free_port;
 use crate::stream::{Member, Topics};
 
@@ -36,24 +38,47 @@ async fn lake(bucket: &Bucket, prefix: &str) -> Vec<LakeRow> {
         .unwrap_or_else(|e| panic!("reading the lake: {e}"))
 }
 
-/// Waits until the lake holds `n` rows; returns them.
+/// Waits until the lake's commit markers cover every offset of the
+/// predictions topic (cheaper than reading the lake), then reads the lake.
 async fn wait_lake(
     bucket: &Bucket,
     prefix: &str,
-    n: usize,
+    topics: &Topics,
     within: Duration,
     sink: &Member,
 ) -> Vec<LakeRow> {
+    let n = topics.count(&topics.predictions);
+    let markers = ObjectPath::from(format!(
+        "{}/{prefix}/_txflow/{}",
+        bucket.prefix, topics.predictions
+    ));
     let started = Instant::now();
     loop {
-        let rows = lake(bucket, prefix).await;
-        if rows.len() >= n {
-            return rows;
+        let mut covered = 0;
+        let listed: Vec<_> = bucket
+            .store
+            .list(Some(&markers))
+            .try_collect()
+            .await
+            .expect("listing the markers");
+        for meta in listed {
+            let bytes = bucket
+                .store
+                .get(&meta.location)
+                .await
+                .expect("a marker")
+                .bytes()
+                .await
+                .expect("a marker's bytes");
+            let marker: txflow_parquet::Marker = serde_json::from_slice(&bytes).expect("a marker");
+            covered += marker.next_offset;
+        }
+        if covered >= n {
+            return lake(bucket, prefix).await;
         }
         assert!(
             started.elapsed() < within,
-            "{} rows in the lake after {within:?}, {n} expected\n{}",
-            rows.len(),
+            "the lake's markers cover {covered} of {n} offsets after {within:?}\n{}",
             sink.log()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -103,7 +128,14 @@ async fn consume_and_a_parquet_sink_side_by_side_put_every_prediction_in_the_lak
         || member.log(),
     )
     .await;
-    let rows = wait_lake(&bucket, "lake", 3_000, Duration::from_secs(60), &lake_sink).await;
+    let rows = wait_lake(
+        &bucket,
+        "lake",
+        &topics,
+        Duration::from_secs(60),
+        &lake_sink,
+    )
+    .await;
     assert_once(&rows, &stored_ids(&db).await);
     for r in &rows {
         assert!(
@@ -139,34 +171,21 @@ async fn a_parquet_sink_killed_after_a_write_before_its_commit_resumes_and_the_l
     let db = Database::create().await;
     let bucket = Bucket::new();
     let url = bucket.url("lake");
-    // Batch data, published by `txflow batch --publish`.
-    let dir = tempfile::tempdir().expect("a directory");
-    let csv = dir.path().join("in.csv");
-    txflow(
-        dir.path(),
-        &[
-            "generate",
-            "--rows",
-            "2000",
-            "--seed",
-            "7",
-            "--output",
-            csv.to_str().expect("UTF-8"),
-        ],
+    // Streamed data: `txflow consume` publishes a prediction per event.
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    topics.producer(3_000, 3_000).wait();
+    crate::harness::wait_count_at(
+        &db.url,
+        "SELECT count(*) FROM predictions",
+        3_000,
+        Duration::from_secs(60),
+        || member.log(),
     )
-    .assert_code(0);
-    let mut args = vec![
-        "batch".to_owned(),
-        csv.display().to_string(),
-        "--publish".to_owned(),
-        "--database-url".to_owned(),
-        db.url.clone(),
-    ];
-    args.extend(topics.flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    txflow(dir.path(), &args).assert_code(0);
+    .await;
+    member.stop();
+    let started = Instant::now();
     let expected = stored_ids(&db).await;
-    assert!(expected.len() > 1_000, "{} stored", expected.len());
+    assert_eq!(expected.len(), 3_000);
 
     // The sink dies (as kill -9 would stop it) right after its third write,
     // before the dead letters and the offset commit.
@@ -188,15 +207,20 @@ async fn a_parquet_sink_killed_after_a_write_before_its_commit_resumes_and_the_l
         "{partial} rows before the restart"
     );
 
+    let crashed_after = started.elapsed();
     let restarted = sink(&topics, &url, &[], &[]);
     let rows = wait_lake(
         &bucket,
         "lake",
-        expected.len(),
-        Duration::from_secs(60),
+        &topics,
+        Duration::from_secs(120),
         &restarted,
     )
     .await;
+    eprintln!(
+        "crashed after {crashed_after:?} with {partial} rows; complete {:?} after the restart",
+        started.elapsed() - crashed_after
+    );
     // Nothing more arrives later either.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rows_later = lake(&bucket, "lake").await;
