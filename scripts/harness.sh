@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test harness: installs (when missing) and starts real PostgreSQL 15, an
-# S3 server (s3s-fs) and a Kafka-API broker (Tansu) on free loopback ports,
-# and stops them.
+# S3 server (s3s-fs), a Kafka-API broker (Tansu) and VictoriaMetrics on free
+# loopback ports, and stops them.
 #
 #   scripts/harness.sh install         install what is missing, start nothing
 #   scripts/harness.sh start DIR       start both servers under DIR (a new,
@@ -16,7 +16,8 @@
 # sslmode; TXFLOW_TEST_PG_TLS_CA, the CA that signed its certificate for
 # "localhost"; TXFLOW_TEST_PG_TLS_OTHER_CA, one that did not;
 # TXFLOW_TEST_PG_TLS_ADMIN, its Unix socket for the tests' set-up), and
-# the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_TANSU_BIN,
+# VictoriaMetrics (TXFLOW_TEST_VM_URL, http://host:port), and
+# the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_VM_BIN, TXFLOW_TEST_TANSU_BIN,
 # TXFLOW_TEST_S3S_BIN) for tests that start, stop and restart servers of
 # their own (a restart of the shared ones would disturb the other tests).
 # Tools are installed once into $TXFLOW_CACHE (default ~/.cache/txflow) and
@@ -42,6 +43,7 @@ install() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
@@ -156,6 +158,18 @@ start() {
   wait_port "$kafka_port"
   log "tansu (Kafka API) on 127.0.0.1:$kafka_port"
 
+  # VictoriaMetrics, the line-protocol sink's store: fresh points visible at
+  # once, historical points kept (the default retention is one month), and a
+  # replayed point (same series and millisecond) replacing the first.
+  local vm_port
+  vm_port=$(free_port)
+  victoria-metrics -httpListenAddr="127.0.0.1:$vm_port" -storageDataPath="$dir/vm" \
+    -retentionPeriod=100y -search.latencyOffset=0s -dedup.minScrapeInterval=1ms \
+    >"$dir/vm.log" 2>&1 &
+  echo $! >"$dir/vm.pid"
+  wait_port "$vm_port"
+  log "VictoriaMetrics on 127.0.0.1:$vm_port"
+
   cat >"$dir/env" <<ENV
 export TXFLOW_TEST_DATABASE_URL=postgres://txflow@127.0.0.1:$pg_port/postgres
 export TXFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
@@ -173,13 +187,15 @@ export TXFLOW_TEST_PG_TLS_OTHER_CA=$dir/pgtls/other-ca.pem
 export TXFLOW_TEST_PG_BIN=$PG_BIN
 export TXFLOW_TEST_TANSU_BIN=$CACHE/bin/tansu
 export TXFLOW_TEST_S3S_BIN=$CACHE/bin/s3s-fs
+export TXFLOW_TEST_VM_URL=http://127.0.0.1:$vm_port
+export TXFLOW_TEST_VM_BIN=$(command -v victoria-metrics)
 ENV
 }
 
 stop() {
   local dir=$1
   [ -d "$dir" ] || return 0
-  for pid in "$dir/s3.pid" "$dir/tansu.pid"; do
+  for pid in "$dir/s3.pid" "$dir/tansu.pid" "$dir/vm.pid"; do
     if [ -f "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
   done
   for cluster in pg pgtls; do

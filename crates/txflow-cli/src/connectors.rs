@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
-use txflow_core::Connector;
+use txflow_core::{Connector, Secret};
+use txflow_influx::InfluxConnector;
 use txflow_parquet::ParquetConnector;
 use txflow_storage::Location;
 
@@ -16,16 +17,25 @@ use crate::inputs::S3Args;
 #[derive(Debug)]
 pub struct Options<'a> {
     pub s3: &'a S3Args,
+    /// The token of InfluxDB 2.x/3.x (`Authorization: Token ...`).
+    pub influx_token: Option<&'a Secret>,
 }
 
 type Open = for<'a> fn(&'a str, &'a Options<'a>) -> BoxFuture<'a, Result<Arc<dyn Connector>>>;
 
 /// Every connector: URL schemes, what it writes, and how it is opened.
-pub const CONNECTORS: &[(&[&str], &str, Open)] = &[(
-    &["s3", "file"],
-    "Parquet objects (a Hive-style data lake)",
-    |url, options| Box::pin(parquet(url, options)),
-)];
+pub const CONNECTORS: &[(&[&str], &str, Open)] = &[
+    (
+        &["s3", "file"],
+        "Parquet objects (a Hive-style data lake)",
+        |url, options| Box::pin(parquet(url, options)),
+    ),
+    (
+        &["influx+http", "influx+https"],
+        "line protocol: InfluxDB, VictoriaMetrics",
+        |url, options| Box::pin(influx(url, options)),
+    ),
+];
 
 /// Opens the connector for `url`'s scheme.
 pub async fn open(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {
@@ -62,4 +72,9 @@ async fn parquet(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>>
         location.path().clone(),
         location.url(),
     )))
+}
+
+async fn influx(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {
+    let connector = InfluxConnector::new(url, options.influx_token.cloned())?;
+    Ok(Arc::new(connector))
 }

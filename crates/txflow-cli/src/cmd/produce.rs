@@ -50,6 +50,11 @@ pub struct Args {
     #[arg(long)]
     count: Option<u64>,
 
+    /// Time events in the reference period (2023-01-01 and 486 days on, as
+    /// `txflow generate` does) instead of now: a backfill of history.
+    #[arg(long, conflicts_with = "from_csv")]
+    historical: bool,
+
     /// Sample events from this CSV file (path, file:// or s3://) instead of
     /// generating them; each gets a new UUID and the current time.
     #[arg(long, value_name = "FILE")]
@@ -87,13 +92,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         now.timestamp_nanos_opt().unwrap_or_default() as u64 ^ u64::from(std::process::id())
     });
     let mut generator = Generator::new(seed, IdStyle::Uuid);
+    let historical = args.historical;
     let samples = match &args.from_csv {
         Some(file) => load_samples(file, &args.s3).await?,
         None => Vec::new(),
     };
     let mut pick = seed;
     let mut next = move || -> Transaction {
-        let fresh = generator.next_at(Utc::now());
+        let fresh = if historical {
+            generator.next_transaction()
+        } else {
+            generator.next_at(Utc::now())
+        };
         if samples.is_empty() {
             return fresh;
         }

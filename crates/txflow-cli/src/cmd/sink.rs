@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use txflow_core::Secret;
 use txflow_http::server::HealthChecks;
 use txflow_kafka::sink::{self, SinkConfig};
 
@@ -21,6 +22,8 @@ const EXAMPLES: &str = "\
 Examples:
   txflow sink s3://lake/predictions           # Parquet on S3 (AWS_* variables, --s3-endpoint)
   txflow sink file:///var/lib/txflow/lake     # Parquet in a local folder
+  txflow sink influx+http://vm:8428/write     # VictoriaMetrics (line protocol)
+  txflow sink 'influx+http://influx:8086/write?db=txflow'   # InfluxDB 1.x
 
 Each sink is its own consumer group (default txflow-sink-<kind>): its own
 offsets, lag and restart point; start more members with the same --group to
@@ -31,7 +34,8 @@ buffered, leave the group.";
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
-    /// Where to write: s3://bucket/prefix or file:///path (Parquet).
+    /// Where to write: s3://bucket/prefix or file:///path (Parquet),
+    /// influx+http(s)://host:port/write?db=NAME (line protocol).
     #[arg(value_name = "URL")]
     url: String,
 
@@ -40,6 +44,10 @@ pub struct Args {
 
     #[command(flatten)]
     s3: S3Args,
+
+    /// The token InfluxDB 2.x/3.x asks for (never printed).
+    #[arg(long, env = "TXFLOW_INFLUX_TOKEN", hide_env_values = true)]
+    influx_token: Option<Secret>,
 
     /// The consumer group (default txflow-sink-<kind>, e.g. txflow-sink-parquet).
     #[arg(long, env = "TXFLOW_SINK_GROUP")]
@@ -80,7 +88,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let connector = connectors::open(&args.url, &Options { s3: &args.s3 }).await?;
+    let options = Options {
+        s3: &args.s3,
+        influx_token: args.influx_token.as_ref(),
+    };
+    let connector = connectors::open(&args.url, &options).await?;
     let kind = connector.kind();
     let group = args
         .group

@@ -118,7 +118,12 @@ async fn consume_and_a_parquet_sink_side_by_side_put_every_prediction_in_the_lak
     let url = bucket.url("lake");
     let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
     let listen = format!("127.0.0.1:{}", free_port());
-    let lake_sink = sink(&topics, &url, &["--metrics-listen", &listen], &[]);
+    let lake_sink = sink(
+        &topics,
+        &url,
+        &["--metrics-listen", &listen, "--group", &unique("lake")],
+        &[],
+    );
     topics.producer(3_000, 1_500).wait();
     crate::harness::wait_count_at(
         &db.url,
@@ -187,12 +192,13 @@ async fn a_parquet_sink_killed_after_a_write_before_its_commit_resumes_and_the_l
     let expected = stored_ids(&db).await;
     assert_eq!(expected.len(), 3_000);
 
+    let group = unique("lake");
     // The sink dies (as kill -9 would stop it) right after its third write,
     // before the dead letters and the offset commit.
     let mut crashing = sink(
         &topics,
         &url,
-        &["--max-batch", "300"],
+        &["--max-batch", "300", "--group", &group],
         &[("TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES", "3")],
     );
     let status = crashing.wait(Duration::from_secs(60));
@@ -208,7 +214,7 @@ async fn a_parquet_sink_killed_after_a_write_before_its_commit_resumes_and_the_l
     );
 
     let crashed_after = started.elapsed();
-    let restarted = sink(&topics, &url, &[], &[]);
+    let restarted = sink(&topics, &url, &["--group", &group], &[]);
     let rows = wait_lake(
         &bucket,
         "lake",
@@ -227,4 +233,206 @@ async fn a_parquet_sink_killed_after_a_write_before_its_commit_resumes_and_the_l
     assert_eq!(rows_later.len(), rows.len());
     assert_once(&rows_later, &expected);
     restarted.stop();
+}
+
+/// Sum of `amount` and number of points per category in VictoriaMetrics
+/// over all of history.
+async fn store_totals(vm: &str) -> HashMap<String, (f64, i64)> {
+    let query = |q: &'static str| async move {
+        let url = reqwest::Url::parse_with_params(&format!("{vm}/api/v1/query"), [("query", q)])
+            .expect("a query URL");
+        let answer: serde_json::Value = reqwest::get(url)
+            .await
+            .expect("a PromQL answer")
+            .json()
+            .await
+            .expect("JSON");
+        answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let category = r["metric"]["category"].as_str().unwrap_or("").to_owned();
+                let value: f64 = r["value"][1]
+                    .as_str()
+                    .unwrap_or("0")
+                    .parse()
+                    .expect("a number");
+                (category, value)
+            })
+            .collect::<HashMap<_, _>>()
+    };
+    let sums = query("sum by (category) (sum_over_time(transactions_amount[2000d]))").await;
+    let counts = query("sum by (category) (count_over_time(transactions_amount[2000d]))").await;
+    sums.into_iter()
+        .map(|(c, s)| {
+            let n = counts.get(&c).copied().unwrap_or(0.0) as i64;
+            (c, (s, n))
+        })
+        .collect()
+}
+
+/// PostgreSQL's `category_totals`: sum and count per category.
+async fn database_totals(db: &Database) -> HashMap<String, (f64, i64)> {
+    db.client
+        .query(
+            "SELECT category, total_amount::float8, transactions FROM category_totals",
+            &[],
+        )
+        .await
+        .expect("category_totals")
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+/// Waits until the store's totals are the database's (sums to the cent).
+async fn wait_totals(vm: &str, db: &Database, within: Duration, sink: &Member) {
+    let expected = database_totals(db).await;
+    let started = Instant::now();
+    loop {
+        let got = store_totals(vm).await;
+        let same = got.len() == expected.len()
+            && expected.iter().all(|(c, (sum, n))| {
+                got.get(c)
+                    .is_some_and(|(s, m)| (s - sum).abs() < 0.005 && m == n)
+            });
+        if same {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "the store's totals {got:?}\nare not the database's {expected:?}\n{}",
+            sink.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_line_protocol_sink_matches_the_database_totals_and_a_full_replay_changes_nothing() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    // The totals are over the whole store: a store of the test's own.
+    let mut private = crate::servers::PrivateVictoria::start();
+    let url = format!("influx+{}/write", private.url());
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    // Historical events: points spread over 486 days, as a backfill.
+    topics.producer_with(2_000, 2_000, &["--historical"]).wait();
+    crate::harness::wait_count_at(
+        &db.url,
+        "SELECT count(*) FROM predictions",
+        2_000,
+        Duration::from_secs(60),
+        || member.log(),
+    )
+    .await;
+    member.stop();
+    let first = sink(&topics, &url, &["--group", &unique("influx")], &[]);
+    wait_totals(&private.url(), &db, Duration::from_secs(60), &first).await;
+    first.stop();
+    // A second group replays the whole topic into the same store: every
+    // point lands on itself.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let replay = sink(
+        &topics,
+        &url,
+        &["--group", &unique("influx"), "--metrics-listen", &listen],
+        &[],
+    );
+    let started = Instant::now();
+    loop {
+        let metrics = reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .map(|r| r.text());
+        let written = match metrics {
+            Ok(text) => text.await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if written.contains("txflow_sink_records_written_total{sink=\"influx\"} 2000") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            replay.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_totals(&private.url(), &db, Duration::from_secs(10), &replay).await;
+    replay.stop();
+    private.kill();
+}
+
+#[tokio::test]
+async fn a_store_that_goes_away_holds_back_only_its_own_sink_which_catches_up_when_it_returns() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let bucket = Bucket::new();
+    let mut vm = crate::servers::PrivateVictoria::start();
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    let lake_sink = sink(
+        &topics,
+        &bucket.url("lake"),
+        &["--group", &unique("lake")],
+        &[],
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let line_sink = sink(
+        &topics,
+        &format!("influx+{}/write", vm.url()),
+        &["--metrics-listen", &listen, "--group", &unique("influx")],
+        &[],
+    );
+    let producer = topics.producer_with(3_000, 300, &["--historical"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    vm.stop();
+    // The database and the lake get everything while the store is away.
+    producer.wait();
+    crate::harness::wait_count_at(
+        &db.url,
+        "SELECT count(*) FROM predictions",
+        3_000,
+        Duration::from_secs(60),
+        || member.log(),
+    )
+    .await;
+    let rows = wait_lake(
+        &bucket,
+        "lake",
+        &topics,
+        Duration::from_secs(60),
+        &lake_sink,
+    )
+    .await;
+    assert_once(&rows, &stored_ids(&db).await);
+    // Meanwhile the line-protocol sink says its store is down, and waits.
+    let health = reqwest::get(format!("http://{listen}/health"))
+        .await
+        .expect("/health");
+    assert_eq!(health.status(), 503, "{}", line_sink.log());
+    let metrics = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("the metrics");
+    assert!(
+        metrics.contains("txflow_sink_errors_total{sink=\"influx\",class=\"unavailable\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("txflow_sink_store_up{sink=\"influx\"} 0"),
+        "{metrics}"
+    );
+    vm.start_again();
+    wait_totals(&vm.url(), &db, Duration::from_secs(90), &line_sink).await;
+    let health = reqwest::get(format!("http://{listen}/health"))
+        .await
+        .expect("/health");
+    assert_eq!(health.status(), 200);
+    line_sink.stop();
+    lake_sink.stop();
+    member.stop();
 }

@@ -146,6 +146,16 @@ impl Process {
         }
     }
 
+    /// SIGTERM, then waits for the exit.
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -251,5 +261,52 @@ impl PrivateTansu {
 
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+}
+
+/// A VictoriaMetrics of the test's own (started as the harness starts its
+/// own), to stop and start again.
+pub struct PrivateVictoria {
+    data: tempfile::TempDir,
+    process: Process,
+}
+
+impl PrivateVictoria {
+    pub fn start() -> PrivateVictoria {
+        let mut vm = PrivateVictoria {
+            data: tempfile::tempdir().expect("a temporary folder"),
+            process: Process::new("victoria-metrics"),
+        };
+        vm.start_again();
+        vm
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.process.port)
+    }
+
+    /// Starts the server (again) on the same port and data.
+    pub fn start_again(&mut self) {
+        let mut command = Command::new(harness_var("TXFLOW_TEST_VM_BIN"));
+        command.args([
+            format!("-httpListenAddr=127.0.0.1:{}", self.process.port),
+            format!("-storageDataPath={}", self.data.path().display()),
+            "-retentionPeriod=100y".to_owned(),
+            "-search.latencyOffset=0s".to_owned(),
+            "-dedup.minScrapeInterval=1ms".to_owned(),
+        ]);
+        self.process.spawn(command);
+    }
+
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// SIGTERM, as an operator stops it: it flushes what it holds in memory
+    /// (a SIGKILL loses the last second of acknowledged points, by its
+    /// design), then exits.
+    pub fn stop(&mut self) {
+        self.process.terminate();
     }
 }

@@ -88,6 +88,11 @@ impl Topics {
     /// A `txflow produce` process publishing `count` events at `rate` per
     /// second, in the background.
     pub fn producer(&self, count: u64, rate: u64) -> Producer {
+        self.producer_with(count, rate, &[])
+    }
+
+    /// [`Topics::producer`] with more `txflow produce` flags.
+    pub fn producer_with(&self, count: u64, rate: u64, extra: &[&str]) -> Producer {
         let log = std::env::temp_dir().join(format!("{}.log", unique("produce")));
         let stderr = std::fs::File::create(&log).expect("the producer's log");
         let child = Command::new(env!("CARGO_BIN_EXE_txflow"))
@@ -98,6 +103,7 @@ impl Topics {
                 "--rate",
                 &rate.to_string(),
             ])
+            .args(extra)
             .args(self.flags())
             .stdout(Stdio::null())
             .stderr(stderr)
