@@ -9,13 +9,17 @@ use futures::future::BoxFuture;
 use txflow_core::{Connector, Secret};
 use txflow_influx::InfluxConnector;
 use txflow_parquet::ParquetConnector;
+use txflow_postgres::{PostgresConnector, PostgresSink};
 use txflow_storage::Location;
 
 use crate::inputs::S3Args;
+use crate::store::VERSION;
 
 /// What a connector may need besides its URL.
 #[derive(Debug)]
 pub struct Options<'a> {
+    /// The sink's consumer group (stores that keep offsets key them by it).
+    pub group: &'a str,
     pub s3: &'a S3Args,
     /// The token of InfluxDB 2.x/3.x (`Authorization: Token ...`).
     pub influx_token: Option<&'a Secret>,
@@ -23,31 +27,47 @@ pub struct Options<'a> {
 
 type Open = for<'a> fn(&'a str, &'a Options<'a>) -> BoxFuture<'a, Result<Arc<dyn Connector>>>;
 
-/// Every connector: URL schemes, what it writes, and how it is opened.
-pub const CONNECTORS: &[(&[&str], &str, Open)] = &[
-    (
-        &["s3", "file"],
-        "Parquet objects (a Hive-style data lake)",
-        |url, options| Box::pin(parquet(url, options)),
-    ),
-    (
-        &["influx+http", "influx+https"],
-        "line protocol: InfluxDB, VictoriaMetrics",
-        |url, options| Box::pin(influx(url, options)),
-    ),
+/// A connector: its URL schemes, its kind (the default group is
+/// `txflow-sink-<kind>`), what it writes, and how it is opened.
+#[derive(Debug)]
+pub struct Entry {
+    pub schemes: &'static [&'static str],
+    pub kind: &'static str,
+    pub what: &'static str,
+    pub open: Open,
+}
+
+/// Every connector.
+pub const CONNECTORS: &[Entry] = &[
+    Entry {
+        schemes: &["s3", "file"],
+        kind: "parquet",
+        what: "Parquet objects (a Hive-style data lake)",
+        open: |url, options| Box::pin(parquet(url, options)),
+    },
+    Entry {
+        schemes: &["influx+http", "influx+https"],
+        kind: "influx",
+        what: "line protocol: InfluxDB, VictoriaMetrics",
+        open: |url, options| Box::pin(influx(url, options)),
+    },
+    Entry {
+        schemes: &["postgres", "postgresql"],
+        kind: "postgres",
+        what: "a PostgreSQL database with txflow's schema",
+        open: |url, options| Box::pin(postgres(url, options)),
+    },
 ];
 
-/// Opens the connector for `url`'s scheme.
-pub async fn open(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {
+/// The connector for `url`'s scheme.
+pub fn entry(url: &str) -> Result<&'static Entry> {
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-    for (schemes, _, open) in CONNECTORS {
-        if schemes.contains(&scheme) {
-            return open(url, options).await;
-        }
+    if let Some(entry) = CONNECTORS.iter().find(|e| e.schemes.contains(&scheme)) {
+        return Ok(entry);
     }
     let known: Vec<String> = CONNECTORS
         .iter()
-        .map(|(schemes, what, _)| format!("{}:// ({what})", schemes.join("://, ")))
+        .map(|e| format!("{}:// ({})", e.schemes.join("://, "), e.what))
         .collect();
     bail!(
         "no sink for {:?}: the URL must start with one of {}",
@@ -77,4 +97,13 @@ async fn parquet(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>>
 async fn influx(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {
     let connector = InfluxConnector::new(url, options.influx_token.cloned())?;
     Ok(Arc::new(connector))
+}
+
+async fn postgres(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {
+    let sink = PostgresSink::connect(url, VERSION).await?;
+    Ok(Arc::new(PostgresConnector::new(
+        Arc::new(sink),
+        options.group.to_owned(),
+        txflow_postgres::redact(url),
+    )))
 }

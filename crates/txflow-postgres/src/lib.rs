@@ -12,6 +12,7 @@
 //!   away; calls wait out an outage (the core's `OutagePolicy`) and
 //!   [`Health`] tells `/health` meanwhile.
 
+mod connector;
 mod copy;
 mod error;
 pub mod metric;
@@ -21,6 +22,7 @@ mod session;
 mod sink;
 mod target;
 
+pub use connector::PostgresConnector;
 pub use error::{Error, Result};
 pub use migrate::{MIGRATIONS, migrate};
 pub use session::Health;

@@ -86,7 +86,7 @@ impl PostgresSink {
         self.session().health()
     }
 
-    async fn write(&self, batch: &Batch) -> Result<WriteReport> {
+    pub(crate) async fn write(&self, batch: &Batch) -> Result<WriteReport> {
         let writer = batch.checkpoint.as_ref().map_or(0, |c| {
             c.partition.unsigned_abs() as usize % self.sessions.len()
         });
@@ -130,7 +130,7 @@ impl PostgresSink {
             .await
     }
 
-    async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
+    pub(crate) async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
         self.session()
             .retrying("reading stream offsets", |client| async move {
                 let rows = client

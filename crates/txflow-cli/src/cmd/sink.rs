@@ -24,6 +24,7 @@ Examples:
   txflow sink file:///var/lib/txflow/lake     # Parquet in a local folder
   txflow sink influx+http://vm:8428/write     # VictoriaMetrics (line protocol)
   txflow sink 'influx+http://influx:8086/write?db=txflow'   # InfluxDB 1.x
+  txflow sink postgres://txflow@replica/analytics  # a second database
 
 Each sink is its own consumer group (default txflow-sink-<kind>): its own
 offsets, lag and restart point; start more members with the same --group to
@@ -35,7 +36,8 @@ buffered, leave the group.";
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Where to write: s3://bucket/prefix or file:///path (Parquet),
-    /// influx+http(s)://host:port/write?db=NAME (line protocol).
+    /// influx+http(s)://host:port/write?db=NAME (line protocol),
+    /// postgres://… (a second database with txflow's schema).
     #[arg(value_name = "URL")]
     url: String,
 
@@ -88,16 +90,17 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let options = Options {
-        s3: &args.s3,
-        influx_token: args.influx_token.as_ref(),
-    };
-    let connector = connectors::open(&args.url, &options).await?;
-    let kind = connector.kind();
+    let entry = connectors::entry(&args.url)?;
     let group = args
         .group
         .clone()
-        .unwrap_or_else(|| format!("txflow-sink-{kind}"));
+        .unwrap_or_else(|| format!("txflow-sink-{}", entry.kind));
+    let options = Options {
+        group: &group,
+        s3: &args.s3,
+        influx_token: args.influx_token.as_ref(),
+    };
+    let connector = (entry.open)(&args.url, &options).await?;
     let member = args
         .member
         .clone()

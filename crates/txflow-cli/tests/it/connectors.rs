@@ -436,3 +436,56 @@ async fn a_store_that_goes_away_holds_back_only_its_own_sink_which_catches_up_wh
     lake_sink.stop();
     member.stop();
 }
+
+#[tokio::test]
+async fn a_postgres_sink_follows_the_topic_into_a_second_database_exactly_once_across_a_crash() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let replica = Database::create().await;
+    crate::harness::txflow(
+        &std::env::temp_dir(),
+        &["migrate", "--database-url", &replica.url],
+    )
+    .assert_code(0);
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    topics.producer(3_000, 3_000).wait();
+    crate::harness::wait_count_at(
+        &db.url,
+        "SELECT count(*) FROM predictions",
+        3_000,
+        Duration::from_secs(60),
+        || member.log(),
+    )
+    .await;
+    member.stop();
+    let group = unique("replica");
+    let mut crashing = sink(
+        &topics,
+        &replica.url,
+        &["--max-batch", "300", "--group", &group],
+        &[("TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES", "2")],
+    );
+    let status = crashing.wait(Duration::from_secs(60));
+    assert!(!status.success(), "the failpoint did not fire\n{}", crashing.log());
+    let restarted = sink(&topics, &replica.url, &["--group", &group], &[]);
+    crate::harness::wait_count_at(
+        &replica.url,
+        "SELECT coalesce(sum(next_offset), 0)::bigint FROM stream_offsets",
+        topics.count(&topics.predictions),
+        Duration::from_secs(60),
+        || restarted.log(),
+    )
+    .await;
+    restarted.stop();
+    assert_eq!(replica.count("transactions", "").await, 3_000);
+    assert_eq!(replica.count_sql("SELECT count(DISTINCT id) FROM transactions").await, 3_000);
+    assert_eq!(replica.count("predictions", "").await, 3_000);
+    assert_eq!(database_totals(&replica).await, database_totals(&db).await);
+    // Lineage survives the trip: the stream's run and source.
+    assert_eq!(
+        replica
+            .count("transactions", "source_location LIKE 'kafka://%' AND processing_type = 'streaming'")
+            .await,
+        3_000
+    );
+}

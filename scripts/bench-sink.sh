@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Benchmark of the sink connectors, in one run, on the harness's Tansu,
+# s3s-fs and VictoriaMetrics:
+#   1. ROWS events are produced and `txflow consume` publishes their
+#      predictions (the topic the sinks read);
+#   2. the broker's ceiling: a plain rdkafka consumer reading the
+#      predictions topic;
+#   3. `txflow sink s3://…` (Parquet) drains the same topic;
+#   4. `txflow sink influx+http://…` (VictoriaMetrics) drains it.
+# Each sink is timed from process start until its metrics count ROWS
+# records written; peak RSS is VmHWM; Parquet bytes are the objects' sizes
+# on s3s-fs's disk.
+#
+#   scripts/bench-sink.sh [ROWS]      default 1000000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-1000000}
+
+cargo build --release --locked -p txflow-cli >&2
+cargo build --release --locked -p txflow-kafka --example plain_consume >&2
+txflow=$PWD/target/release/txflow
+plain=$PWD/target/release/examples/plain_consume
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-sink.XXXXXX")
+chmod 755 "$work"
+harness="$work/harness"
+trap 'scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
+scripts/harness.sh start "$harness" 2>/dev/null
+# shellcheck disable=SC1091
+source "$harness/env"
+export TXFLOW_KAFKA_BROKERS=$TXFLOW_TEST_KAFKA_BROKERS
+base=${TXFLOW_TEST_DATABASE_URL%/*}
+ms() { echo $(($(date +%s%N) / 1000000)); }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+
+topics="--transactions-topic sink-tx --predictions-topic sink-pred --dead-letter-topic sink-dlq"
+# shellcheck disable=SC2086
+"$txflow" topics create --replication 1 $topics >/dev/null
+# shellcheck disable=SC2086
+"$txflow" produce --flat --historical --count "$rows" $topics 2>/dev/null | sed 's/^/produce: /'
+psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_sink"
+"$txflow" migrate --database-url "$base/bench_sink" >/dev/null 2>&1
+# shellcheck disable=SC2086
+"$txflow" consume --database-url "$base/bench_sink" --group bench --max-batch 5000 \
+  --metrics-listen 127.0.0.1:0 $topics >/dev/null 2>"$work/consume.log" &
+pid=$!
+while [ "$(psql -At "$base/bench_sink" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
+  kill -0 "$pid" 2>/dev/null || { tail "$work/consume.log"; exit 1; }
+  sleep 0.5
+done
+kill -TERM "$pid"; wait "$pid" || true
+echo "predictions published: $rows"
+
+echo "== plain rdkafka consumer on the predictions topic"
+"$plain" "$TXFLOW_KAFKA_BROKERS" sink-pred "$rows" | tee "$work/plain.txt"
+
+# Runs `txflow sink URL` until it has written ROWS records; prints
+# "<seconds> <peak RSS KiB>".
+drain() {
+  local url=$1 name=$2 p
+  p=$(port)
+  local start end rss
+  start=$(ms)
+  # shellcheck disable=SC2086
+  "$txflow" sink "$url" --max-batch 10000 --metrics-listen "127.0.0.1:$p" \
+    --s3-endpoint "$TXFLOW_TEST_S3_ENDPOINT" $topics \
+    >/dev/null 2>"$work/$name.log" &
+  local sink=$!
+  local metric="txflow_sink_records_written_total{sink=\"$name\"}"
+  until curl -s "127.0.0.1:$p/metrics" | awk -v m="$metric" -v n="$rows" '$1 == m && $2 >= n {ok=1} END {exit !ok}'; do
+    kill -0 "$sink" 2>/dev/null || { tail "$work/$name.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  end=$(ms)
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$sink/status")
+  kill -TERM "$sink"; wait "$sink" || true
+  echo "$(( end - start )) $rss"
+}
+
+echo "== txflow sink s3://…/lake (Parquet)"
+read -r parquet_ms parquet_rss < <(drain "s3://$TXFLOW_TEST_S3_BUCKET/lake" parquet)
+parquet_bytes=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
+parquet_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' | wc -l)
+
+echo "== txflow sink influx+http://… (VictoriaMetrics)"
+read -r influx_ms influx_rss < <(drain "influx+$TXFLOW_TEST_VM_URL/write" influx)
+
+python3 - "$work/plain.txt" "$rows" "$parquet_ms" "$parquet_rss" "$parquet_bytes" "$parquet_objects" "$influx_ms" "$influx_rss" <<'PY'
+import re, sys
+plain = float(re.search(r"in ([\d.]+) s", open(sys.argv[1]).read()).group(1))
+rows, p_ms, p_rss, p_bytes, p_objects, i_ms, i_rss = (int(x) for x in sys.argv[2:])
+base = rows / plain
+print(f"plain consumer      : {base:>10,.0f} records/s ({plain:.2f} s)")
+for name, ms, rss in [("parquet sink (S3)", p_ms, p_rss), ("line-protocol sink", i_ms, i_rss)]:
+    rate = rows / (ms / 1000)
+    print(f"{name:<20}: {rate:>10,.0f} records/s ({ms / 1000:.2f} s, start-up included), "
+          f"ratio {rate / base:.2f}, peak RSS {rss / 1024:.0f} MiB")
+print(f"parquet             : {p_objects} objects, {p_bytes:,} bytes, {p_bytes / rows:.1f} bytes per record")
+PY
