@@ -29,11 +29,7 @@ pub struct PostgresConnector {
 
 impl PostgresConnector {
     pub fn new(sink: Arc<PostgresSink>, group: String, shown: String) -> PostgresConnector {
-        PostgresConnector {
-            sink,
-            group,
-            shown,
-        }
+        PostgresConnector { sink, group, shown }
     }
 
     async fn write_partition(

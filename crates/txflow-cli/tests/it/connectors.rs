@@ -466,7 +466,11 @@ async fn a_postgres_sink_follows_the_topic_into_a_second_database_exactly_once_a
         &[("TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES", "2")],
     );
     let status = crashing.wait(Duration::from_secs(60));
-    assert!(!status.success(), "the failpoint did not fire\n{}", crashing.log());
+    assert!(
+        !status.success(),
+        "the failpoint did not fire\n{}",
+        crashing.log()
+    );
     let restarted = sink(&topics, &replica.url, &["--group", &group], &[]);
     crate::harness::wait_count_at(
         &replica.url,
@@ -478,13 +482,21 @@ async fn a_postgres_sink_follows_the_topic_into_a_second_database_exactly_once_a
     .await;
     restarted.stop();
     assert_eq!(replica.count("transactions", "").await, 3_000);
-    assert_eq!(replica.count_sql("SELECT count(DISTINCT id) FROM transactions").await, 3_000);
+    assert_eq!(
+        replica
+            .count_sql("SELECT count(DISTINCT id) FROM transactions")
+            .await,
+        3_000
+    );
     assert_eq!(replica.count("predictions", "").await, 3_000);
     assert_eq!(database_totals(&replica).await, database_totals(&db).await);
     // Lineage survives the trip: the stream's run and source.
     assert_eq!(
         replica
-            .count("transactions", "source_location LIKE 'kafka://%' AND processing_type = 'streaming'")
+            .count(
+                "transactions",
+                "source_location LIKE 'kafka://%' AND processing_type = 'streaming'"
+            )
             .await,
         3_000
     );
