@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
 use txflow_core::{Connector, Secret};
+use txflow_elasticsearch::ElasticsearchConnector;
 use txflow_influx::InfluxConnector;
 use txflow_parquet::ParquetConnector;
 use txflow_postgres::{PostgresConnector, PostgresSink};
@@ -50,6 +51,12 @@ pub const CONNECTORS: &[Entry] = &[
         kind: "influx",
         what: "line protocol: InfluxDB, VictoriaMetrics",
         open: |url, options| Box::pin(influx(url, options)),
+    },
+    Entry {
+        schemes: &["elasticsearch+http", "elasticsearch+https"],
+        kind: "elasticsearch",
+        what: "an Elasticsearch or OpenSearch index (_bulk)",
+        open: |url, _| Box::pin(elasticsearch(url)),
     },
     Entry {
         schemes: &["postgres", "postgresql"],
@@ -106,4 +113,8 @@ async fn postgres(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>
         options.group.to_owned(),
         txflow_postgres::redact(url),
     )))
+}
+
+async fn elasticsearch(url: &str) -> Result<Arc<dyn Connector>> {
+    Ok(Arc::new(ElasticsearchConnector::new(url)?))
 }

@@ -25,6 +25,7 @@ Examples:
   txflow sink influx+http://vm:8428/write     # VictoriaMetrics (line protocol)
   txflow sink 'influx+http://influx:8086/write?db=txflow'   # InfluxDB 1.x
   txflow sink postgres://txflow@replica/analytics  # a second database
+  txflow sink elasticsearch+https://search:9200/predictions
 
 Each sink is its own consumer group (default txflow-sink-<kind>): its own
 offsets, lag and restart point; start more members with the same --group to
@@ -37,7 +38,8 @@ buffered, leave the group.";
 pub struct Args {
     /// Where to write: s3://bucket/prefix or file:///path (Parquet),
     /// influx+http(s)://host:port/write?db=NAME (line protocol),
-    /// postgres://… (a second database with txflow's schema).
+    /// postgres://… (a second database with txflow's schema),
+    /// elasticsearch+http(s)://host:9200/INDEX (_bulk).
     #[arg(value_name = "URL")]
     url: String,
 
