@@ -95,3 +95,45 @@ fn resolve(key: &str, value: &str) -> Result<String, String> {
         .unwrap_or(&text)
         .to_owned())
 }
+
+/// How a consumer group member (`consume`, `sink`) lives in its group.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MemberArgs {
+    /// This member's name (run id `<group>/<member>`); default host and pid.
+    #[arg(long, env = "TXFLOW_MEMBER")]
+    pub member: Option<String>,
+
+    /// A member silent this long is taken out of the group by the broker,
+    /// and its partitions go to the others.
+    #[arg(long, default_value = "10s", value_parser = crate::classifier::parse_duration)]
+    pub session_timeout: std::time::Duration,
+
+    /// How long the stored offsets (resume points) may take to load when
+    /// partitions are assigned; past this the member exits with an error
+    /// (status 1).
+    #[arg(long, default_value = "30s", value_parser = crate::classifier::parse_duration)]
+    pub offsets_timeout: std::time::Duration,
+
+    /// How long the member may stay with an empty assignment before it
+    /// checks the group and, when it should hold partitions, rejoins.
+    #[arg(long, default_value = "3s", value_parser = crate::classifier::parse_duration)]
+    pub rejoin_after: std::time::Duration,
+
+    /// On SIGTERM, how long the member may take to store what it buffered
+    /// before it exits anyway (what it could not store, the next member
+    /// replays: nothing is lost).
+    #[arg(long, default_value = "20s", value_parser = crate::classifier::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+impl MemberArgs {
+    /// The member's name: given, or host and pid.
+    pub fn name(&self) -> String {
+        self.member.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "host".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::FutureExt;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -17,7 +18,9 @@ use crate::event;
 /// A producer of transaction events: idempotent, keyed by transaction id,
 /// JSON values, `content-type` and `schema-version` headers.
 pub struct EventProducer {
-    producer: FutureProducer,
+    /// Replaced when it fails for good (see [`EventProducer::renew`]).
+    producer: std::sync::Mutex<FutureProducer>,
+    connection: Connection,
     topic: String,
 }
 
@@ -31,7 +34,15 @@ impl std::fmt::Debug for EventProducer {
 
 impl EventProducer {
     pub fn new(connection: &Connection, topic: &str) -> Result<EventProducer> {
-        let producer: FutureProducer = connection
+        Ok(EventProducer {
+            producer: std::sync::Mutex::new(Self::create(connection)?),
+            connection: connection.clone(),
+            topic: topic.to_owned(),
+        })
+    }
+
+    fn create(connection: &Connection) -> Result<FutureProducer> {
+        connection
             .config(&[
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
@@ -41,11 +52,25 @@ impl EventProducer {
             .map_err(|source| Error::Client {
                 brokers: connection.brokers.clone(),
                 source,
-            })?;
-        Ok(EventProducer {
-            producer,
-            topic: topic.to_owned(),
-        })
+            })
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes a new producer: an idempotent producer's fatal error (Tansu 0.6
+    /// forgets producer sequences when it restarts) ends the old one.
+    pub fn renew(&self) -> Result<()> {
+        let fresh = Self::create(&self.connection)?;
+        *self
+            .producer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
     }
 
     /// Queues one event; the future resolves when the broker has it.
@@ -61,21 +86,28 @@ impl EventProducer {
                 key: "schema-version",
                 value: Some(event::SCHEMA_VERSION),
             });
-        let record = FutureRecord::to(&self.topic)
-            .key(&key)
-            .payload(&value)
-            .headers(headers);
-        self.producer
-            .send_result(record)
-            .map_err(|(source, _)| Error::Publish {
-                topic: self.topic.clone(),
-                source,
-            })
+        let record = || {
+            FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&value)
+                .headers(headers.clone())
+        };
+        let sent = match self.producer().send_result(record()) {
+            Err((e, _)) if ends_the_producer(&e) => {
+                self.renew()?;
+                self.producer().send_result(record())
+            }
+            sent => sent,
+        };
+        sent.map_err(|(source, _)| Error::Publish {
+            topic: self.topic.clone(),
+            source,
+        })
     }
 
     /// Waits until every queued event is delivered (or `timeout` passes).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
-        self.producer
+        self.producer()
             .flush(Timeout::After(timeout))
             .map_err(|source| Error::Publish {
                 topic: self.topic.clone(),
@@ -139,7 +171,7 @@ pub async fn run(
 ) -> Result<Produced> {
     let mut shutdown = std::pin::pin!(shutdown.fuse());
     let mut produced = Produced::default();
-    let mut pending: Vec<DeliveryFuture> = Vec::new();
+    let mut pending: Vec<(DeliveryFuture, Transaction)> = Vec::new();
     let mut rng = seed | 1;
     let start = tokio::time::Instant::now();
     // When each simulated producer sends next.
@@ -180,33 +212,69 @@ pub async fn run(
         }
         let burst = count.map_or(burst, |c| burst.min(c - produced.sent));
         for _ in 0..burst {
-            pending.push(producer.send(&next())?);
+            let tx = next();
+            pending.push((producer.send(&tx)?, tx));
             produced.sent += 1;
         }
         if pending.len() >= 10_000 {
-            produced.failed += settle(&mut pending).await;
+            produced.failed += settle(producer, &mut pending).await?;
         }
     }
-    produced.failed += settle(&mut pending).await;
+    produced.failed += settle(producer, &mut pending).await?;
     producer.flush(Duration::from_secs(30))?;
     produced.sent -= produced.failed;
     Ok(produced)
 }
 
-/// Awaits the queued deliveries; returns how many failed.
-async fn settle(pending: &mut Vec<DeliveryFuture>) -> u64 {
+/// Awaits the queued deliveries; returns how many failed. Events lost to
+/// the producer's fatal error are sent again with a new producer (twice at
+/// most).
+async fn settle(
+    producer: &EventProducer,
+    pending: &mut Vec<(DeliveryFuture, Transaction)>,
+) -> Result<u64> {
     let mut failed = 0;
-    for delivery in pending.drain(..) {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => {
-                failed += 1;
-                tracing::warn!(error = %e, "an event was not delivered");
+    for round in 0..3 {
+        let mut again = Vec::new();
+        for (delivery, tx) in pending.drain(..) {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)))
+                    if round < 2 =>
+                {
+                    again.push(tx);
+                }
+                Ok(Err((e, _))) => {
+                    failed += 1;
+                    tracing::warn!(error = %e, "an event was not delivered");
+                }
+                Err(_) => failed += 1,
             }
-            Err(_) => failed += 1,
+        }
+        if again.is_empty() {
+            break;
+        }
+        tracing::warn!(
+            events = again.len(),
+            "the producer failed for good; sending its events again with a new one"
+        );
+        producer.renew()?;
+        for tx in again {
+            pending.push((producer.send(&tx)?, tx));
         }
     }
-    failed
+    Ok(failed)
+}
+
+/// Whether the error ends the producer instance: librdkafka's fatal error
+/// (an idempotent producer whose sequence the broker lost: Tansu 0.6
+/// forgets them on restart), or fencing (Tansu 0.6's S3 engine has handed
+/// one producer id to two producers). A new producer is the cure.
+pub(crate) fn ends_the_producer(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::ProducerFenced)
+    )
 }
 
 /// SplitMix64: the burst sizes of the simulated producers.

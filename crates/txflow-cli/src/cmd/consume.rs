@@ -13,7 +13,7 @@ use txflow_http::server::HealthChecks;
 use txflow_kafka::consume::{self, ConsumeConfig};
 
 use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
-use crate::kafka_args::KafkaArgs;
+use crate::kafka_args::{KafkaArgs, MemberArgs};
 use crate::store::{DEFAULT_DATABASE, Store, VERSION};
 
 const EXAMPLES: &str = "\
@@ -49,9 +49,8 @@ pub struct Args {
     #[arg(long, env = "TXFLOW_GROUP", default_value = "txflow")]
     group: String,
 
-    /// This member's name (run id `<group>/<member>`); default host and pid.
-    #[arg(long, env = "TXFLOW_MEMBER")]
-    member: Option<String>,
+    #[command(flatten)]
+    membership: MemberArgs,
 
     /// Records buffered before a flush, at most.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -60,27 +59,6 @@ pub struct Args {
     /// How long a record may wait in the buffer (e.g. 500ms).
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     max_wait: Duration,
-
-    /// A member silent this long is taken out of the group by the broker,
-    /// and its partitions go to the others.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    session_timeout: Duration,
-
-    /// How long the stored offsets may take to load when partitions are
-    /// assigned; past this the member exits with an error (status 1).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    offsets_timeout: Duration,
-
-    /// How long the member may stay with an empty assignment before it
-    /// checks the group and, when it should hold partitions, rejoins.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
-    rejoin_after: Duration,
-
-    /// On SIGTERM, how long the member may take to store what it buffered
-    /// before it exits anyway (what it could not store, the next member
-    /// replays: nothing is lost).
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    shutdown_timeout: Duration,
 
     /// Where /health and /metrics are served (port 0: any free port).
     #[arg(long, env = "TXFLOW_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
@@ -104,7 +82,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             .with_writers(args.db_writers as usize)
             .await?,
     );
-    let member = args.member.clone().unwrap_or_else(default_member);
+    let member = args.membership.name();
     let config = ConsumeConfig {
         connection: args.kafka.connection()?,
         group: args.group.clone(),
@@ -115,10 +93,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         max_batch: args.max_batch as usize,
         max_wait: args.max_wait,
         version: VERSION.to_owned(),
-        session_timeout: args.session_timeout,
-        offsets_timeout: args.offsets_timeout,
-        rejoin_after: args.rejoin_after,
-        shutdown_timeout: args.shutdown_timeout,
+        session_timeout: args.membership.session_timeout,
+        offsets_timeout: args.membership.offsets_timeout,
+        rejoin_after: args.membership.rejoin_after,
+        shutdown_timeout: args.membership.shutdown_timeout,
         writers: args.db_writers as usize,
     };
 
@@ -164,11 +142,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     summary.finish(Utc::now(), error, txflow_core::ErrorBudget::UNLIMITED);
     // The database may be away (the reason the member stops, perhaps): the
     // run's record is not worth waiting for past the shutdown timeout.
-    match tokio::time::timeout(args.shutdown_timeout, store.finish_run(&summary)).await {
+    match tokio::time::timeout(args.membership.shutdown_timeout, store.finish_run(&summary)).await {
         Ok(recorded) => recorded
             .map_err(|e| anyhow!(e))
             .context("recording the run's end")?,
-        Err(_) => tracing::warn!(run = %run_id, waited = ?args.shutdown_timeout,
+        Err(_) => tracing::warn!(run = %run_id, waited = ?args.membership.shutdown_timeout,
             "could not record the run's end: the database does not answer"),
     }
     let done = outcome?;
@@ -185,11 +163,4 @@ pub(crate) async fn axum_serve(
     checks: HealthChecks,
 ) -> std::io::Result<()> {
     txflow_http::server::serve_router(listener, txflow_http::server::ops_router(checks)).await
-}
-
-pub(crate) fn default_member() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".to_owned());
-    format!("{host}-{}", std::process::id())
 }

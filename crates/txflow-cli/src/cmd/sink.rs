@@ -15,7 +15,7 @@ use txflow_kafka::sink::{self, SinkConfig};
 use crate::classifier::parse_duration;
 use crate::connectors::{self, Options};
 use crate::inputs::S3Args;
-use crate::kafka_args::KafkaArgs;
+use crate::kafka_args::{KafkaArgs, MemberArgs};
 use crate::store::VERSION;
 
 const EXAMPLES: &str = "\
@@ -57,9 +57,8 @@ pub struct Args {
     #[arg(long, env = "TXFLOW_SINK_GROUP")]
     group: Option<String>,
 
-    /// This member's name; default host and pid.
-    #[arg(long, env = "TXFLOW_MEMBER")]
-    member: Option<String>,
+    #[command(flatten)]
+    membership: MemberArgs,
 
     /// Records per write at most (per Parquet object and date, say).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -68,23 +67,6 @@ pub struct Args {
     /// How long a record may wait in the buffer (e.g. 1s).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     max_wait: Duration,
-
-    /// A member silent this long is taken out of the group.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    session_timeout: Duration,
-
-    /// How long resume points may take to load when partitions are
-    /// assigned; past this the member exits with an error (status 1).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    offsets_timeout: Duration,
-
-    /// How long the member may hold nothing before it checks the group.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
-    rejoin_after: Duration,
-
-    /// On SIGTERM, how long the member may take to write what it buffered.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    shutdown_timeout: Duration,
 
     /// Where /health and /metrics are served (port 0: any free port).
     #[arg(long, env = "TXFLOW_METRICS_LISTEN", default_value = "127.0.0.1:9465")]
@@ -103,10 +85,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         influx_token: args.influx_token.as_ref(),
     };
     let connector = (entry.open)(&args.url, &options).await?;
-    let member = args
-        .member
-        .clone()
-        .unwrap_or_else(super::consume::default_member);
+    let member = args.membership.name();
     let config = SinkConfig {
         connection: args.kafka.connection()?,
         group: group.clone(),
@@ -116,10 +95,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         max_batch: args.max_batch as usize,
         max_wait: args.max_wait,
         version: VERSION.to_owned(),
-        session_timeout: args.session_timeout,
-        offsets_timeout: args.offsets_timeout,
-        rejoin_after: args.rejoin_after,
-        shutdown_timeout: args.shutdown_timeout,
+        session_timeout: args.membership.session_timeout,
+        offsets_timeout: args.membership.offsets_timeout,
+        rejoin_after: args.membership.rejoin_after,
+        shutdown_timeout: args.membership.shutdown_timeout,
     };
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)

@@ -23,6 +23,7 @@
 //! the upserts keep a replay from writing a row twice. Offsets are also
 //! committed to Kafka, for lag monitoring only.
 
+pub(crate) mod membership;
 pub mod metric;
 mod partition;
 pub(crate) mod poll;
@@ -33,27 +34,28 @@ mod write;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
-use txflow_core::resilience::RejoinPolicy;
 use txflow_core::{
     Batch, Checkpoint, Classifier, Counts, Lineage, OffsetStore, ProcessingType, RunId, Sink,
 };
 
 pub use self::publish::dead_letter;
 
-use self::poll::{Event, Watchdog};
+use self::membership::{Joining, idempotent_producer};
+use self::poll::Event;
 use self::publish::Publisher;
 use self::rebalance::Context;
 use self::write::{Staged, Writer};
 use crate::client::Connection;
 use crate::error::{Error, Result};
+
+/// The member's producer, besides idempotence (see `idempotent_producer`).
+const PRODUCER_SETTINGS: &[(&str, &str)] = &[("linger.ms", "2"), ("message.max.bytes", "4000000")];
 
 /// A consumer group member's settings.
 #[derive(Debug, Clone)]
@@ -111,79 +113,28 @@ where
 {
     metric::describe();
     config.connection.check_reachable().await?;
-    // At most about `max_batch` records wait in the channel (the buffer holds
-    // as many again): past that the poll thread blocks and stops fetching.
-    let capacity = config.max_batch.div_ceil(poll::CHUNK).max(1);
-    let (events, mut inbox) = mpsc::channel(capacity);
-    let consumer = Arc::new(consumer(config, Arc::clone(&sink), events.clone())?);
-    let partitions = {
-        let (consumer, settings) = (Arc::clone(&consumer), config.clone());
-        tokio::task::spawn_blocking(move || {
-            check_topics(
-                &consumer,
-                &settings.connection,
-                &[
-                    &settings.input_topic,
-                    &settings.predictions_topic,
-                    &settings.dead_letter_topic,
-                ],
-            )
-        })
-        .await
-        .map_err(|e| Error::Consumer {
-            group: config.group.clone(),
-            what: "checking the topics",
-            source: KafkaError::Subscription(e.to_string()),
-        })??
+    let joining = Joining {
+        connection: &config.connection,
+        group: &config.group,
+        member: &config.member,
+        topic: &config.input_topic,
+        writes_to: &[&config.predictions_topic, &config.dead_letter_topic],
+        max_batch: config.max_batch,
+        session_timeout: config.session_timeout,
+        rejoin_after: config.rejoin_after,
     };
-    consumer
-        .subscribe(&[&config.input_topic])
-        .map_err(|source| Error::Consumer {
-            group: config.group.clone(),
-            what: "subscribing",
-            source,
-        })?;
-    let producer: FutureProducer = config
-        .connection
-        .config(&[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "2"),
-            ("message.max.bytes", "4000000"),
-            // A broker that is away is waited for, however long: the
-            // offsets are stored only once the broker has the predictions.
-            ("message.timeout.ms", "0"),
-        ])
-        .create()
-        .map_err(|source| Error::Client {
-            brokers: config.connection.brokers.clone(),
-            source,
-        })?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
-        let policy = RejoinPolicy::new(
-            config.rejoin_after,
-            (config.session_timeout * 2).max(Duration::from_secs(10)),
-        );
-        let watchdog = Watchdog::new(config.input_topic.clone(), partitions, policy);
-        std::thread::Builder::new()
-            .name("txflow-poll".into())
-            .spawn(move || poll::run(&consumer, &events, &stop, watchdog))
-            .map_err(|e| Error::Consumer {
-                group: config.group.clone(),
-                what: "starting the poll thread",
-                source: KafkaError::Subscription(e.to_string()),
-            })?
-    };
-
-    let mut writer = Writer::start(&sink, &consumer, &config.group, config.writers);
+    let (membership, mut inbox) = joining
+        .join(|events| Ok(context(config, Arc::clone(&sink), events)))
+        .await?;
+    let producer = idempotent_producer(&config.connection, PRODUCER_SETTINGS)?;
+    let mut writer = Writer::start(&sink, &membership.consumer, &config.group, config.writers);
     let mut member = Member {
         config,
         classifier,
         publisher: Publisher {
-            producer: &producer,
+            producer,
+            connection: &config.connection,
+            settings: PRODUCER_SETTINGS,
             predictions_topic: &config.predictions_topic,
             dead_letter_topic: &config.dead_letter_topic,
             version: &config.version,
@@ -192,51 +143,23 @@ where
             .unwrap_or_else(|_| RunId::generate()),
         published: Consumed::default(),
     };
-    let outcome = {
-        let mut work = std::pin::pin!(member.run(&mut inbox, &mut writer));
-        let mut shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            outcome = &mut work => outcome,
-            () = &mut shutdown => {
-                tracing::info!(group = %config.group, "stopping: no more fetching, storing what is buffered");
-                stop.store(true, Ordering::SeqCst);
-                match tokio::time::timeout(config.shutdown_timeout, &mut work).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::warn!(group = %config.group, waited = ?config.shutdown_timeout,
-                            "could not store what was buffered in time; the next member replays it");
-                        Ok(())
-                    }
-                }
-            }
-        }
-    };
-    stop.store(true, Ordering::SeqCst);
-    // Unblock the poll thread if it waits on a full channel, then join it.
-    inbox.close();
-    while inbox.try_recv().is_ok() {}
-    let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+    let outcome = membership
+        .run_until(
+            member.run(&mut inbox, &mut writer),
+            shutdown,
+            config.shutdown_timeout,
+        )
+        .await;
     let mut done = writer.done();
     done.dead_letters = member.published.dead_letters;
     done.predictions_published = member.published.predictions_published;
     drop(writer);
-    let done = outcome.map(|()| done);
-    // Leave the group and close the consumer (both block until the broker
-    // answers) off the runtime's threads: the poll thread has stopped.
-    let _ = tokio::task::spawn_blocking(move || {
-        consumer.unsubscribe();
-        drop(consumer);
-    })
-    .await;
-    done
+    membership.leave(inbox).await;
+    outcome.map(|()| done)
 }
 
-/// The group member's consumer, its rebalances reading offsets from `sink`.
-fn consumer<S>(
-    config: &ConsumeConfig,
-    sink: Arc<S>,
-    events: mpsc::Sender<Event>,
-) -> Result<BaseConsumer<Context>>
+/// The member's consumer context, its rebalances reading offsets from `sink`.
+fn context<S>(config: &ConsumeConfig, sink: Arc<S>, events: mpsc::Sender<Event>) -> Context
 where
     S: OffsetStore + 'static,
 {
@@ -253,17 +176,11 @@ where
             .map_err(|e| e.to_string())?;
         Ok(stored.into_iter().collect())
     });
-    let context = Context::new(
+    Context::new(
         config.group.clone(),
         load_offsets,
         config.offsets_timeout,
         events,
-    );
-    group_consumer(
-        &config.connection,
-        &config.member,
-        config.session_timeout,
-        context,
     )
 }
 

@@ -7,7 +7,9 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use txflow_core::Batch;
 
+use super::membership::idempotent_producer;
 use super::metric;
+use crate::client::Connection;
 use crate::error::{Error, Result};
 use crate::prediction;
 
@@ -35,7 +37,10 @@ pub(crate) struct DeadLetter<'m> {
 
 /// The member's producer and where it publishes.
 pub(crate) struct Publisher<'a> {
-    pub producer: &'a FutureProducer,
+    pub producer: FutureProducer,
+    /// To make a new producer when this one fails for good.
+    pub connection: &'a Connection,
+    pub settings: &'a [(&'a str, &'a str)],
     pub predictions_topic: &'a str,
     pub dead_letter_topic: &'a str,
     /// Written in dead-letter headers.
@@ -48,6 +53,32 @@ impl Publisher<'_> {
     /// (the original key, value and headers plus ours), and returns once the
     /// broker acknowledged all of them.
     pub async fn publish(
+        &mut self,
+        batch: &Batch,
+        dead: &[DeadLetter<'_>],
+        topic: &str,
+        partition: i32,
+    ) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.publish_once(batch, dead, topic, partition).await {
+                Err(e) if is_fatal(&e) && attempt < 3 => self.renew(&e)?,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// A fatal or fencing error ends the producer (see `ends_the_producer`);
+    /// librdkafka's advice is to make a new one. What was being published
+    /// is published again (at least once, as always).
+    fn renew(&mut self, e: &Error) -> Result<()> {
+        tracing::warn!(error = %e, "the producer failed for good; making a new one and publishing again");
+        self.producer = idempotent_producer(self.connection, self.settings)?;
+        Ok(())
+    }
+
+    async fn publish_once(
         &self,
         batch: &Batch,
         dead: &[DeadLetter<'_>],
@@ -75,15 +106,26 @@ impl Publisher<'_> {
     /// Publishes one partition's dead letters; returns once the broker
     /// acknowledged all of them.
     pub async fn publish_dead(
-        &self,
+        &mut self,
         dead: &[DeadLetter<'_>],
         topic: &str,
         partition: i32,
         location: &str,
     ) -> Result<()> {
-        let mut deliveries = Vec::with_capacity(dead.len());
-        self.enqueue_dead(dead, topic, partition, location, &mut deliveries)?;
-        settle(deliveries).await
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut deliveries = Vec::with_capacity(dead.len());
+            let outcome = match self.enqueue_dead(dead, topic, partition, location, &mut deliveries)
+            {
+                Ok(()) => settle(deliveries).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(e) if is_fatal(&e) && attempt < 3 => self.renew(&e)?,
+                outcome => return outcome,
+            }
+        }
     }
 
     fn enqueue_dead<'t>(
@@ -172,4 +214,9 @@ async fn settle(deliveries: Vec<(&str, DeliveryFuture)>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether the producer itself is finished (see `ends_the_producer`).
+fn is_fatal(e: &Error) -> bool {
+    matches!(e, Error::Publish { source, .. } if crate::produce::ends_the_producer(source))
 }

@@ -29,17 +29,16 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use txflow_core::resilience::{OutagePolicy, RejoinPolicy, RetryDecision, jitter};
+use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
 use txflow_core::{Connector, ConnectorError, Resume, SinkRecord};
 
 use crate::client::Connection;
-use crate::consume::poll::{self, Event, Watchdog};
+use crate::consume::membership::{Joining, idempotent_producer};
+use crate::consume::poll::Event;
 use crate::consume::publish::{DeadLetter, Publisher};
 use crate::consume::rebalance::{Context, OffsetLoader};
-use crate::consume::{check_topics, group_consumer};
 use crate::error::{Error, Result};
 use crate::prediction;
 
@@ -48,6 +47,9 @@ use crate::prediction;
 /// write the store acknowledged, before dead letters and the offset commit.
 /// Unset, it costs one environment read at start.
 pub const FAILPOINT_ABORT_AFTER_WRITES: &str = "TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES";
+
+/// The member's producer (dead letters only), besides idempotence.
+const PRODUCER_SETTINGS: &[(&str, &str)] = &[];
 
 /// A sink member's settings.
 #[derive(Debug, Clone)]
@@ -89,85 +91,38 @@ pub async fn run(
     metric::describe();
     crate::consume::metric::describe();
     config.connection.check_reachable().await?;
-    let capacity = config.max_batch.div_ceil(poll::CHUNK).max(1);
-    let (events, mut inbox) = mpsc::channel(capacity);
+    let joining = Joining {
+        connection: &config.connection,
+        group: &config.group,
+        member: &config.member,
+        topic: &config.topic,
+        writes_to: &[&config.dead_letter_topic],
+        max_batch: config.max_batch,
+        session_timeout: config.session_timeout,
+        rejoin_after: config.rejoin_after,
+    };
     let loader = offset_loader(config, Arc::clone(&connector))?;
-    let mut context = Context::new(
-        config.group.clone(),
-        loader,
-        config.offsets_timeout,
-        events.clone(),
-    );
-    // A write in progress finishes before the partition goes to another
-    // member (bounded: a member that is gone does not answer).
-    context.revoke_wait = config.session_timeout.max(Duration::from_secs(10));
-    let consumer = Arc::new(group_consumer(
-        &config.connection,
-        &config.member,
-        config.session_timeout,
-        context,
-    )?);
-    let partitions = {
-        let (consumer, settings) = (Arc::clone(&consumer), config.clone());
-        tokio::task::spawn_blocking(move || {
-            check_topics(
-                &consumer,
-                &settings.connection,
-                &[&settings.topic, &settings.dead_letter_topic],
-            )
+    let (membership, mut inbox) = joining
+        .join(|events| {
+            let mut context =
+                Context::new(config.group.clone(), loader, config.offsets_timeout, events);
+            // A write in progress finishes before the partition goes to
+            // another member (bounded: a member that is gone does not answer).
+            context.revoke_wait = config.session_timeout.max(Duration::from_secs(10));
+            Ok(context)
         })
-        .await
-        .map_err(|e| Error::Consumer {
-            group: config.group.clone(),
-            what: "checking the topics",
-            source: KafkaError::Subscription(e.to_string()),
-        })??
-    };
-    consumer
-        .subscribe(&[&config.topic])
-        .map_err(|source| Error::Consumer {
-            group: config.group.clone(),
-            what: "subscribing",
-            source,
-        })?;
-    let producer: FutureProducer = config
-        .connection
-        .config(&[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("message.timeout.ms", "0"),
-        ])
-        .create()
-        .map_err(|source| Error::Client {
-            brokers: config.connection.brokers.clone(),
-            source,
-        })?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let (consumer, stop) = (Arc::clone(&consumer), Arc::clone(&stop));
-        let policy = RejoinPolicy::new(
-            config.rejoin_after,
-            (config.session_timeout * 2).max(Duration::from_secs(10)),
-        );
-        let watchdog = Watchdog::new(config.topic.clone(), partitions, policy);
-        std::thread::Builder::new()
-            .name("txflow-sink-poll".into())
-            .spawn(move || poll::run(&consumer, &events, &stop, watchdog))
-            .map_err(|e| Error::Consumer {
-                group: config.group.clone(),
-                what: "starting the poll thread",
-                source: KafkaError::Subscription(e.to_string()),
-            })?
-    };
+        .await?;
+    let producer = idempotent_producer(&config.connection, PRODUCER_SETTINGS)?;
     tracing::info!(group = %config.group, topic = %config.topic, store = %connector.describe(),
         "sink started");
     let mut member = Member {
         config,
         connector: &*connector,
-        consumer: &consumer,
+        consumer: &membership.consumer,
         publisher: Publisher {
-            producer: &producer,
+            producer,
+            connection: &config.connection,
+            settings: PRODUCER_SETTINGS,
             predictions_topic: &config.topic,
             dead_letter_topic: &config.dead_letter_topic,
             version: &config.version,
@@ -178,36 +133,12 @@ pub async fn run(
             .ok()
             .and_then(|n| n.parse().ok()),
     };
-    let outcome = {
-        let mut work = std::pin::pin!(member.run(&mut inbox));
-        let mut shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            outcome = &mut work => outcome,
-            () = &mut shutdown => {
-                tracing::info!(group = %config.group, "stopping: no more fetching, writing what is buffered");
-                stop.store(true, Ordering::SeqCst);
-                match tokio::time::timeout(config.shutdown_timeout, &mut work).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::warn!(group = %config.group, waited = ?config.shutdown_timeout,
-                            "could not write what was buffered in time; the next member replays it");
-                        Ok(())
-                    }
-                }
-            }
-        }
-    };
-    stop.store(true, Ordering::SeqCst);
-    inbox.close();
-    while inbox.try_recv().is_ok() {}
-    let _ = tokio::task::spawn_blocking(move || poller.join()).await;
-    let done = outcome.map(|()| member.done);
-    let _ = tokio::task::spawn_blocking(move || {
-        consumer.unsubscribe();
-        drop(consumer);
-    })
-    .await;
-    done
+    let outcome = membership
+        .run_until(member.run(&mut inbox), shutdown, config.shutdown_timeout)
+        .await;
+    let done = member.done;
+    membership.leave(inbox).await;
+    outcome.map(|()| done)
 }
 
 /// Where each partition resumes: the connector's stored offsets, or the
