@@ -227,14 +227,14 @@ pub async fn run(
 }
 
 /// Awaits the queued deliveries; returns how many failed. Events lost to
-/// the producer's fatal error are sent again with a new producer (twice at
-/// most).
+/// the producer's fatal error are sent again with a new producer (nine
+/// times at most, a pause growing by 200 ms each time).
 async fn settle(
     producer: &EventProducer,
     pending: &mut Vec<(DeliveryFuture, Transaction)>,
 ) -> Result<u64> {
     let mut failed = 0;
-    for round in 0..3 {
+    for round in 0..10 {
         let mut again = Vec::new();
         for (delivery, tx) in pending.drain(..) {
             match delivery.await {
@@ -258,6 +258,7 @@ async fn settle(
             events = again.len(),
             "the producer failed for good; sending its events again with a new one"
         );
+        tokio::time::sleep(Duration::from_millis(200 * (round + 1))).await;
         producer.renew()?;
         for tx in again {
             pending.push((producer.send(&tx)?, tx));
@@ -267,8 +268,8 @@ async fn settle(
 }
 
 /// Whether the error ends the producer instance: librdkafka's fatal error
-/// (an idempotent producer whose sequence the broker lost: Tansu 0.6
-/// forgets them on restart), or fencing (Tansu 0.6's S3 engine has handed
+/// or the delivery errors behind it (an idempotent producer whose sequence
+/// the broker lost: Tansu 0.6 forgets them on restart), or fencing (Tansu 0.6's S3 engine has handed
 /// one producer id to two producers). A new producer is the cure.
 pub(crate) fn ends_the_producer(e: &KafkaError) -> bool {
     matches!(

@@ -1,6 +1,8 @@
 //! Publishing a partition's predictions and dead letters, and waiting until
 //! the broker has every one of them (before the database gets the offsets).
 
+use std::time::Duration;
+
 use chrono::Utc;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -63,7 +65,7 @@ impl Publisher<'_> {
         loop {
             attempt += 1;
             match self.publish_once(batch, dead, topic, partition).await {
-                Err(e) if is_fatal(&e) && attempt < 3 => self.renew(&e)?,
+                Err(e) if is_fatal(&e) => self.renew(&e, attempt).await?,
                 outcome => return outcome,
             }
         }
@@ -72,8 +74,13 @@ impl Publisher<'_> {
     /// A fatal or fencing error ends the producer (see `ends_the_producer`);
     /// librdkafka's advice is to make a new one. What was being published
     /// is published again (at least once, as always).
-    fn renew(&mut self, e: &Error) -> Result<()> {
-        tracing::warn!(error = %e, "the producer failed for good; making a new one and publishing again");
+    /// As long as it takes (a broker that keeps losing producers is waited
+    /// out like one that is away), with a growing pause between attempts.
+    async fn renew(&mut self, e: &Error, attempt: u32) -> Result<()> {
+        let pause = Duration::from_millis(200 * u64::from(attempt.min(25)));
+        tracing::warn!(error = %e, attempt, retry_in = ?pause,
+            "the producer failed for good; making a new one and publishing again");
+        tokio::time::sleep(pause).await;
         self.producer = idempotent_producer(self.connection, self.settings)?;
         Ok(())
     }
@@ -122,7 +129,7 @@ impl Publisher<'_> {
                 Err(e) => Err(e),
             };
             match outcome {
-                Err(e) if is_fatal(&e) && attempt < 3 => self.renew(&e)?,
+                Err(e) if is_fatal(&e) => self.renew(&e, attempt).await?,
                 outcome => return outcome,
             }
         }
