@@ -100,22 +100,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         writers: args.db_writers as usize,
     };
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on {} for /metrics (try --metrics-listen)",
-                args.metrics_listen
-            )
-        })?;
-    let metrics_address = listener.local_addr()?;
     let health_store = Arc::clone(&store);
     let checks: HealthChecks = Arc::new(move || vec![("database", health_store.is_up())]);
-    tokio::spawn(async move {
-        if let Err(e) = axum_serve(listener, checks).await {
-            tracing::error!(error = %e, "the /metrics server stopped");
-        }
-    });
+    let metrics_address = serve_ops(args.metrics_listen, checks).await?;
 
     let run_id = RunId::parse(&format!("{}/{}", args.group, member))?;
     let mut summary = RunSummary::start(run_id.clone(), ProcessingType::Streaming, Utc::now());
@@ -158,9 +145,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn axum_serve(
-    listener: tokio::net::TcpListener,
-    checks: HealthChecks,
-) -> std::io::Result<()> {
-    txflow_http::server::serve_router(listener, txflow_http::server::ops_router(checks)).await
+/// Binds `listen` and serves `/health` (from `checks`) and `/metrics` there
+/// in the background; returns the bound address.
+pub(crate) async fn serve_ops(listen: SocketAddr, checks: HealthChecks) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} for /metrics (try --metrics-listen)"))?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        let router = txflow_http::server::ops_router(checks);
+        if let Err(e) = txflow_http::server::serve_router(listener, router).await {
+            tracing::error!(error = %e, "the /metrics server stopped");
+        }
+    });
+    Ok(address)
 }

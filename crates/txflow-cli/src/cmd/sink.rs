@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use txflow_core::Secret;
 use txflow_http::server::HealthChecks;
 use txflow_kafka::sink::{self, SinkConfig};
@@ -101,23 +101,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         shutdown_timeout: args.membership.shutdown_timeout,
     };
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on {} for /metrics (try --metrics-listen)",
-                args.metrics_listen
-            )
-        })?;
-    let metrics_address = listener.local_addr()?;
     let up = Arc::new(AtomicBool::new(true));
     let store_up = Arc::clone(&up);
     let checks: HealthChecks = Arc::new(move || vec![("store", store_up.load(Ordering::Relaxed))]);
-    tokio::spawn(async move {
-        if let Err(e) = super::consume::axum_serve(listener, checks).await {
-            tracing::error!(error = %e, "the /metrics server stopped");
-        }
-    });
+    let metrics_address = super::consume::serve_ops(args.metrics_listen, checks).await?;
     tracing::info!(%group, %member, topic = %config.topic, store = %connector.describe(),
         metrics = %metrics_address, "sinking");
     let done = sink::run(&config, connector, up, crate::signal::shutdown()).await?;
