@@ -239,9 +239,7 @@ async fn settle(
         for (delivery, tx) in pending.drain(..) {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)))
-                    if round < 2 =>
-                {
+                Ok(Err((e, _))) if round < 9 && (ends_the_producer(&e) || purged(&e)) => {
                     again.push(tx);
                 }
                 Ok(Err((e, _))) => {
@@ -269,12 +267,31 @@ async fn settle(
 
 /// Whether the error ends the producer instance: librdkafka's fatal error
 /// or the delivery errors behind it (an idempotent producer whose sequence
-/// the broker lost: Tansu 0.6 forgets them on restart), or fencing (Tansu 0.6's S3 engine has handed
-/// one producer id to two producers). A new producer is the cure.
+/// the broker lost: Tansu 0.6 forgets them on restart and its S3 engine
+/// sometimes desynchronises them without one), or fencing (Tansu 0.6's S3
+/// engine has handed one producer id to two producers). A new producer is
+/// the cure.
 pub(crate) fn ends_the_producer(e: &KafkaError) -> bool {
     matches!(
         e,
-        KafkaError::MessageProduction(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::ProducerFenced)
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
+    )
+}
+
+/// Whether the event was dropped from the queue of a producer that ended
+/// (librdkafka purges what a fatal producer still held): it was never sent.
+pub(crate) fn purged(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight
+        )
     )
 }
 

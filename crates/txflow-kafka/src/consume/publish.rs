@@ -223,7 +223,9 @@ async fn settle(deliveries: Vec<(&str, DeliveryFuture)>) -> Result<()> {
     Ok(())
 }
 
-/// Whether the producer itself is finished (see `ends_the_producer`).
+/// Whether the producer itself is finished (see `ends_the_producer`), or
+/// the delivery was purged from the queue of one that is.
 fn is_fatal(e: &Error) -> bool {
-    matches!(e, Error::Publish { source, .. } if crate::produce::ends_the_producer(source))
+    matches!(e, Error::Publish { source, .. }
+        if crate::produce::ends_the_producer(source) || crate::produce::purged(source))
 }
