@@ -44,6 +44,10 @@ install() {
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
   command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
+  # promtool checks /metrics and unit-tests the alert rules; Prometheus
+  # scrapes a running pipeline in a test; batch runs push to the Pushgateway.
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
@@ -170,6 +174,15 @@ start() {
   wait_port "$vm_port"
   log "VictoriaMetrics on 127.0.0.1:$vm_port"
 
+  # The Pushgateway, where batch runs push their metrics.
+  local push_port
+  push_port=$(free_port)
+  prometheus-pushgateway --web.listen-address="127.0.0.1:$push_port" \
+    >"$dir/pushgateway.log" 2>&1 &
+  echo $! >"$dir/pushgateway.pid"
+  wait_port "$push_port"
+  log "Pushgateway on 127.0.0.1:$push_port"
+
   cat >"$dir/env" <<ENV
 export TXFLOW_TEST_DATABASE_URL=postgres://txflow@127.0.0.1:$pg_port/postgres
 export TXFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
@@ -189,13 +202,16 @@ export TXFLOW_TEST_TANSU_BIN=$CACHE/bin/tansu
 export TXFLOW_TEST_S3S_BIN=$CACHE/bin/s3s-fs
 export TXFLOW_TEST_VM_URL=http://127.0.0.1:$vm_port
 export TXFLOW_TEST_VM_BIN=$(command -v victoria-metrics)
+export TXFLOW_TEST_PUSHGATEWAY_URL=http://127.0.0.1:$push_port
+export TXFLOW_TEST_PROMTOOL=$(command -v promtool)
+export TXFLOW_TEST_PROMETHEUS_BIN=$(command -v prometheus)
 ENV
 }
 
 stop() {
   local dir=$1
   [ -d "$dir" ] || return 0
-  for pid in "$dir/s3.pid" "$dir/tansu.pid" "$dir/vm.pid"; do
+  for pid in "$dir/s3.pid" "$dir/tansu.pid" "$dir/vm.pid" "$dir/pushgateway.pid"; do
     if [ -f "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
   done
   for cluster in pg pgtls; do

@@ -3,6 +3,7 @@
 //! classification API. This binary only parses flags and wires the core
 //! (`txflow-core`) to its adapters; each subcommand is one file in `cmd/`.
 
+mod catalogue;
 mod classifier;
 mod cmd;
 mod config;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(args);
     telemetry::init(cli.log_format);
+    catalogue::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -20,6 +20,7 @@
 //! - [`ports`]: the traits adapters implement.
 //! - [`connector`]: [`Connector`], the port of the predictions topic's sinks.
 //! - [`pipeline`]: the batch pipeline and its run summary.
+//! - [`metric`]: how a crate declares its metrics (the catalogues).
 //! - [`resilience`]: retry (backoff) and circuit-breaker policies.
 //! - [`secret`]: [`Secret`], a value no output shows.
 //! - [`synth`]: the deterministic sample generator.
@@ -29,6 +30,7 @@ pub mod connector;
 pub mod error;
 pub mod event;
 pub mod identity;
+pub mod metric;
 pub mod model;
 pub mod pipeline;
 pub mod ports;

@@ -107,10 +107,38 @@ pub enum Error {
 
 /// Metric names, one place.
 pub mod metric {
+    use txflow_core::metric::Metric;
+
     pub const REQUESTS: &str = "txflow_classifier_requests_total";
+    pub const LATENCY: &str = "txflow_classifier_request_duration_seconds";
     pub const RETRIES: &str = "txflow_classifier_retries_total";
     pub const CIRCUIT: &str = "txflow_classifier_circuit_state";
     pub const FAILED_ITEMS: &str = "txflow_classifier_failed_items_total";
+
+    /// Every metric above.
+    pub const ALL: &[Metric] = &[
+        Metric::counter(
+            REQUESTS,
+            &["outcome"],
+            "Requests to the classification service by outcome: answered, refused (4xx), retriable (5xx, timeout, refused connection)",
+        ),
+        Metric::histogram(
+            LATENCY,
+            &["outcome"],
+            "Time of one request to the classification service, by outcome",
+        ),
+        Metric::counter(RETRIES, &[], "Requests sent again after a retriable failure"),
+        Metric::gauge(
+            CIRCUIT,
+            &[],
+            "The classifier client's circuit: 0 closed, 1 open (calls paused), 2 half-open (probing)",
+        ),
+        Metric::counter(
+            FAILED_ITEMS,
+            &["class"],
+            "Transactions the service did not classify, by failure class",
+        ),
+    ];
 }
 
 /// The classifier port over HTTP.
@@ -228,18 +256,26 @@ impl HttpClassifier {
                 }
             }
             attempt += 1;
-            match self.send(body.clone()).await {
+            let started = Instant::now();
+            let answer = self.send(body.clone()).await;
+            let outcome = match &answer {
+                Attempt::Answered(_) => "answered",
+                Attempt::Refused(_) => "refused",
+                Attempt::Retriable { .. } => "retriable",
+            };
+            metrics::histogram!(metric::LATENCY, "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!(metric::REQUESTS, "outcome" => outcome).increment(1);
+            match answer {
                 Attempt::Answered(answers) => {
                     let changed = self.with_breaker(|b| b.on_success());
                     self.circuit_changed(changed);
-                    metrics::counter!(metric::REQUESTS, "outcome" => "answered").increment(1);
                     return Ok(self.match_answers(txs, answers));
                 }
                 Attempt::Refused(message) => {
                     // The service is up and says no: not a reason to open the circuit.
                     let changed = self.with_breaker(|b| b.on_success());
                     self.circuit_changed(changed);
-                    metrics::counter!(metric::REQUESTS, "outcome" => "refused").increment(1);
                     tracing::warn!(service = %self.endpoint, items = txs.len(), error = %message, "classification refused");
                     let failure = ClassifyFailure {
                         class: FailureClass::Refused,
@@ -250,7 +286,6 @@ impl HttpClassifier {
                     return Ok(txs.iter().map(|_| Err(failure.clone())).collect());
                 }
                 Attempt::Retriable { error, retry_after } => {
-                    metrics::counter!(metric::REQUESTS, "outcome" => "retriable").increment(1);
                     let now = Instant::now();
                     first_failure.get_or_insert(now);
                     last_error = error;
@@ -498,7 +533,7 @@ fn parse_answers(bytes: &[u8]) -> Option<Vec<Value>> {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

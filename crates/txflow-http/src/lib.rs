@@ -6,10 +6,12 @@
 //! - [`tls`]: the service's certificate, and its TLS listener.
 //! - [`client`]: [`HttpClassifier`], the core's classifier port over that
 //!   service, with batching, concurrency, retries and a circuit breaker.
+//! - [`push`]: pushing a batch run's metrics to a Prometheus Pushgateway.
 
 pub mod auth;
 pub mod client;
 pub mod contract;
+pub mod push;
 pub mod server;
 pub mod tls;
 

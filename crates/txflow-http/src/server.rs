@@ -110,22 +110,20 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            // Every histogram gets buckets (never a summary, which cannot
+            // be aggregated across members), chosen by the unit its name
+            // ends with; see `txflow_core::metric`.
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(metric::LATENCY.into()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    ],
-                )
+                .set_buckets(txflow_core::metric::SECONDS)
                 .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(metric::BATCH_SIZE.into()),
-                        &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0],
-                    )
+                    b.set_buckets_for_metric(Matcher::Suffix("_size".into()), txflow_core::metric::SIZES)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), txflow_core::metric::BYTES)
                 });
             let recorder = match builder {
                 Ok(builder) => builder.build_recorder(),
-                // The bucket lists above are constant and not empty.
+                // The bucket lists are constant and not empty.
                 Err(_) => PrometheusBuilder::new().build_recorder(),
             };
             let handle = recorder.handle();
@@ -139,11 +137,38 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Metric names, one place.
 pub mod metric {
+    use txflow_core::metric::Metric;
+
     pub const REQUESTS: &str = "txflow_http_requests_total";
     pub const LATENCY: &str = "txflow_http_request_duration_seconds";
     pub const BATCH_SIZE: &str = "txflow_predict_batch_size";
     pub const PREDICTIONS: &str = "txflow_predictions_total";
     pub const TLS_HANDSHAKE_FAILURES: &str = "txflow_http_tls_handshake_failures_total";
+
+    /// Every metric above.
+    pub const ALL: &[Metric] = &[
+        Metric::counter(
+            REQUESTS,
+            &["route", "status"],
+            "HTTP requests answered by the service, by route and status code",
+        ),
+        Metric::histogram(
+            LATENCY,
+            &["route"],
+            "Time to answer one request, by route",
+        ),
+        Metric::histogram(BATCH_SIZE, &[], "Transactions per /predict request"),
+        Metric::counter(
+            PREDICTIONS,
+            &["category"],
+            "Transactions classified by the service, by category",
+        ),
+        Metric::counter(
+            TLS_HANDSHAKE_FAILURES,
+            &[],
+            "TLS handshakes that failed (wrong certificate, plain HTTP to the TLS port)",
+        ),
+    ];
 }
 
 /// The service's routes.

@@ -63,8 +63,8 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Wraps a connected client; `target` is used to reconnect.
     pub(crate) fn new(target: Target, client: Client, outage: OutagePolicy) -> Session {
-        metric::describe();
         let health = Health::new();
+        metrics::gauge!(metric::CONNECTIONS).increment(1.0);
         health.set(true);
         Session {
             target,
@@ -77,6 +77,7 @@ impl Session {
     /// Another connection to the same database, sharing this one's outage
     /// policy and health.
     pub(crate) fn sibling(&self, client: Client) -> Session {
+        metrics::gauge!(metric::CONNECTIONS).increment(1.0);
         Session {
             target: self.target.clone(),
             client: Arc::new(Mutex::new(Some(client))),
@@ -109,10 +110,15 @@ impl Session {
         let mut attempt = 0u32;
         let mut down_since: Option<Instant> = None;
         loop {
+            let started = Instant::now();
             let result = match self.live().await {
                 Ok(live) => op(live).await,
                 Err(e) => Err(e),
             };
+            if result.is_ok() {
+                metrics::histogram!(metric::OPERATION_SECONDS, "operation" => what)
+                    .record(started.elapsed().as_secs_f64());
+            }
             let error = match result {
                 Ok(value) => {
                     if let Some(since) = down_since {
@@ -126,7 +132,9 @@ impl Session {
                 Err(e) => return Err(e),
             };
             // Drop the broken connection; the next attempt makes a new one.
-            *self.client.lock().await = None;
+            if self.client.lock().await.take().is_some() {
+                metrics::gauge!(metric::CONNECTIONS).decrement(1.0);
+            }
             attempt += 1;
             let since = *down_since.get_or_insert_with(|| {
                 self.health.set(false);
@@ -164,10 +172,21 @@ impl Session {
                 .await
                 .map_err(Error::query("creating staging tables"))?;
             metrics::counter!(metric::RECONNECTS).increment(1);
+            if slot.is_none() {
+                metrics::gauge!(metric::CONNECTIONS).increment(1.0);
+            }
             tracing::info!(database = %self.target.shown(), "connected to the database again");
             *slot = Some(client);
         }
         Ok(Live(slot))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.client.try_lock().is_ok_and(|slot| slot.is_some()) {
+            metrics::gauge!(metric::CONNECTIONS).decrement(1.0);
+        }
     }
 }
 

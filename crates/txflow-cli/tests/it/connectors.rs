@@ -10,7 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use txflow_parquet::{LakeRow, read_lake};
 
-use crate::harness::{Bucket, Database, unique};
+use crate::harness::{Bucket, Database, scrape_checked, unique};
 use crate::servers::free_port;
 use crate::stream::{Member, Topics};
 
@@ -151,12 +151,7 @@ async fn consume_and_a_parquet_sink_side_by_side_put_every_prediction_in_the_lak
             r.object
         );
     }
-    let metrics = reqwest::get(format!("http://{listen}/metrics"))
-        .await
-        .expect("/metrics")
-        .text()
-        .await
-        .expect("the metrics");
+    let metrics = scrape_checked(&format!("http://{listen}/metrics")).await;
     assert!(
         metrics.contains("txflow_sink_records_written_total{sink=\"parquet\"} 3000"),
         "{metrics}"
@@ -412,12 +407,7 @@ async fn a_store_that_goes_away_holds_back_only_its_own_sink_which_catches_up_wh
         .await
         .expect("/health");
     assert_eq!(health.status(), 503, "{}", line_sink.log());
-    let metrics = reqwest::get(format!("http://{listen}/metrics"))
-        .await
-        .expect("/metrics")
-        .text()
-        .await
-        .expect("the metrics");
+    let metrics = scrape_checked(&format!("http://{listen}/metrics")).await;
     assert!(
         metrics.contains("txflow_sink_errors_total{sink=\"influx\",class=\"unavailable\"}"),
         "{metrics}"

@@ -249,3 +249,42 @@ pub fn txflow(dir: &Path, args: &[&str]) -> Run {
         .expect("starting the txflow binary")
         .into()
 }
+
+/// The text of a `/metrics` endpoint, after Prometheus's own linter
+/// (`promtool check metrics`: help text, types, names, histogram series)
+/// found nothing to say about it.
+pub async fn scrape_checked(url: &str) -> String {
+    let text = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    promtool_check(&text, url);
+    text
+}
+
+/// Runs `promtool check metrics` on `text`; panics with what it said.
+pub fn promtool_check(text: &str, what: &str) {
+    use std::io::Write;
+    let mut child = Command::new(harness_var("TXFLOW_TEST_PROMTOOL"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics of {what}: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -5,6 +5,7 @@ mod batch_outages;
 mod connectors;
 mod harness;
 mod kafka_settings;
+mod observability;
 mod publish;
 mod secrets;
 mod serve;

@@ -18,7 +18,7 @@ pub struct Serve {
 }
 
 impl Serve {
-    async fn start() -> Serve {
+    pub async fn start() -> Serve {
         Serve::start_with(&[]).await
     }
 

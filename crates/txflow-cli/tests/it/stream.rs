@@ -11,7 +11,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::harness::{Database, harness_var, txflow, unique};
+use crate::harness::{Database, harness_var, scrape_checked, txflow, unique};
 use crate::servers::free_port;
 
 /// A `txflow produce` process and where its log goes.
@@ -343,12 +343,7 @@ async fn every_event_produced_is_stored_once_with_its_prediction_published() {
         .await
         .expect("/health");
     assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(format!("http://{listen}/metrics"))
-        .await
-        .expect("/metrics")
-        .text()
-        .await
-        .expect("the metrics");
+    let metrics = scrape_checked(&format!("http://{listen}/metrics")).await;
     for name in [
         "txflow_stream_records_consumed_total 3000",
         "txflow_stream_transactions_written_total 3000",

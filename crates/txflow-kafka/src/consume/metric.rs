@@ -1,4 +1,6 @@
-//! The member's metrics, declared once with their help text and unit.
+//! The member's metrics, declared once with their labels and help text.
+
+use txflow_core::metric::Metric;
 
 pub const CONSUMED: &str = "txflow_stream_records_consumed_total";
 pub const WRITTEN: &str = "txflow_stream_transactions_written_total";
@@ -12,42 +14,54 @@ pub const ASSIGNED: &str = "txflow_stream_partitions_assigned";
 pub const REJOINS: &str = "txflow_stream_rejoins_total";
 pub const PAUSES: &str = "txflow_stream_consumption_pauses_total";
 
-/// Registers the help text of every metric above.
-pub fn describe() {
-    use metrics::Unit;
-    metrics::describe_counter!(CONSUMED, "Records received from the input topic");
-    metrics::describe_counter!(
+/// Every metric above. The lag, partitions, rejoins and pauses are also
+/// what a sink member exports (see `sink::metric`).
+pub const ALL: &[Metric] = &[
+    Metric::counter(CONSUMED, &[], "Records received from the input topic"),
+    Metric::counter(
         WRITTEN,
-        "Transactions added to the database (replays already present are not counted)"
-    );
-    metrics::describe_counter!(
+        &[],
+        "Transactions added to the database (replays already present are not counted)",
+    ),
+    Metric::counter(
         DEAD_LETTERS,
-        "Records sent to the dead-letter topic, by class"
-    );
-    metrics::describe_histogram!(BATCH_SIZE, "Records per flush");
-    metrics::describe_histogram!(
+        &["class"],
+        "Records sent to the dead-letter topic, by error class",
+    ),
+    Metric::histogram(BATCH_SIZE, &[], "Records per flush"),
+    Metric::histogram(
         FLUSH_SECONDS,
-        Unit::Seconds,
-        "Time to store one flush (classify, publish, write)"
-    );
-    metrics::describe_histogram!(
+        &[],
+        "Time to store one flush (classify, publish, write)",
+    ),
+    Metric::histogram(
         STAGE_SECONDS,
-        Unit::Seconds,
-        "Time of one partition batch in a stage of a flush (prepare, publish, write)"
-    );
-    metrics::describe_histogram!(
+        &["stage"],
+        "Time of one partition batch in a stage of a flush (prepare, publish, write)",
+    ),
+    Metric::histogram(
         END_TO_END_SECONDS,
-        Unit::Seconds,
-        "From an event's Kafka timestamp to the commit of its row"
-    );
-    metrics::describe_gauge!(LAG, "Records behind the partition's end, per partition");
-    metrics::describe_gauge!(ASSIGNED, "Partitions of the input topic this member holds");
-    metrics::describe_counter!(
+        &[],
+        "From an event's Kafka timestamp to the commit of its row",
+    ),
+    Metric::gauge(
+        LAG,
+        &["topic", "partition"],
+        "Records behind the partition's end, per partition this member holds",
+    ),
+    Metric::gauge(
+        ASSIGNED,
+        &[],
+        "Partitions of the input topic this member holds",
+    ),
+    Metric::counter(
         REJOINS,
-        "Times the member left and rejoined its group because it held no partition while it should"
-    );
-    metrics::describe_counter!(
+        &[],
+        "Times the member left and rejoined its group because it held no partition while it should",
+    ),
+    Metric::counter(
         PAUSES,
-        "Times consumption paused because records waited for the pipeline (database, classifier)"
-    );
-}
+        &[],
+        "Times consumption paused because records waited for the pipeline (database, classifier)",
+    ),
+];

@@ -111,7 +111,6 @@ where
     C: Classifier,
     S: Sink + OffsetStore + 'static,
 {
-    metric::describe();
     config.connection.check_reachable().await?;
     let joining = Joining {
         connection: &config.connection,

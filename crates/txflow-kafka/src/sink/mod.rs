@@ -88,8 +88,6 @@ pub async fn run(
     up: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Sunk> {
-    metric::describe();
-    crate::consume::metric::describe();
     config.connection.check_reachable().await?;
     let joining = Joining {
         connection: &config.connection,

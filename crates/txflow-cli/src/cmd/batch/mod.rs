@@ -1,5 +1,7 @@
 //! `txflow batch`: validate, classify and store CSV files of transactions.
 
+mod report;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +118,27 @@ pub struct Args {
     #[arg(long)]
     publish: bool,
 
+    /// Push the run's metrics (rows by outcome, files, duration, status,
+    /// last success time) to this Prometheus Pushgateway when the run starts
+    /// and ends. A Pushgateway that is away is logged, not fatal.
+    #[arg(long, env = "TXFLOW_PUSHGATEWAY", value_name = "URL")]
+    pushgateway: Option<String>,
+
+    /// The `job` label of the pushed group.
+    #[arg(long, default_value = "txflow_batch", value_name = "JOB")]
+    pushgateway_job: String,
+
+    /// A grouping label of the push besides `job`, repeatable; by default
+    /// `instance=<host name>`. Runs that must not overwrite each other's
+    /// metrics (Airflow's mapped tasks) give each its own, e.g.
+    /// `--pushgateway-label file=<input>`.
+    #[arg(long = "pushgateway-label", value_name = "KEY=VALUE", value_parser = report::parse_label)]
+    pushgateway_labels: Vec<(String, String)>,
+
+    /// Serve /metrics and /health on this address while the run goes.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+
     #[command(flatten)]
     kafka: KafkaArgs,
 
@@ -157,6 +180,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (None, None) => unreachable!("clap requires one input"),
     };
 
+    let gateway = match &args.pushgateway {
+        Some(url) => Some(report::gateway(
+            url,
+            &args.pushgateway_job,
+            &args.pushgateway_labels,
+        )?),
+        None => None,
+    };
+    let report = report::Report::new(crate::catalogue::install(), gateway);
+    if let Some(listen) = args.metrics_listen {
+        let address = super::consume::serve_ops(listen, std::sync::Arc::new(Vec::new)).await?;
+        tracing::info!(%address, "serving /metrics and /health");
+    }
+
     let classifier = AnyClassifier::from_args(&args.classifier)?;
     let store = Store::open(args.database_url.expose(), args.db_max_outage).await?;
     let database = store.describe(args.database_url.expose());
@@ -172,6 +209,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .context("recording the run start")?;
     tracing::info!(run_id = %run_id, files = inputs.len(), database = %database,
         classifier = %classifier.describe(&args.classifier), "run started");
+    let started = Instant::now();
+    report.started().await;
 
     let publisher = if args.publish {
         let connection = args.kafka.connection()?;
@@ -197,7 +236,6 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let mut rejects = RejectFile::new(errors_target);
     let mut progress = Progress::new(&inputs, args.no_progress);
-    let started = Instant::now();
     let mut fatal: Option<anyhow::Error> = None;
     let mut counts = Counts::default();
     for input in &inputs {
@@ -209,6 +247,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 tracing::error!(file = %url, error = %e, "file skipped");
                 counts.files_failed += 1;
                 progress.file_done(input.size);
+                report.file_done(&Counts::default(), true, started.elapsed());
                 let outcome = FileOutcome {
                     location: url.clone(),
                     done: false,
@@ -242,6 +281,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             counts: counts - before,
             error: file_error,
         };
+        report.file_done(&record.counts, !record.done, started.elapsed());
         if let Err(e) = store.record_file(&run_id, &record).await {
             fatal.get_or_insert(anyhow!(e).context("recording a file of the run"));
             break;
@@ -284,6 +324,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         fatal.get_or_insert(anyhow!(e).context("recording the run's end"));
     }
 
+    report.finished(summary.status, started.elapsed()).await;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{}",

@@ -1,0 +1,139 @@
+//! Every metric txflow exports, in one list: each crate's catalogue and the
+//! batch run's own. At start the binary installs the Prometheus recorder
+//! and registers every metric's help text; `docs/METRICS.md` is checked
+//! against this list (see the tests).
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use txflow_core::metric::{Kind, Metric};
+
+/// The batch run's metrics (`txflow batch`), pushed to a Pushgateway with
+/// `--pushgateway` and served with `--metrics-listen`.
+pub mod batch {
+    use txflow_core::metric::Metric;
+
+    pub const ROWS: &str = "txflow_batch_rows_total";
+    pub const UNCLASSIFIED: &str = "txflow_batch_unclassified_rows_total";
+    pub const FILES: &str = "txflow_batch_files_total";
+    pub const BYTES: &str = "txflow_batch_read_bytes_total";
+    pub const DURATION: &str = "txflow_batch_run_duration_seconds";
+    pub const STATUS: &str = "txflow_batch_run_status";
+    pub const LAST_RUN: &str = "txflow_batch_last_run_timestamp_seconds";
+    pub const LAST_SUCCESS: &str = "txflow_batch_last_success_timestamp_seconds";
+
+    pub const ALL: &[Metric] = &[
+        Metric::counter(
+            ROWS,
+            &["outcome"],
+            "Rows of the run by outcome: written (new), present (stored by an earlier run), invalid (rejected)",
+        ),
+        Metric::counter(
+            UNCLASSIFIED,
+            &[],
+            "Valid rows stored without a prediction because the classifier failed on them",
+        ),
+        Metric::counter(
+            FILES,
+            &["outcome"],
+            "Input files of the run: done, or failed (a rerun completes them)",
+        ),
+        Metric::counter(BYTES, &[], "Bytes of input read"),
+        Metric::gauge(
+            DURATION,
+            &[],
+            "How long the run took, or has taken so far",
+        ),
+        Metric::gauge(
+            STATUS,
+            &["status"],
+            "1 for the run's status (running, succeeded, succeeded_with_rejects, error_rate_exceeded, failed), 0 for the others",
+        ),
+        Metric::gauge(
+            LAST_RUN,
+            &[],
+            "When the last run ended, in seconds since the Unix epoch",
+        ),
+        Metric::gauge(
+            LAST_SUCCESS,
+            &[],
+            "When the last successful run ended, in seconds since the Unix epoch (kept by the Pushgateway across failed runs)",
+        ),
+    ];
+}
+
+/// Every catalogue.
+pub const CATALOGUES: &[&[Metric]] = &[
+    txflow_http::server::metric::ALL,
+    txflow_http::client::metric::ALL,
+    txflow_kafka::consume::metric::ALL,
+    txflow_kafka::sink::metric::ALL,
+    txflow_postgres::metric::ALL,
+    batch::ALL,
+];
+
+/// Every metric txflow exports.
+pub fn all() -> impl Iterator<Item = &'static Metric> {
+    CATALOGUES.iter().flat_map(|c| c.iter())
+}
+
+/// Installs the process's recorder (once) and registers every help text.
+pub fn install() -> PrometheusHandle {
+    let handle = txflow_http::server::metrics_handle();
+    for m in all() {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+    handle
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The names in the first column of docs/METRICS.md's tables.
+    fn documented() -> BTreeSet<String> {
+        let doc = include_str!("../../../docs/METRICS.md");
+        doc.lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .filter(|name| name.starts_with("txflow_"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_metrics_document_lists_exactly_the_exported_metrics() {
+        let exported: BTreeSet<String> = all().map(|m| m.name.to_owned()).collect();
+        let documented = documented();
+        let missing: Vec<_> = exported.difference(&documented).collect();
+        let stale: Vec<_> = documented.difference(&exported).collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "docs/METRICS.md is out of date: not documented {missing:?}; documented but not exported {stale:?}"
+        );
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions_and_are_unique() {
+        let mut seen = BTreeSet::new();
+        for m in all() {
+            assert!(seen.insert(m.name), "{} is declared twice", m.name);
+            assert!(!m.help.is_empty(), "{} has no help text", m.name);
+            let ok = m
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            assert!(ok && m.name.starts_with("txflow_"), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}: counters, and only counters, end with _total",
+                m.name
+            );
+        }
+    }
+}
