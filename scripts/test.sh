@@ -20,6 +20,9 @@ scripts/harness.sh start "$dir"
 # shellcheck disable=SC1091
 source "$dir/env"
 
+# Alert rules (promtool) and the dashboard (Grafana's SDK), offline.
+scripts/check-observability.sh
+
 echo "== cargo test"
 cargo test --workspace --locked "$@"
 

@@ -37,11 +37,7 @@ pub mod batch {
             "Input files of the run: done, or failed (a rerun completes them)",
         ),
         Metric::counter(BYTES, &[], "Bytes of input read"),
-        Metric::gauge(
-            DURATION,
-            &[],
-            "How long the run took, or has taken so far",
-        ),
+        Metric::gauge(DURATION, &[], "How long the run took, or has taken so far"),
         Metric::gauge(
             STATUS,
             &["status"],
@@ -135,5 +131,134 @@ mod tests {
                 m.name
             );
         }
+    }
+
+    /// Every series a PromQL query reads: (metric name, label names matched).
+    fn selectors(query: &str) -> Vec<(String, Vec<String>)> {
+        use promql_parser::parser::{Expr, parse};
+        use promql_parser::util::{ExprVisitor, walk_expr};
+
+        struct Names(Vec<(String, Vec<String>)>);
+        impl ExprVisitor for Names {
+            type Error = ();
+            fn pre_visit(&mut self, expr: &Expr) -> Result<bool, ()> {
+                let vs = match expr {
+                    Expr::VectorSelector(vs) => vs,
+                    Expr::MatrixSelector(ms) => &ms.vs,
+                    _ => return Ok(true),
+                };
+                let mut name = vs.name.clone().unwrap_or_default();
+                let mut labels = Vec::new();
+                for m in &vs.matchers.matchers {
+                    if m.name == "__name__" {
+                        name = m.value.clone();
+                    } else {
+                        labels.push(m.name.clone());
+                    }
+                }
+                self.0.push((name, labels));
+                Ok(true)
+            }
+        }
+        // Grafana's variables, as Grafana would fill them in.
+        let query = query
+            .replace("$__rate_interval", "1m")
+            .replace("$__interval", "1m")
+            .replace("$job", ".*");
+        let expr = parse(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let mut names = Names(Vec::new());
+        walk_expr(&mut names, &expr).expect("no visitor error");
+        names.0
+    }
+
+    /// Checks one query: each metric it reads is exported, with the kind its
+    /// suffix implies, and each label it matches is one the metric has.
+    fn check_query(query: &str, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, labels) in selectors(query) {
+            // Prometheus's own series, and the labels every target has.
+            if name == "up" {
+                continue;
+            }
+            let (base, histogram_part) = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .map_or((name.as_str(), false), |base| (base, true));
+            let Some(metric) = all().find(|m| m.name == base) else {
+                problems.push(format!(
+                    "{at}: {name} is not a metric txflow exports ({query})"
+                ));
+                continue;
+            };
+            if histogram_part != (metric.kind == Kind::Histogram) {
+                problems.push(format!(
+                    "{at}: {name}: {base} is a {}",
+                    metric.kind.as_str()
+                ));
+            }
+            for label in labels {
+                let known = metric.labels.contains(&label.as_str())
+                    || ["job", "instance", "dag", "file"].contains(&label.as_str())
+                    || (label == "le" && histogram_part);
+                if !known {
+                    problems.push(format!("{at}: {name} has no label {label} ({query})"));
+                }
+            }
+        }
+        problems
+    }
+
+    #[test]
+    fn every_dashboard_query_reads_metrics_txflow_exports() {
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../deploy/observability/grafana/txflow.json"
+        ))
+        .expect("the dashboard is JSON");
+        let mut problems = Vec::new();
+        let mut queries = 0;
+        let panels = dashboard["panels"].as_array().expect("panels");
+        for panel in panels {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().expect("a PromQL query");
+                let at = format!("panel {:?}", panel["title"].as_str().unwrap_or_default());
+                problems.extend(check_query(expr, &at));
+                queries += 1;
+            }
+        }
+        assert!(queries >= 30, "{queries} queries");
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn every_alert_rule_reads_metrics_txflow_exports() {
+        let rules: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../../../deploy/observability/alerts.yml"))
+                .expect("the rules are YAML");
+        let mut problems = Vec::new();
+        let mut alerts = 0;
+        for group in rules["groups"].as_sequence().expect("groups") {
+            for rule in group["rules"].as_sequence().expect("rules") {
+                let name = rule["alert"].as_str().expect("an alert name");
+                let expr = rule["expr"].as_str().expect("an expression");
+                problems.extend(check_query(expr, name));
+                alerts += 1;
+            }
+        }
+        assert!(alerts >= 7, "{alerts} alerts");
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_query_check_finds_unknown_metrics_labels_and_kinds() {
+        assert!(
+            check_query("sum(rate(txflow_stream_records_consumed_total[5m]))", "ok").is_empty()
+        );
+        let problems = [
+            "rate(txflow_no_such_total[5m])",
+            "txflow_sink_store_up{colour=\"red\"}",
+            "rate(txflow_consumer_lag_bucket[5m])",
+        ]
+        .map(|q| check_query(q, "bad"));
+        assert!(problems.iter().all(|p| p.len() == 1), "{problems:#?}");
     }
 }

@@ -91,7 +91,9 @@ pub const SECONDS: &[f64] = &[
 ];
 
 /// Counts of records per batch or request.
-pub const SIZES: &[f64] = &[1.0, 10.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0, 100_000.0];
+pub const SIZES: &[f64] = &[
+    1.0, 10.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0, 100_000.0,
+];
 
 /// Bytes: 1 KiB to 256 MiB, by powers of four.
 pub const BYTES: &[f64] = &[

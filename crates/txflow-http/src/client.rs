@@ -127,7 +127,11 @@ pub mod metric {
             &["outcome"],
             "Time of one request to the classification service, by outcome",
         ),
-        Metric::counter(RETRIES, &[], "Requests sent again after a retriable failure"),
+        Metric::counter(
+            RETRIES,
+            &[],
+            "Requests sent again after a retriable failure",
+        ),
         Metric::gauge(
             CIRCUIT,
             &[],

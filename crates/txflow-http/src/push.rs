@@ -110,7 +110,11 @@ fn segment_pair(name: &str, value: &str) -> [String; 2] {
     if value.is_empty() || value.contains('/') {
         let encoded = base64::engine::general_purpose::URL_SAFE.encode(value);
         // An empty value is `=` in this form (base64 of nothing is empty).
-        let encoded = if encoded.is_empty() { "=".to_owned() } else { encoded };
+        let encoded = if encoded.is_empty() {
+            "=".to_owned()
+        } else {
+            encoded
+        };
         [format!("{name}@base64"), encoded]
     } else {
         [name.to_owned(), value.to_owned()]
@@ -144,9 +148,10 @@ mod tests {
 
     #[test]
     fn a_bad_label_or_url_is_refused_with_the_input() {
-        let e = Pushgateway::new("http://h:9091", "j", &labels(&[("job", "x")])).unwrap_err();
+        let e = Pushgateway::new("http://h:9091", "j", &labels(&[("job", "x")]))
+            .expect_err("job is reserved");
         assert!(e.to_string().contains("\"job\""), "{e}");
-        let e = Pushgateway::new("ftp://h", "j", &[]).unwrap_err();
+        let e = Pushgateway::new("ftp://h", "j", &[]).expect_err("not HTTP");
         assert!(e.to_string().contains("ftp://h"), "{e}");
     }
 }

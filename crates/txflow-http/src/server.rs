@@ -116,10 +116,16 @@ pub fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets(txflow_core::metric::SECONDS)
                 .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Suffix("_size".into()), txflow_core::metric::SIZES)
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_size".into()),
+                        txflow_core::metric::SIZES,
+                    )
                 })
                 .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), txflow_core::metric::BYTES)
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_bytes".into()),
+                        txflow_core::metric::BYTES,
+                    )
                 });
             let recorder = match builder {
                 Ok(builder) => builder.build_recorder(),
@@ -152,11 +158,7 @@ pub mod metric {
             &["route", "status"],
             "HTTP requests answered by the service, by route and status code",
         ),
-        Metric::histogram(
-            LATENCY,
-            &["route"],
-            "Time to answer one request, by route",
-        ),
+        Metric::histogram(LATENCY, &["route"], "Time to answer one request, by route"),
         Metric::histogram(BATCH_SIZE, &[], "Transactions per /predict request"),
         Metric::counter(
             PREDICTIONS,

@@ -14,6 +14,8 @@ environment variable of the same meaning):
                                    / DATABASE_URL            postgres://... (default: sqlite://txflow.db)
   Variable txflow_bin              / TXFLOW_BIN              the txflow binary (default: txflow on PATH)
   Variable txflow_max_error_rate   / TXFLOW_MAX_ERROR_RATE   e.g. 0.01 (default: no limit)
+  Variable txflow_pushgateway      / TXFLOW_PUSHGATEWAY      http://host:9091: each file's run pushes
+                                   its metrics, grouped by dag=<dag id> and file=<file> (default: none)
 
 S3 endpoint and credentials come from the usual AWS_* environment variables of
 the worker. Read when the DAG is parsed, from the environment only:
@@ -120,6 +122,13 @@ def txflow_batch():
         max_rate = _setting("txflow_max_error_rate", "TXFLOW_MAX_ERROR_RATE")
         if max_rate:
             args += ["--max-error-rate", max_rate]
+        gateway = _setting("txflow_pushgateway", "TXFLOW_PUSHGATEWAY")
+        if gateway:
+            # One group per DAG and file: mapped tasks do not overwrite each
+            # other, and each file keeps its last success time.
+            dag_id = context["dag"].dag_id
+            args += ["--pushgateway", gateway,
+                     "--pushgateway-label", f"dag={dag_id}", "--pushgateway-label", f"file={file}"]
         result = _txflow(*args, run_id=run_id)
         if result.returncode == EXIT_ERROR_RATE:
             raise AirflowFailException(f"{file}: more invalid rows than the error budget allows")

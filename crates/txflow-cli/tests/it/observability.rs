@@ -52,7 +52,11 @@ async fn a_batch_run_pushes_its_metrics_and_a_failed_run_keeps_the_last_success_
 
     push(file, &[]).assert_code(0);
     let ours = format!("file=\"in/{group}.csv\"");
-    let labels = [ours.as_str(), "job=\"txflow_batch\"", "dag=\"txflow_batch\""];
+    let labels = [
+        ours.as_str(),
+        "job=\"txflow_batch\"",
+        "dag=\"txflow_batch\"",
+    ];
     let pushed = scrape_checked(&format!("{gateway}/metrics")).await;
     let value = |name: &str, more: &[&str]| {
         let all: Vec<&str> = labels.iter().chain(more).copied().collect();
@@ -96,7 +100,10 @@ async fn a_batch_run_pushes_its_metrics_and_a_failed_run_keeps_the_last_success_
         sample(&pushed, name, &all)
     };
     assert_eq!(
-        value("txflow_batch_run_status", &["status=\"error_rate_exceeded\""]),
+        value(
+            "txflow_batch_run_status",
+            &["status=\"error_rate_exceeded\""]
+        ),
         Some(1.0),
         "{pushed}"
     );

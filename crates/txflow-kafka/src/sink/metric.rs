@@ -21,11 +21,7 @@ pub const ALL: &[Metric] = &[
         &["sink"],
         "Events the store acknowledged (a replay counts again: writes are idempotent)",
     ),
-    Metric::counter(
-        BATCHES,
-        &["sink"],
-        "Partition batches written to the store",
-    ),
+    Metric::counter(BATCHES, &["sink"], "Partition batches written to the store"),
     Metric::counter(BYTES, &["sink"], "Bytes of event values read"),
     Metric::counter(
         ERRORS,
