@@ -280,7 +280,7 @@ impl CircuitBreaker {
     }
 
     /// A call failed in a way worth retrying (the service is unwell).
-    /// Returns the new state if it changed.
+    /// Returns the state it left, if it changed (as every transition does).
     pub fn on_failure(&mut self, now: Instant) -> Option<CircuitState> {
         self.failures = self.failures.saturating_add(1);
         let open = match self.state {
@@ -298,7 +298,7 @@ impl CircuitBreaker {
         self.state = CircuitState::Open;
         self.opened_at = Some(now);
         self.probe_in_flight = false;
-        (before != CircuitState::Open).then_some(CircuitState::Open)
+        (before != CircuitState::Open).then_some(before)
     }
 }
 
@@ -415,7 +415,8 @@ mod tests {
         let mut cb = CircuitBreaker::new(3, Duration::from_secs(1));
         assert_eq!(cb.on_failure(t0), None);
         assert_eq!(cb.on_failure(t0), None);
-        assert_eq!(cb.on_failure(t0), Some(CircuitState::Open));
+        assert_eq!(cb.on_failure(t0), Some(CircuitState::Closed));
+        assert_eq!(cb.state(), CircuitState::Open);
         assert_eq!(cb.admit(t0), Admission::Wait(Duration::from_secs(1)));
         let later = t0 + Duration::from_millis(1500);
         assert_eq!(cb.admit(later), Admission::Proceed);
@@ -434,7 +435,8 @@ mod tests {
         cb.on_failure(t0);
         let t1 = t0 + Duration::from_secs(2);
         assert_eq!(cb.admit(t1), Admission::Proceed);
-        assert_eq!(cb.on_failure(t1), Some(CircuitState::Open));
+        assert_eq!(cb.on_failure(t1), Some(CircuitState::HalfOpen));
+        assert_eq!(cb.state(), CircuitState::Open);
         assert_eq!(cb.admit(t1), Admission::Wait(Duration::from_secs(1)));
     }
 

@@ -112,7 +112,7 @@ impl Topics {
         Producer { child, log }
     }
 
-    fn produce(&self, count: u64) {
+    pub fn produce(&self, count: u64) {
         let mut args: Vec<String> = ["produce", "--flat", "--count", &count.to_string()]
             .map(String::from)
             .to_vec();
@@ -200,7 +200,13 @@ pub struct Member {
 }
 
 impl Member {
-    fn start(topics: &Topics, db: &Database, group: &str, member: &str, extra: &[&str]) -> Member {
+    pub fn start(
+        topics: &Topics,
+        db: &Database,
+        group: &str,
+        member: &str,
+        extra: &[&str],
+    ) -> Member {
         Member::start_on(topics, &db.url, group, Some(member), extra)
     }
 
@@ -309,7 +315,7 @@ impl Drop for Member {
     }
 }
 
-async fn wait_for(db: &Database, table: &str, n: i64, within: Duration) {
+pub async fn wait_for(db: &Database, table: &str, n: i64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let count = db.count(table, "").await;
