@@ -48,6 +48,7 @@ enum Command {
     Runs(cmd::runs::Args),
     Serve(cmd::serve::Args),
     Sink(cmd::sink::Args),
+    Top(cmd::top::Args),
     Topics(cmd::topics::Args),
 }
 
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
             Command::Runs(args) => cmd::runs::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Sink(args) => cmd::sink::run(args).await,
+            Command::Top(args) => cmd::top::run(args).await,
             Command::Topics(args) => cmd::topics::run(args).await,
         }
     });

@@ -9,4 +9,5 @@ pub mod produce;
 pub mod runs;
 pub mod serve;
 pub mod sink;
+pub mod top;
 pub mod topics;

@@ -298,7 +298,7 @@ async fn a_real_prometheus_answers_the_dashboard_queries_and_fires_the_circuit_a
     .await;
 
     // A stream: the dashboard's throughput, lag and latency queries answer.
-    let producer = topics.producer(6_000, 1_000);
+    let producer = topics.producer(12_000, 1_000);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut missing: Vec<String>;
     loop {
@@ -336,8 +336,30 @@ async fn a_real_prometheus_answers_the_dashboard_queries_and_fires_the_circuit_a
             .all(|(labels, _)| labels["partition"].is_string()),
         "{lag:?}"
     );
+    // `txflow top` shows the member at work, and an endpoint that is not
+    // there as such.
+    let nobody = format!("127.0.0.1:{}", crate::servers::free_port());
+    let top = txflow(&std::env::temp_dir(), &["top", "--once", &metrics, &nobody]);
+    top.assert_code(0);
+    let row = |address: &str| -> Vec<String> {
+        top.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("http://{address}/metrics")))
+            .unwrap_or_else(|| panic!("no line for {address} in\n{}", top.stdout))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let member_row = row(&metrics);
+    assert_eq!(member_row[1], "consume", "{}", top.stdout);
+    let records_in: f64 = member_row[2].parse().expect("records/s in");
+    assert!(records_in > 0.0, "{}", top.stdout);
+    assert_eq!(member_row[6], "closed", "{}", top.stdout);
+    assert!(top.stdout.contains("LAG BY PARTITION"), "{}", top.stdout);
+    assert_eq!(row(&nobody)[1], "unreachable:", "{}", top.stdout);
+
     producer.wait();
-    wait_for(&db, "predictions", 6_000, Duration::from_secs(60)).await;
+    wait_for(&db, "predictions", 12_000, Duration::from_secs(60)).await;
     assert!(
         prometheus
             .alert_states("TxflowClassifierCircuitOpen")
