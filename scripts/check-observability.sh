@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/observability (run by scripts/test.sh):
-# - the alert rules load and pass their unit tests (promtool test rules);
+# - the example Prometheus configuration loads, and the alert rules load
+#   and pass their unit tests (promtool test rules);
 # - the Grafana dashboard decodes with the Grafana foundation SDK for the
 #   Grafana version we target (no Grafana server can run here), installed
 #   once into ~/.cache/txflow/grafana-venv.
@@ -13,7 +14,8 @@ CACHE=${TXFLOW_CACHE:-$HOME/.cache/txflow}
 # The SDK build generated for Grafana 11.6 (a plain install picks another).
 SDK='grafana-foundation-sdk==1769699379!11.6.0'
 
-echo "== promtool check rules / test rules (deploy/observability)"
+echo "== promtool check config / rules / test rules (deploy/observability)"
+promtool check config deploy/observability/prometheus.yml
 promtool check rules deploy/observability/alerts.yml
 promtool test rules deploy/observability/alerts_test.yml
 
