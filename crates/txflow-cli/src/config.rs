@@ -34,7 +34,7 @@ use toml::{Table, Value};
 pub const ENV: &str = "TXFLOW_CONFIG";
 
 /// Global flags that take a value: the command line's subcommand comes after them.
-const GLOBAL_WITH_VALUE: [&str; 2] = ["--config", "--log-format"];
+const GLOBAL_WITH_VALUE: [&str; 3] = ["--config", "--log-format", "--otlp-endpoint"];
 
 /// The command line with the file's settings added as flags where neither a
 /// flag nor an environment variable gives them. Without a file, `args` as is.

@@ -31,6 +31,11 @@ struct Cli {
     #[arg(long, global = true, env = config::ENV, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
 
+    /// Export traces over OTLP/HTTP to this collector (http://host:4318);
+    /// the standard OTEL_EXPORTER_OTLP_* variables work too. Off by default.
+    #[arg(long, global = true, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +57,25 @@ enum Command {
     Topics(cmd::topics::Args),
 }
 
+impl Command {
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Batch(_) => "batch",
+            Command::Consume(_) => "consume",
+            Command::Generate(_) => "generate",
+            Command::List(_) => "list",
+            Command::Migrate(_) => "migrate",
+            Command::Produce(_) => "produce",
+            Command::Runs(_) => "runs",
+            Command::Serve(_) => "serve",
+            Command::Sink(_) => "sink",
+            Command::Top(_) => "top",
+            Command::Topics(_) => "topics",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = match config::apply(std::env::args_os().collect(), &Cli::command()) {
         Ok(args) => args,
@@ -61,7 +85,14 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(args);
-    telemetry::init(cli.log_format);
+    let service = format!("txflow-{}", cli.command.name());
+    let _traces = match telemetry::init(cli.log_format, &service, cli.otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     catalogue::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -348,6 +348,10 @@ impl HttpClassifier {
         if let Some(token) = &self.config.token {
             request = request.bearer_auth(token.expose());
         }
+        // The service continues the caller's trace (traces on only).
+        if let Some(traceparent) = txflow_trace::traceparent(&tracing::Span::current()) {
+            request = request.header(txflow_trace::HEADER, traceparent);
+        }
         let response = request.send().await;
         let response = match response {
             Ok(r) => r,

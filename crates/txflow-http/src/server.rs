@@ -12,7 +12,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -313,9 +313,14 @@ pub struct ApiDoc;
         (status = 422, description = "A malformed request: every problem, by item and field", body = ErrorBody),
     )
 )]
-async fn predict(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn predict(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let response = classify(&state.config, &body);
+    // A caller's trace context makes this request part of its trace.
+    let parent = headers
+        .get(txflow_trace::HEADER)
+        .map(axum::http::HeaderValue::as_bytes);
+    let span = txflow_trace::span("txflow.predict", "server", parent);
+    let response = span.in_scope(|| classify(&state.config, &body));
     let status = response.status();
     metrics::counter!(metric::REQUESTS, "route" => "/predict", "status" => status.as_str().to_owned())
         .increment(1);

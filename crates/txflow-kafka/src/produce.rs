@@ -77,7 +77,7 @@ impl EventProducer {
     pub fn send(&self, tx: &Transaction) -> Result<DeliveryFuture> {
         let key = tx.id().to_string();
         let value = event::encode(tx);
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "content-type",
                 value: Some(event::CONTENT_TYPE),
@@ -86,6 +86,16 @@ impl EventProducer {
                 key: "schema-version",
                 value: Some(event::SCHEMA_VERSION),
             });
+        // With traces on, each event starts a trace that its consumers,
+        // the classification service and the sinks continue.
+        let span = txflow_trace::span("txflow.produce", "producer", None);
+        let traceparent = txflow_trace::traceparent(&span);
+        if let Some(value) = &traceparent {
+            headers = headers.insert(Header {
+                key: txflow_trace::HEADER,
+                value: Some(value.as_str()),
+            });
+        }
         let record = || {
             FutureRecord::to(&self.topic)
                 .key(&key)

@@ -15,7 +15,7 @@ use crate::servers::free_port;
 use crate::stream::{Member, Topics};
 
 /// A `txflow sink URL` process on the test's topics.
-fn sink(topics: &Topics, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Member {
+pub fn sink(topics: &Topics, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Member {
     let mut args = vec!["sink".to_owned(), url.to_owned()];
     args.extend(topics.flags());
     args.extend(extra.iter().map(|a| (*a).to_owned()));

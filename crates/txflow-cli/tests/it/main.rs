@@ -15,6 +15,7 @@ mod sink_contract;
 mod stream;
 mod survival;
 mod tls;
+mod traces;
 
 use harness::{Bucket, Database, reference_file, txflow};
 use txflow_core::{Category, ReferenceModel, TransactionId};

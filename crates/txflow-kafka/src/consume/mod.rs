@@ -25,7 +25,7 @@
 
 pub(crate) mod membership;
 pub mod metric;
-mod partition;
+pub(crate) mod partition;
 pub(crate) mod poll;
 pub(crate) mod publish;
 pub(crate) mod rebalance;
@@ -382,7 +382,7 @@ impl<C: Classifier> Member<'_, C> {
             }),
         };
         self.publisher
-            .publish(&batch, &prepared.dead, topic, partition)
+            .publish(&batch, &prepared.dead, &prepared.traces, topic, partition)
             .await?;
         stage_done("publish", started);
         self.published.predictions_published += batch.predictions.len() as u64;

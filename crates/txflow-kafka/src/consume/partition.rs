@@ -2,7 +2,8 @@
 //! core's rules, UUID ids required) and classified; what fails becomes a
 //! rejected record and a dead letter.
 
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use tracing::Instrument;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
     Classifier, Position, Prediction, RejectedRecord, Rule, Transaction, Unclassified, Validator,
@@ -24,6 +25,52 @@ pub(super) struct Prepared<'m> {
     pub dead: Vec<DeadLetter<'m>>,
     /// Kafka timestamps (ms) of the valid records, for end-to-end latency.
     pub timestamps: Vec<i64>,
+    /// With traces on: the span of each traced record (ended when this is
+    /// dropped, after publishing), by offset.
+    pub traces: Traces,
+}
+
+/// The spans of a partition's traced records, by offset.
+#[derive(Debug, Default)]
+pub(crate) struct Traces(Vec<(i64, tracing::Span)>);
+
+impl Traces {
+    /// A `txflow.<stage>` span for each record that carries a trace context.
+    pub(crate) fn of(stage: &'static str, messages: &[OwnedMessage]) -> Traces {
+        if !txflow_trace::enabled() {
+            return Traces::default();
+        }
+        Traces(
+            messages
+                .iter()
+                .filter_map(|m| {
+                    let parent = m
+                        .headers()?
+                        .iter()
+                        .find(|h| h.key == txflow_trace::HEADER)?
+                        .value?;
+                    Some((
+                        m.offset(),
+                        txflow_trace::span(stage, "consumer", Some(parent)),
+                    ))
+                })
+                .collect(),
+        )
+    }
+
+    /// The `traceparent` to send on with what record `offset` became.
+    pub(crate) fn traceparent(&self, offset: i64) -> Option<String> {
+        let i = self.0.binary_search_by_key(&offset, |(o, _)| *o).ok()?;
+        txflow_trace::traceparent(&self.0[i].1)
+    }
+
+    /// The span that work done for several records at once (a request to
+    /// the classification service) belongs to: the first traced record's.
+    pub(crate) fn first(&self) -> tracing::Span {
+        self.0
+            .first()
+            .map_or_else(tracing::Span::none, |(_, s)| s.clone())
+    }
 }
 
 /// Decodes, validates and classifies `messages` (one partition's, in
@@ -33,6 +80,7 @@ pub(super) async fn prepare<'m, C: Classifier>(
     location: &str,
     messages: &'m [OwnedMessage],
 ) -> Result<Prepared<'m>> {
+    let traces = Traces::of("txflow.consume", messages);
     let validator = Validator::new(location.into(), DecimalMark::Point).requiring_uuid_ids();
     let mut transactions = Vec::with_capacity(messages.len());
     let mut positions = Vec::with_capacity(messages.len());
@@ -82,8 +130,13 @@ pub(super) async fn prepare<'m, C: Classifier>(
             }
         }
     }
+    // The request to the classifier is a child of the first traced record.
+    let classifying = traces
+        .first()
+        .in_scope(|| txflow_trace::span("txflow.classify", "internal", None));
     let (predictions, unclassified) =
         pipeline::classify(classifier, &transactions, &positions, location)
+            .instrument(classifying)
             .await
             .map_err(|source| Error::Pipeline {
                 location: location.to_owned(),
@@ -118,5 +171,6 @@ pub(super) async fn prepare<'m, C: Classifier>(
         rejected,
         dead,
         timestamps,
+        traces,
     })
 }

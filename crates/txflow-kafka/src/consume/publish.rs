@@ -11,6 +11,7 @@ use txflow_core::Batch;
 
 use super::membership::idempotent_producer;
 use super::metric;
+use super::partition::Traces;
 use crate::client::Connection;
 use crate::error::{Error, Result};
 use crate::prediction;
@@ -58,13 +59,17 @@ impl Publisher<'_> {
         &mut self,
         batch: &Batch,
         dead: &[DeadLetter<'_>],
+        traces: &Traces,
         topic: &str,
         partition: i32,
     ) -> Result<()> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.publish_once(batch, dead, topic, partition).await {
+            match self
+                .publish_once(batch, dead, traces, topic, partition)
+                .await
+            {
                 Err(e) if is_fatal(&e) => self.renew(&e, attempt).await?,
                 outcome => return outcome,
             }
@@ -89,6 +94,7 @@ impl Publisher<'_> {
         &self,
         batch: &Batch,
         dead: &[DeadLetter<'_>],
+        traces: &Traces,
         topic: &str,
         partition: i32,
     ) -> Result<()> {
@@ -100,10 +106,19 @@ impl Publisher<'_> {
             let key = tx.id().to_string();
             let value =
                 prediction::encode_parts(tx, p, predicted_at, &batch.lineage, Some(position));
+            // The sinks continue the record's trace.
+            let mut headers = prediction::headers();
+            let traceparent = traces.traceparent(position.offset as i64);
+            if let Some(value) = &traceparent {
+                headers = headers.insert(Header {
+                    key: txflow_trace::HEADER,
+                    value: Some(value.as_str()),
+                });
+            }
             let record = FutureRecord::to(self.predictions_topic)
                 .key(key.as_bytes())
                 .payload(value.as_bytes())
-                .headers(prediction::headers());
+                .headers(headers);
             deliveries.push((self.predictions_topic, self.enqueue(record)?));
         }
         self.enqueue_dead(dead, topic, partition, location, &mut deliveries)?;

@@ -36,6 +36,7 @@ use txflow_core::{Connector, ConnectorError, Resume, SinkRecord};
 
 use crate::client::Connection;
 use crate::consume::membership::{Joining, idempotent_producer};
+use crate::consume::partition::Traces;
 use crate::consume::poll::Event;
 use crate::consume::publish::{DeadLetter, Publisher};
 use crate::consume::rebalance::{Context, OffsetLoader};
@@ -307,8 +308,12 @@ impl Member<'_> {
         }
         metrics::counter!(metric::READ, "sink" => kind).increment(messages.len() as u64);
         metrics::counter!(metric::BYTES, "sink" => kind).increment(bytes);
+        // With traces on, each traced event's span lasts until the store
+        // has it.
+        let traces = Traces::of("txflow.sink", messages);
         let started = Instant::now();
         let refused = self.write_waiting(topic, partition, &records).await?;
+        drop(traces);
         if self.abort_after.is_some_and(|n| self.done.batches + 1 >= n) {
             tracing::error!(
                 failpoint = FAILPOINT_ABORT_AFTER_WRITES,

@@ -11,6 +11,7 @@ use txflow_core::Secret;
 use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
+use tracing::Instrument;
 use txflow_core::pipeline::BatchPipeline;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
@@ -265,10 +266,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             tracing::warn!(file = %url, "empty file: no header, no rows");
         }
         let before = counts;
+        // With traces on, a file is a trace; its requests to a
+        // classification service are part of it.
+        let traced = txflow_trace::span("txflow.batch.file", "internal", None);
         let outcome = pipeline
             .run_source(&mut source, &mut rejects, &mut counts, &mut |c, bytes| {
                 progress.update(c, bytes)
             })
+            .instrument(traced)
             .await;
         progress.file_done(input.size);
         let file_error = match &outcome {
