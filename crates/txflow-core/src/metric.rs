@@ -38,17 +38,26 @@ pub struct Metric {
 }
 
 impl Metric {
-    pub const fn counter(
+    const fn new(
+        kind: Kind,
         name: &'static str,
         labels: &'static [&'static str],
         help: &'static str,
     ) -> Metric {
         Metric {
             name,
-            kind: Kind::Counter,
+            kind,
             labels,
             help,
         }
+    }
+
+    pub const fn counter(
+        name: &'static str,
+        labels: &'static [&'static str],
+        help: &'static str,
+    ) -> Metric {
+        Metric::new(Kind::Counter, name, labels, help)
     }
 
     pub const fn gauge(
@@ -56,12 +65,7 @@ impl Metric {
         labels: &'static [&'static str],
         help: &'static str,
     ) -> Metric {
-        Metric {
-            name,
-            kind: Kind::Gauge,
-            labels,
-            help,
-        }
+        Metric::new(Kind::Gauge, name, labels, help)
     }
 
     pub const fn histogram(
@@ -69,12 +73,7 @@ impl Metric {
         labels: &'static [&'static str],
         help: &'static str,
     ) -> Metric {
-        Metric {
-            name,
-            kind: Kind::Histogram,
-            labels,
-            help,
-        }
+        Metric::new(Kind::Histogram, name, labels, help)
     }
 
     /// The histogram's bucket bounds, from the unit its name ends with.

@@ -24,6 +24,12 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .map(|(_, value)| value.parse().expect("a number"))
 }
 
+/// [`sample`] of one pushed group (`group`'s labels) with `more` labels.
+fn group_sample(text: &str, group: &[&str], name: &str, more: &[&str]) -> Option<f64> {
+    let all: Vec<&str> = group.iter().chain(more).copied().collect();
+    sample(text, name, &all)
+}
+
 #[tokio::test]
 async fn a_batch_run_pushes_its_metrics_and_a_failed_run_keeps_the_last_success_time() {
     let gateway = harness_var("TXFLOW_TEST_PUSHGATEWAY_URL");
@@ -62,10 +68,7 @@ async fn a_batch_run_pushes_its_metrics_and_a_failed_run_keeps_the_last_success_
         "dag=\"txflow_batch\"",
     ];
     let pushed = scrape_checked(&format!("{gateway}/metrics")).await;
-    let value = |name: &str, more: &[&str]| {
-        let all: Vec<&str> = labels.iter().chain(more).copied().collect();
-        sample(&pushed, name, &all)
-    };
+    let value = |name: &str, more: &[&str]| group_sample(&pushed, &labels, name, more);
     assert_eq!(
         value("txflow_batch_rows_total", &["outcome=\"written\""]),
         Some(10_000.0),
@@ -99,10 +102,7 @@ async fn a_batch_run_pushes_its_metrics_and_a_failed_run_keeps_the_last_success_
     std::fs::write(&mixed, crate::MIXED).expect("writing the file");
     push(mixed.to_str().expect("UTF-8"), &["--max-error-rate", "0"]).assert_code(3);
     let pushed = scrape_checked(&format!("{gateway}/metrics")).await;
-    let value = |name: &str, more: &[&str]| {
-        let all: Vec<&str> = labels.iter().chain(more).copied().collect();
-        sample(&pushed, name, &all)
-    };
+    let value = |name: &str, more: &[&str]| group_sample(&pushed, &labels, name, more);
     assert_eq!(
         value(
             "txflow_batch_run_status",
