@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of the streaming pipeline, in one run, on the harness's Tansu
 # (memory storage) and PostgreSQL (fsync on):
-#   1. the broker's ceiling: a plain rdkafka consumer reading ROWS records;
+#   1. the broker's ceiling: a plain rdkafka consumer reading ROWS records,
+#      with librdkafka's defaults and with the members' fetch settings
+#      (fetch.wait.max.ms=20, queued.max.messages.kbytes=16384): the ratio
+#      is against the faster of the two;
 #   2. `txflow consume` draining the same pre-filled topic into PostgreSQL;
 #   3. end-to-end latency at the original producers' rates (the seed
 #      profile, SECONDS long): event time to database commit, p50 and p99.
@@ -36,8 +39,10 @@ topics="--transactions-topic drain-tx --predictions-topic drain-pred --dead-lett
 # shellcheck disable=SC2086
 "$txflow" produce --flat --count "$rows" $topics 2>/dev/null | sed 's/^/produce: /'
 
-echo "== 1. plain rdkafka consumer"
-"$plain" "$TXFLOW_KAFKA_BROKERS" drain-tx "$rows" | tee "$work/plain.txt"
+echo "== 1. plain rdkafka consumer (librdkafka defaults, then the members' fetch settings)"
+"$plain" "$TXFLOW_KAFKA_BROKERS" drain-tx "$rows" | tee "$work/plain-defaults.txt"
+"$plain" "$TXFLOW_KAFKA_BROKERS" drain-tx "$rows" fetch.wait.max.ms=20 \
+  queued.max.messages.kbytes=16384 | tee "$work/plain-fetch.txt"
 
 echo "== 2. txflow consume into PostgreSQL (max batch 5000)"
 psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_drain"
@@ -58,13 +63,16 @@ rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 kill -TERM "$pid"
 wait "$pid" || true
 written=$(psql -At "$base/bench_drain" -c 'SELECT count(*) FROM transactions')
-python3 - "$work/plain.txt" "$rows" "$start" "$end" "$written" "$rss" <<'PY'
+python3 - "$work/plain-defaults.txt" "$work/plain-fetch.txt" "$rows" "$start" "$end" "$written" "$rss" <<'PY'
 import re, sys
-plain = float(re.search(r"in ([\d.]+) s", open(sys.argv[1]).read()).group(1))
-rows, start, end, written, rss = (int(x) for x in sys.argv[2:])
+took = lambda f: float(re.search(r"in ([\d.]+) s", open(f).read()).group(1))
+defaults, fetch = took(sys.argv[1]), took(sys.argv[2])
+plain = min(defaults, fetch)
+rows, start, end, written, rss = (int(x) for x in sys.argv[3:])
 secs = (end - start) / 1000
 assert written == rows, f"{written} rows written, {rows} expected"
-print(f"plain consumer : {rows / plain:>10,.0f} records/s ({plain:.2f} s)")
+print(f"plain consumer : {rows / defaults:>10,.0f} records/s ({defaults:.2f} s), librdkafka defaults")
+print(f"plain consumer : {rows / fetch:>10,.0f} records/s ({fetch:.2f} s), the members' fetch settings")
 print(f"txflow consume : {rows / secs:>10,.0f} records/s ({secs:.2f} s, start-up included), peak RSS {rss / 1024:.0f} MiB")
 print(f"ratio          : {(rows / secs) / (rows / plain):.2f}")
 PY
