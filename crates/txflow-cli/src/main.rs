@@ -46,6 +46,7 @@ struct Cli {
 enum Command {
     Batch(cmd::batch::Args),
     Consume(cmd::consume::Args),
+    Dlq(cmd::dlq::Args),
     Generate(cmd::generate::Args),
     List(cmd::list::Args),
     Migrate(cmd::migrate::Args),
@@ -63,6 +64,7 @@ impl Command {
         match self {
             Command::Batch(_) => "batch",
             Command::Consume(_) => "consume",
+            Command::Dlq(_) => "dlq",
             Command::Generate(_) => "generate",
             Command::List(_) => "list",
             Command::Migrate(_) => "migrate",
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Batch(args) => cmd::batch::run(args).await,
             Command::Consume(args) => cmd::consume::run(args).await,
+            Command::Dlq(args) => cmd::dlq::run(args).await,
             Command::Generate(args) => cmd::generate::run(args).await,
             Command::List(args) => cmd::list::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,

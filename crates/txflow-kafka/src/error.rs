@@ -26,6 +26,8 @@ pub enum Error {
         /// librdkafka's last error, e.g. why a TLS handshake failed.
         said: String,
     },
+    #[error("dead letter {letter}: {reason}")]
+    Letter { letter: String, reason: String },
     #[error("Kafka client setting {key:?}: {reason}")]
     Setting { key: String, reason: String },
     #[error("creating topic {topic:?}: {code}{hint}")]

@@ -16,9 +16,11 @@
 //!   (`txflow produce`).
 //! - [`consume`]: a consumer group member, exactly once into the database
 //!   (`txflow consume`).
+//! - [`dlq`]: the dead-letter topic read and replayed (`txflow dlq`).
 
 pub mod client;
 pub mod consume;
+pub mod dlq;
 pub mod error;
 pub mod event;
 pub mod prediction;

@@ -8,6 +8,7 @@
 //!   NOTHING` into the real ones, so a rerun adds nothing.
 //! - [`Target`]: the database URL with libpq's `sslmode`/`sslrootcert`;
 //!   every connection is made through it (TLS by rustls).
+//! - `replays`: the `replays` table of `txflow dlq replay`.
 //! - `session`: the one connection, re-established when the server goes
 //!   away; calls wait out an outage (the core's `OutagePolicy`) and
 //!   [`Health`] tells `/health` meanwhile.
@@ -18,6 +19,7 @@ mod error;
 pub mod metric;
 mod migrate;
 mod numeric;
+mod replays;
 mod session;
 mod sink;
 mod target;
@@ -25,6 +27,7 @@ mod target;
 pub use connector::PostgresConnector;
 pub use error::{Error, Result};
 pub use migrate::{MIGRATIONS, migrate};
+pub use replays::{Replay, ReplayRow};
 pub use session::Health;
 pub use sink::PostgresSink;
 pub use target::{SslMode, Target};

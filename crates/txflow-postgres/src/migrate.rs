@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "predictions_without_foreign_key",
         include_str!("../migrations/0005_predictions_without_foreign_key.sql"),
     ),
+    (6, "replays", include_str!("../migrations/0006_replays.sql")),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

@@ -77,7 +77,7 @@ impl PostgresSink {
         Ok(self)
     }
 
-    fn session(&self) -> &Session {
+    pub(crate) fn session(&self) -> &Session {
         &self.sessions[0]
     }
 

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod consume;
+pub mod dlq;
 pub mod generate;
 pub mod list;
 pub mod migrate;

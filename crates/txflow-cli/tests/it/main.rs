@@ -3,6 +3,7 @@
 
 mod batch_outages;
 mod connectors;
+mod dlq;
 mod harness;
 mod kafka_settings;
 mod observability;

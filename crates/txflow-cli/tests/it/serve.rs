@@ -24,7 +24,15 @@ impl Serve {
 
     /// With `extra` flags (tokens, TLS); ready once its port accepts.
     pub async fn start_with(extra: &[&str]) -> Serve {
-        let port = free_port();
+        Serve::start_on_with(free_port(), extra).await
+    }
+
+    /// On `port` (a service restarted at the address its clients know).
+    pub async fn start_on(port: u16) -> Serve {
+        Serve::start_on_with(port, &[]).await
+    }
+
+    async fn start_on_with(port: u16, extra: &[&str]) -> Serve {
         let child = Command::new(env!("CARGO_BIN_EXE_txflow"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)

@@ -36,8 +36,8 @@ impl Producer {
 
 /// Three topics of a test's own, created with `txflow topics create`.
 pub struct Topics {
-    brokers: String,
-    transactions: String,
+    pub brokers: String,
+    pub transactions: String,
     pub predictions: String,
     pub dead_letters: String,
 }

@@ -190,13 +190,26 @@ impl Publisher<'_> {
         partition: i32,
         first_failure: &str,
     ) -> OwnedHeaders {
+        // The record's own headers, but not those txflow set on an earlier
+        // failure (a replayed record carries its attempt count and first
+        // failure: they carry on).
         let mut headers = OwnedHeaders::new();
+        let mut attempts = "1";
+        let mut first_failure = first_failure;
         if let Some(original) = d.message.headers() {
             for h in original.iter() {
-                headers = headers.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
+                let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
+                match (h.key, text) {
+                    (dead_letter::ATTEMPTS, Some(n)) => attempts = n,
+                    (dead_letter::FIRST_FAILURE, Some(t)) => first_failure = t,
+                    (key, _) if crate::dlq::is_ours(key) => {}
+                    (key, _) => {
+                        headers = headers.insert(Header {
+                            key,
+                            value: h.value,
+                        });
+                    }
+                }
             }
         }
         let partition = partition.to_string();
@@ -208,7 +221,7 @@ impl Publisher<'_> {
             (dead_letter::SOURCE_TOPIC, topic),
             (dead_letter::SOURCE_PARTITION, &partition),
             (dead_letter::SOURCE_OFFSET, &offset),
-            (dead_letter::ATTEMPTS, "1"),
+            (dead_letter::ATTEMPTS, attempts),
             (dead_letter::FIRST_FAILURE, first_failure),
             (dead_letter::VERSION, self.version),
         ];

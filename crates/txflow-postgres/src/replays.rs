@@ -1,0 +1,102 @@
+//! The `replays` table: what `txflow dlq replay` sent back, and whether the
+//! stream has stored it since.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::sink::PostgresSink;
+
+/// One letter replayed by one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub letter_topic: String,
+    pub letter_partition: i32,
+    pub letter_offset: i64,
+    pub run_id: String,
+    pub source_topic: String,
+    pub transaction_key: Option<String>,
+    pub error_class: String,
+    pub error_rule: String,
+    /// The attempt the replayed record is (2 for a first replay).
+    pub attempt: i32,
+}
+
+/// A row of the table, with what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayRow {
+    pub replay: Replay,
+    pub replayed_at: DateTime<Utc>,
+    /// The transaction (its key, a UUID) is in the database with a
+    /// prediction.
+    pub stored: bool,
+}
+
+impl PostgresSink {
+    /// Records a replay (again for the same letter and run: no change).
+    pub async fn record_replay(&self, r: &Replay) -> Result<()> {
+        self.session()
+            .retrying("recording a replay", |client| async move {
+                client
+                    .execute(
+                        "INSERT INTO replays (letter_topic, letter_partition, letter_offset, run_id,
+                             source_topic, transaction_key, error_class, error_rule, attempt)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT DO NOTHING",
+                        &[
+                            &r.letter_topic,
+                            &r.letter_partition,
+                            &r.letter_offset,
+                            &r.run_id,
+                            &r.source_topic,
+                            &r.transaction_key,
+                            &r.error_class,
+                            &r.error_rule,
+                            &r.attempt,
+                        ],
+                    )
+                    .await
+                    .map_err(Error::query("recording a replay"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Every replay, oldest first, with whether its transaction is stored.
+    pub async fn replays(&self) -> Result<Vec<ReplayRow>> {
+        self.session()
+            .retrying("reading replays", |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT r.letter_topic, r.letter_partition, r.letter_offset, r.run_id,
+                                r.source_topic, r.transaction_key, r.error_class, r.error_rule,
+                                r.attempt, r.replayed_at,
+                                EXISTS (SELECT 1 FROM predictions p
+                                        WHERE p.transaction_id::text = lower(r.transaction_key))
+                         FROM replays r
+                         ORDER BY r.replayed_at, r.letter_topic, r.letter_partition, r.letter_offset",
+                        &[],
+                    )
+                    .await
+                    .map_err(Error::query("reading replays"))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| ReplayRow {
+                        replay: Replay {
+                            letter_topic: r.get(0),
+                            letter_partition: r.get(1),
+                            letter_offset: r.get(2),
+                            run_id: r.get(3),
+                            source_topic: r.get(4),
+                            transaction_key: r.get(5),
+                            error_class: r.get(6),
+                            error_rule: r.get(7),
+                            attempt: r.get(8),
+                        },
+                        replayed_at: r.get(9),
+                        stored: r.get(10),
+                    })
+                    .collect())
+            })
+            .await
+    }
+}
