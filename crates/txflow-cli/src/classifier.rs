@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use txflow_core::{BoxError, Classifier, Outcome, ReferenceModel, Transaction};
+use txflow_core::{BoxError, Classifier, MerchantModel, Outcome, ReferenceModel, Transaction};
 use txflow_http::{ClientConfig, HttpClassifier};
 
 /// The `--classifier*` flags, shared by the commands that classify.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClassifierArgs {
-    /// `reference` (the in-process model) or the URL of a classification
-    /// service, e.g. http://127.0.0.1:8000 (txflow serve, or the original).
+    /// `reference` (the in-process model), `merchant` (the in-process
+    /// model by merchant name) or the URL of a classification service, e.g.
+    /// http://127.0.0.1:8000 (txflow serve, or the original).
     #[arg(long, env = "TXFLOW_CLASSIFIER", default_value = "reference")]
     pub classifier: String,
 
@@ -52,13 +53,16 @@ pub struct ClassifierArgs {
 #[derive(Debug)]
 pub enum AnyClassifier {
     Reference(ReferenceModel),
+    Merchant(MerchantModel),
     Http(Box<HttpClassifier>),
 }
 
 impl AnyClassifier {
     pub fn from_args(args: &ClassifierArgs) -> Result<AnyClassifier> {
-        if args.classifier == "reference" {
-            return Ok(AnyClassifier::Reference(ReferenceModel));
+        match args.classifier.as_str() {
+            "reference" => return Ok(AnyClassifier::Reference(ReferenceModel)),
+            "merchant" => return Ok(AnyClassifier::Merchant(MerchantModel)),
+            _ => {}
         }
         let mut config = ClientConfig::new(&args.classifier);
         config.batch_size = args.classifier_batch_size as usize;
@@ -79,6 +83,7 @@ impl AnyClassifier {
     pub fn describe(&self, args: &ClassifierArgs) -> String {
         match self {
             AnyClassifier::Reference(_) => format!("in-process {}", ReferenceModel::VERSION),
+            AnyClassifier::Merchant(_) => format!("in-process {}", MerchantModel::VERSION),
             AnyClassifier::Http(_) => args.classifier.clone(),
         }
     }
@@ -88,6 +93,7 @@ impl Classifier for AnyClassifier {
     async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
         match self {
             AnyClassifier::Reference(m) => m.classify(transactions).await,
+            AnyClassifier::Merchant(m) => m.classify(transactions).await,
             AnyClassifier::Http(h) => h.classify(transactions).await,
         }
     }

@@ -45,7 +45,7 @@ pub use category::Category;
 pub use connector::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 pub use error::{BoxError, Error, Result};
 pub use event::{PREDICTION_EVENT_VERSION, PredictionEvent};
-pub use model::ReferenceModel;
+pub use model::{MerchantModel, ReferenceModel};
 pub use pipeline::{
     Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, RunId, RunRecord, RunStatus,
     RunSummary,

@@ -63,3 +63,94 @@ mod tests {
         );
     }
 }
+
+/// A second built-in model: the category from the merchant's name (a
+/// table of well-known French merchants), else the reference model's. Its
+/// predictions differ from the reference model's for most transactions,
+/// which makes it the example of reclassifying history with a new model
+/// and diffing the two (`txflow reclassify`, `txflow diff`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MerchantModel;
+
+impl MerchantModel {
+    pub const VERSION: &'static str = "merchant-1";
+
+    const TABLE: [(&'static str, Category); 24] = [
+        ("auchan", Category::Food),
+        ("carrefour", Category::Food),
+        ("franprix", Category::Food),
+        ("intermarche", Category::Food),
+        ("leclerc", Category::Food),
+        ("lidl", Category::Food),
+        ("monoprix", Category::Food),
+        ("systeme u", Category::Food),
+        ("deliveroo", Category::Restaurant),
+        ("ratp", Category::Transportation),
+        ("sncf", Category::Transportation),
+        ("totalenergies", Category::Transportation),
+        ("transilien", Category::Transportation),
+        ("uber", Category::Transportation),
+        ("air france", Category::Travel),
+        ("bouygues", Category::Utilities),
+        ("edf", Category::Utilities),
+        ("orange", Category::Utilities),
+        ("sfr", Category::Utilities),
+        ("veolia", Category::Utilities),
+        ("la poste", Category::Utilities),
+        ("amazon.fr", Category::Shopping),
+        ("darty", Category::Shopping),
+        ("fnac", Category::Shopping),
+    ];
+
+    /// The category and confidence: 0.9 from the merchant table, 0.3 when
+    /// the merchant is unknown and the reference model decides.
+    pub fn classify(id: TransactionId, merchant: Option<&str>) -> (Category, f64) {
+        let known = merchant.and_then(|m| {
+            let m = m.trim().to_lowercase();
+            MerchantModel::TABLE
+                .iter()
+                .find(|(name, _)| *name == m)
+                .map(|(_, c)| *c)
+        });
+        match known {
+            Some(category) => (category, 0.9),
+            None => (ReferenceModel::category(id), 0.3),
+        }
+    }
+
+    pub fn predict(id: TransactionId, merchant: Option<&str>) -> Prediction {
+        let (category, confidence) = MerchantModel::classify(id, merchant);
+        Prediction {
+            transaction_id: id,
+            category,
+            confidence: Some(confidence),
+            model_version: MerchantModel::VERSION.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod merchant_tests {
+    use super::*;
+
+    #[test]
+    fn known_merchants_decide_and_the_reference_model_takes_the_rest() {
+        let id = TransactionId::from_uuid(uuid::Uuid::nil());
+        assert_eq!(
+            MerchantModel::classify(id, Some("Lidl")),
+            (Category::Food, 0.9)
+        );
+        assert_eq!(
+            MerchantModel::classify(id, Some(" Air France ")),
+            (Category::Travel, 0.9)
+        );
+        assert_eq!(
+            MerchantModel::classify(id, Some("Unknown shop")),
+            (ReferenceModel::category(id), 0.3)
+        );
+        assert_eq!(
+            MerchantModel::classify(id, None).0,
+            ReferenceModel::category(id)
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::BoxError;
-use crate::model::ReferenceModel;
+use crate::model::{MerchantModel, ReferenceModel};
 use crate::pipeline::{FileOutcome, Lineage, RunId, RunSummary};
 use crate::record::{Position, RawRecord};
 use crate::transaction::{DecimalMark, Prediction, Transaction, TransactionId};
@@ -52,6 +52,15 @@ impl Classifier for ReferenceModel {
         Ok(transactions
             .iter()
             .map(|tx| Ok(ReferenceModel::predict(tx.id())))
+            .collect())
+    }
+}
+
+impl Classifier for MerchantModel {
+    async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
+        Ok(transactions
+            .iter()
+            .map(|tx| Ok(MerchantModel::predict(tx.id(), tx.merchant())))
             .collect())
     }
 }

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use txflow_core::{Category, Prediction, ReferenceModel, Transaction};
+use txflow_core::{Category, MerchantModel, Prediction, ReferenceModel, Transaction};
 use utoipa::OpenApi;
 
 use crate::auth::{self, Tokens};
@@ -31,24 +31,29 @@ use crate::tls::TlsListener;
 pub enum Model {
     /// The core's reference model, bit for bit the original service's.
     Reference,
+    /// The core's model by merchant name (see `MerchantModel`).
+    Merchant,
 }
 
 impl Model {
     pub fn name(self) -> &'static str {
         match self {
             Model::Reference => "reference",
+            Model::Merchant => "merchant",
         }
     }
 
     pub fn version(self) -> &'static str {
         match self {
             Model::Reference => ReferenceModel::VERSION,
+            Model::Merchant => MerchantModel::VERSION,
         }
     }
 
     fn predict(self, tx: &Transaction) -> Prediction {
         match self {
             Model::Reference => ReferenceModel::predict(tx.id()),
+            Model::Merchant => MerchantModel::predict(tx.id(), tx.merchant()),
         }
     }
 }
@@ -59,7 +64,10 @@ impl FromStr for Model {
     fn from_str(s: &str) -> Result<Model, String> {
         match s {
             "reference" => Ok(Model::Reference),
-            other => Err(format!("unknown model {other:?}; known models: reference")),
+            "merchant" => Ok(Model::Merchant),
+            other => Err(format!(
+                "unknown model {other:?}; known models: reference, merchant"
+            )),
         }
     }
 }

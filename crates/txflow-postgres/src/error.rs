@@ -32,6 +32,8 @@ pub enum Error {
          upgrade txflow"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    #[error("the database holds a value txflow cannot read back: {what}")]
+    Corrupt { what: String },
     #[error("{what}: {}", describe(.cause))]
     Query {
         what: &'static str,
@@ -63,6 +65,7 @@ impl Error {
             Error::Config { .. }
             | Error::Tls { .. }
             | Error::SchemaTooNew { .. }
+            | Error::Corrupt { .. }
             | Error::Outage { .. } => false,
         }
     }

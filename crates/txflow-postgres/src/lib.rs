@@ -8,6 +8,8 @@
 //!   NOTHING` into the real ones, so a rerun adds nothing.
 //! - [`Target`]: the database URL with libpq's `sslmode`/`sslrootcert`;
 //!   every connection is made through it (TLS by rustls).
+//! - `models`: registered model versions, reclassification and diffs
+//!   (`txflow models`, `reclassify`, `diff`).
 //! - `replays`: the `replays` table of `txflow dlq replay`.
 //! - `session`: the one connection, re-established when the server goes
 //!   away; calls wait out an outage (the core's `OutagePolicy`) and
@@ -18,6 +20,7 @@ mod copy;
 mod error;
 pub mod metric;
 mod migrate;
+mod models;
 mod numeric;
 mod replays;
 mod session;
@@ -27,6 +30,7 @@ mod target;
 pub use connector::PostgresConnector;
 pub use error::{Error, Result};
 pub use migrate::{MIGRATIONS, migrate};
+pub use models::{DiffCell, ModelRow, Selection};
 pub use replays::{Replay, ReplayRow};
 pub use session::Health;
 pub use sink::PostgresSink;

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0005_predictions_without_foreign_key.sql"),
     ),
     (6, "replays", include_str!("../migrations/0006_replays.sql")),
+    (7, "models", include_str!("../migrations/0007_models.sql")),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

@@ -2,11 +2,14 @@
 
 pub mod batch;
 pub mod consume;
+pub mod diff;
 pub mod dlq;
 pub mod generate;
 pub mod list;
 pub mod migrate;
+pub mod models;
 pub mod produce;
+pub mod reclassify;
 pub mod runs;
 pub mod serve;
 pub mod sink;

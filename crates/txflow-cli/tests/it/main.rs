@@ -6,6 +6,7 @@ mod connectors;
 mod dlq;
 mod harness;
 mod kafka_settings;
+mod models;
 mod observability;
 mod publish;
 mod secrets;

@@ -1,0 +1,127 @@
+//! `txflow models`: the model versions that wrote predictions, and which
+//! one is active.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use txflow_core::Secret;
+use txflow_postgres::PostgresSink;
+
+/// List, register and activate model versions.
+///
+/// The active model's prediction is the one `transactions_with_latest_prediction`
+/// (and `category_totals`) show for each transaction; without one, or for a
+/// transaction it has not classified, the latest prediction.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: ModelsCommand,
+
+    /// The database (PostgreSQL).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<Secret>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ModelsCommand {
+    /// Every version: registered, or only seen in predictions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a version (again: update its name, kind and location).
+    Register {
+        /// The version, as predictions carry it (e.g. merchant-1).
+        #[arg(value_name = "VERSION")]
+        model: String,
+        /// A name for people (default: the version).
+        #[arg(long)]
+        name: Option<String>,
+        /// builtin (in-process), http (a service) or file (a model file).
+        #[arg(long, value_parser = ["builtin", "http", "file"])]
+        kind: String,
+        /// Where it runs: the service's URL or the file's path.
+        #[arg(long)]
+        location: Option<String>,
+    },
+    /// Make a registered version the active one.
+    Activate {
+        #[arg(value_name = "VERSION")]
+        model: String,
+    },
+}
+
+/// The stream's and reclassification's database, PostgreSQL only.
+pub(crate) async fn open(url: Option<&Secret>) -> Result<PostgresSink> {
+    let Some(url) = url else {
+        bail!("no database: give --database-url postgres://... (or DATABASE_URL)");
+    };
+    let url = url.expose();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!(
+            "model versions, reclassification and diffs work on PostgreSQL: give --database-url postgres://..."
+        );
+    }
+    Ok(PostgresSink::connect(url, crate::store::VERSION).await?)
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let database = open(args.database_url.as_ref()).await?;
+    match args.command {
+        ModelsCommand::List { json } => {
+            let models = database.models().await?;
+            if json {
+                let all: Vec<_> = models
+                    .iter()
+                    .map(|m| {
+                        json!({
+                            "version": m.version, "name": m.name, "kind": m.kind,
+                            "location": m.location,
+                            "registered_at": m.registered_at.map(|t| t.to_rfc3339()),
+                            "active": m.active, "predictions": m.predictions,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!(
+                    "{:<3}{:<20} {:<16} {:<13} {:>12}  LOCATION",
+                    "", "VERSION", "NAME", "KIND", "PREDICTIONS"
+                );
+                for m in &models {
+                    println!(
+                        "{:<3}{:<20} {:<16} {:<13} {:>12}  {}",
+                        if m.active { "*" } else { "" },
+                        m.version,
+                        m.name,
+                        m.kind,
+                        m.predictions,
+                        m.location.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        ModelsCommand::Register {
+            model: version,
+            name,
+            kind,
+            location,
+        } => {
+            let name = name.unwrap_or_else(|| version.clone());
+            database
+                .register_model(&version, &name, &kind, location.as_deref())
+                .await?;
+            println!("registered {version}");
+        }
+        ModelsCommand::Activate { model: version } => {
+            if !database.activate_model(&version).await? {
+                bail!(
+                    "model {version:?} is not registered: `txflow models register {version} --kind ...` first (`txflow models list` shows the versions)"
+                );
+            }
+            println!("{version} is the active model");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

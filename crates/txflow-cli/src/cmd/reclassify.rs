@@ -1,0 +1,192 @@
+//! `txflow reclassify`: classify stored transactions with another model,
+//! adding its predictions beside the old ones.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use txflow_core::{MerchantModel, Position, ReferenceModel, RunId, Secret, pipeline};
+use txflow_postgres::Selection;
+
+use crate::classifier::{AnyClassifier, ClassifierArgs};
+
+/// Classify stored transactions with a model (the batch command's
+/// `--classifier` flags) and store its predictions as a new version: old
+/// predictions are never overwritten, a rerun skips what that version has
+/// classified already, and memory stays bounded by `--batch-size`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The database (PostgreSQL).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<Secret>,
+
+    /// Every stored transaction.
+    #[arg(long, conflicts_with_all = ["run", "since", "until", "category", "source"])]
+    all: bool,
+    /// Only those a run stored.
+    #[arg(long)]
+    run: Option<String>,
+    /// Only transactions at or after this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<DateTime<Utc>>,
+    /// Only transactions before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Only those whose current category is this one.
+    #[arg(long)]
+    category: Option<String>,
+    /// Only those read from this source (a file's URL, kafka://topic/partition).
+    #[arg(long)]
+    source: Option<String>,
+
+    /// Transactions per page (read, classified and written together).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    batch_size: i64,
+
+    /// Count what would be classified; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// The run id stored with the predictions; generated when absent.
+    #[arg(long)]
+    run_id: Option<String>,
+
+    #[command(flatten)]
+    classifier: ClassifierArgs,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2026-11-25T08:00:00Z: {e}"))
+}
+
+/// The version the classifier's predictions will carry, and how it is
+/// registered: (version, name, kind, location).
+async fn model_of(args: &ClassifierArgs) -> Result<(String, String, &'static str, Option<String>)> {
+    match args.classifier.as_str() {
+        "reference" => {
+            return Ok((
+                ReferenceModel::VERSION.into(),
+                "reference".into(),
+                "builtin",
+                None,
+            ));
+        }
+        "merchant" => {
+            return Ok((
+                MerchantModel::VERSION.into(),
+                "merchant".into(),
+                "builtin",
+                None,
+            ));
+        }
+        _ => {}
+    }
+    let url = args.classifier.trim_end_matches('/');
+    if args.classifier_model_version != "external" {
+        let v = args.classifier_model_version.clone();
+        return Ok((v.clone(), v, "http", Some(url.to_owned())));
+    }
+    // txflow serve says which model it runs.
+    let ready: serde_json::Value = reqwest::get(format!("{url}/ready"))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("asking {url}/ready which model the service runs; name it with --classifier-model-version"))?
+        .json()
+        .await
+        .with_context(|| format!("{url}/ready did not answer JSON; name the model with --classifier-model-version"))?;
+    let (Some(version), name) = (ready["model_version"].as_str(), ready["model"].as_str()) else {
+        bail!("{url}/ready names no model_version; name it with --classifier-model-version");
+    };
+    Ok((
+        version.to_owned(),
+        name.unwrap_or(version).to_owned(),
+        "http",
+        Some(url.to_owned()),
+    ))
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let selection = Selection {
+        run: args.run.clone(),
+        since: args.since,
+        until: args.until,
+        category: args.category.clone(),
+        source: args.source.clone(),
+    };
+    if !args.all && selection == Selection::default() {
+        bail!("say which transactions: --all, or --run, --since/--until, --category or --source");
+    }
+    let database = super::models::open(args.database_url.as_ref()).await?;
+    let (version, name, kind, location) = model_of(&args.classifier).await?;
+    let classifier = AnyClassifier::from_args(&args.classifier)?;
+    let run_id = match &args.run_id {
+        Some(id) => RunId::parse(id)?,
+        None => RunId::generate(),
+    };
+    if !args.dry_run {
+        database
+            .register_model(&version, &name, kind, location.as_deref())
+            .await?;
+    }
+    tracing::info!(%run_id, model = %version, classifier = %classifier.describe(&args.classifier),
+        dry_run = args.dry_run, "reclassifying");
+    let started = Instant::now();
+    let (mut read, mut written, mut failed) = (0u64, 0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = database
+            .transactions_to_classify(&selection, &version, after, args.batch_size)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id());
+        read += page.len() as u64;
+        if args.dry_run {
+            continue;
+        }
+        let positions: Vec<Position> = (0..page.len() as u64)
+            .map(|i| Position { line: i, offset: i })
+            .collect();
+        let (predictions, unclassified) =
+            pipeline::classify(&classifier, &page, &positions, "reclassify").await?;
+        failed += unclassified.len() as u64;
+        let mismatched = predictions
+            .iter()
+            .filter(|p| p.model_version != version)
+            .count();
+        if mismatched > 0 {
+            bail!(
+                "the service answered with model version {:?}, not {version:?}: name the version it runs with --classifier-model-version",
+                predictions
+                    .iter()
+                    .find(|p| p.model_version != version)
+                    .map(|p| p.model_version.clone())
+            );
+        }
+        written += database
+            .add_predictions(&predictions, run_id.as_str())
+            .await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = if seconds > 0.0 {
+        read as f64 / seconds
+    } else {
+        0.0
+    };
+    if args.dry_run {
+        println!(
+            "dry run: {read} transaction(s) have no {version} prediction and would be classified"
+        );
+    } else {
+        println!(
+            "reclassify {run_id}: {read} transaction(s) classified with {version}, {written} prediction(s) added, {failed} not classified, in {seconds:.1} s ({rate:.0}/s)"
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

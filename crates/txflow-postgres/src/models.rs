@@ -1,0 +1,267 @@
+//! Models as versions: the `models` table, reading stored transactions for
+//! reclassification, writing a model's predictions, and the difference
+//! between two models over the same transactions.
+
+use chrono::{DateTime, Utc};
+use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
+use txflow_core::{Prediction, Transaction};
+
+use crate::error::{Error, Result};
+use crate::sink::PostgresSink;
+
+/// A registered model, with how many predictions it has written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    pub version: String,
+    pub name: String,
+    pub kind: String,
+    pub location: Option<String>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub active: bool,
+    pub predictions: i64,
+}
+
+/// Which stored transactions to reclassify.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    pub run: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Their current category (the active model's, else the latest).
+    pub category: Option<String>,
+    /// Their source location (a file, `kafka://topic/partition`).
+    pub source: Option<String>,
+}
+
+/// One cell of the confusion matrix between two models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffCell {
+    pub from: String,
+    pub to: String,
+    pub count: i64,
+    /// The sum of the transactions' amounts, in cents.
+    pub amount_cents: i64,
+    /// A few transaction ids of the cell.
+    pub examples: Vec<String>,
+}
+
+impl PostgresSink {
+    /// Registers a model version (again: its name, kind and location are
+    /// updated, its active flag kept). Registering never activates.
+    pub async fn register_model(
+        &self,
+        version: &str,
+        name: &str,
+        kind: &str,
+        location: Option<&str>,
+    ) -> Result<()> {
+        self.session()
+            .retrying("registering a model", |client| async move {
+                client
+                    .execute(
+                        "INSERT INTO models (version, name, kind, location)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (version) DO UPDATE
+                         SET name = excluded.name, kind = excluded.kind, location = excluded.location",
+                        &[&version, &name, &kind, &location],
+                    )
+                    .await
+                    .map_err(Error::query("registering a model"))?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Makes `version` the active model; false when it is not registered.
+    pub async fn activate_model(&self, version: &str) -> Result<bool> {
+        self.session()
+            .retrying("activating a model", |mut client| async move {
+                let tx = client
+                    .transaction()
+                    .await
+                    .map_err(Error::query("activating a model"))?;
+                tx.execute("UPDATE models SET active = false WHERE active", &[])
+                    .await
+                    .map_err(Error::query("activating a model"))?;
+                let n = tx
+                    .execute(
+                        "UPDATE models SET active = true WHERE version = $1",
+                        &[&version],
+                    )
+                    .await
+                    .map_err(Error::query("activating a model"))?;
+                if n == 1 {
+                    tx.commit()
+                        .await
+                        .map_err(Error::query("activating a model"))?;
+                }
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    /// Registered models and versions found only in predictions (kind
+    /// `unregistered`), with their prediction counts.
+    pub async fn models(&self) -> Result<Vec<ModelRow>> {
+        self.session()
+            .retrying("reading models", |client| async move {
+                let rows = client
+                    .query(
+                        "WITH counts AS (SELECT model_version, count(*) AS n FROM predictions GROUP BY 1)
+                         SELECT coalesce(m.version, c.model_version), coalesce(m.name, c.model_version),
+                                coalesce(m.kind, 'unregistered'), m.location, m.registered_at,
+                                coalesce(m.active, false), coalesce(c.n, 0)
+                         FROM models m FULL JOIN counts c ON c.model_version = m.version
+                         ORDER BY 5 NULLS LAST, 1",
+                        &[],
+                    )
+                    .await
+                    .map_err(Error::query("reading models"))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| ModelRow {
+                        version: r.get(0),
+                        name: r.get(1),
+                        kind: r.get(2),
+                        location: r.get(3),
+                        registered_at: r.get(4),
+                        active: r.get(5),
+                        predictions: r.get(6),
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    /// Up to `limit` selected transactions after id `after` (in id order)
+    /// that have no prediction from `version`: a page of a
+    /// reclassification, which a rerun resumes by skipping what is done.
+    pub async fn transactions_to_classify(
+        &self,
+        selection: &Selection,
+        version: &str,
+        after: Option<TransactionId>,
+        limit: i64,
+    ) -> Result<Vec<Transaction>> {
+        let after = after.map(|id| *id.as_uuid());
+        self.session()
+            .retrying("reading transactions to classify", |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT t.id, t.source_id, t.description, (t.amount * 100)::bigint, t.\"timestamp\",
+                                t.merchant, t.operation_type, t.side
+                         FROM transactions t
+                         WHERE ($1::uuid IS NULL OR t.id > $1)
+                           AND NOT EXISTS (SELECT 1 FROM predictions p
+                                           WHERE p.transaction_id = t.id AND p.model_version = $2)
+                           AND ($3::text IS NULL OR t.run_id = $3)
+                           AND ($4::timestamptz IS NULL OR t.\"timestamp\" >= $4)
+                           AND ($5::timestamptz IS NULL OR t.\"timestamp\" < $5)
+                           AND ($6::text IS NULL OR t.id IN (SELECT id FROM transactions_with_latest_prediction
+                                                            WHERE category = $6))
+                           AND ($7::text IS NULL OR t.source_location = $7)
+                         ORDER BY t.id
+                         LIMIT $8",
+                        &[
+                            &after,
+                            &version,
+                            &selection.run,
+                            &selection.since,
+                            &selection.until,
+                            &selection.category,
+                            &selection.source,
+                            &limit,
+                        ],
+                    )
+                    .await
+                    .map_err(Error::query("reading transactions to classify"))?;
+                rows.iter()
+                    .map(|r| {
+                        let id: uuid::Uuid = r.get(0);
+                        let cents: i64 = r.get(3);
+                        let side: String = r.get(7);
+                        let corrupt = |what: &str| Error::Corrupt {
+                            what: format!("transaction {id}: {what}"),
+                        };
+                        Ok(Transaction::from(TransactionParts {
+                            id: TransactionId::from_uuid(id),
+                            source_id: r.get(1),
+                            description: r.get(2),
+                            amount: Amount::from_cents(cents).ok_or_else(|| corrupt("amount"))?,
+                            timestamp: r.get(4),
+                            merchant: r.get(5),
+                            operation_type: r.get(6),
+                            side: Side::parse(&side).ok_or_else(|| corrupt("side"))?,
+                        }))
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    /// Adds predictions (one per transaction and model version: one that
+    /// exists is kept, never overwritten); returns how many were added.
+    pub async fn add_predictions(&self, predictions: &[Prediction], run_id: &str) -> Result<u64> {
+        let ids: Vec<uuid::Uuid> = predictions
+            .iter()
+            .map(|p| *p.transaction_id.as_uuid())
+            .collect();
+        let versions: Vec<&str> = predictions
+            .iter()
+            .map(|p| p.model_version.as_str())
+            .collect();
+        let categories: Vec<&str> = predictions.iter().map(|p| p.category.as_str()).collect();
+        let confidences: Vec<Option<f64>> = predictions.iter().map(|p| p.confidence).collect();
+        self.session()
+            .retrying("writing predictions", |client| {
+                let (ids, versions, categories, confidences) =
+                    (&ids, &versions, &categories, &confidences);
+                async move {
+                    client
+                        .execute(
+                            "INSERT INTO predictions (transaction_id, model_version, category, confidence, run_id)
+                             SELECT id, v, c, conf, $5
+                             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[]) AS x(id, v, c, conf)
+                             ON CONFLICT (transaction_id, model_version) DO NOTHING",
+                            &[ids, versions, categories, confidences, &run_id],
+                        )
+                        .await
+                        .map_err(Error::query("writing predictions"))
+                }
+            })
+            .await
+    }
+
+    /// The confusion matrix of `from` against `to` over the transactions
+    /// both classified, with a few examples per cell.
+    pub async fn diff(&self, from: &str, to: &str) -> Result<Vec<DiffCell>> {
+        self.session()
+            .retrying("comparing two models", |client| async move {
+                let rows = client
+                    .query(
+                        "SELECT a.category, b.category, count(*), coalesce(sum(t.amount * 100), 0)::bigint,
+                                (array_agg(t.id::text ORDER BY t.id))[1:3]
+                         FROM predictions a
+                         JOIN predictions b ON b.transaction_id = a.transaction_id AND b.model_version = $2
+                         JOIN transactions t ON t.id = a.transaction_id
+                         WHERE a.model_version = $1
+                         GROUP BY 1, 2
+                         ORDER BY 1, 2",
+                        &[&from, &to],
+                    )
+                    .await
+                    .map_err(Error::query("comparing two models"))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| DiffCell {
+                        from: r.get(0),
+                        to: r.get(1),
+                        count: r.get(2),
+                        amount_cents: r.get(3),
+                        examples: r.get(4),
+                    })
+                    .collect())
+            })
+            .await
+    }
+}
