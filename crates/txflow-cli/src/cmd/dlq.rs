@@ -55,28 +55,7 @@ enum DlqCommand {
         kafka: KafkaArgs,
     },
     /// Publish the selected letters' records to their source topic again.
-    Replay {
-        #[command(flatten)]
-        select: Select,
-        /// Print what would be replayed; publish and record nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// At most this many records per second.
-        #[arg(long, value_name = "PER_SECOND")]
-        rate: Option<u32>,
-        /// Leave out letters whose record has failed this many times: a
-        /// record that keeps failing ends here rather than looping.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-        max_attempts: u32,
-        /// Where replays are recorded (the stream's PostgreSQL).
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: Option<Secret>,
-        /// The id recorded with each replay; generated when absent.
-        #[arg(long)]
-        run_id: Option<String>,
-        #[command(flatten)]
-        kafka: KafkaArgs,
-    },
+    Replay(ReplayArgs),
     /// What was replayed, and what became of it: stored, dead-lettered
     /// again, or not yet processed.
     Replays {
@@ -88,6 +67,30 @@ enum DlqCommand {
         #[command(flatten)]
         kafka: KafkaArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    select: Select,
+    /// Print what would be replayed; publish and record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// At most this many records per second.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate: Option<u32>,
+    /// Leave out letters whose record has failed this many times: a
+    /// record that keeps failing ends here rather than looping.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// Where replays are recorded (the stream's PostgreSQL).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<Secret>,
+    /// The id recorded with each replay; generated when absent.
+    #[arg(long)]
+    run_id: Option<String>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 /// Which letters.
@@ -199,26 +202,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 println!("{} of {} letter(s) shown", shown.len(), letters.len());
             }
         }
-        DlqCommand::Replay {
-            select,
-            dry_run,
-            rate,
-            max_attempts,
-            database_url,
-            run_id,
-            kafka,
-        } => {
-            return replay(
-                &kafka,
-                select,
-                dry_run,
-                rate,
-                max_attempts,
-                database_url,
-                run_id,
-            )
-            .await;
-        }
+        DlqCommand::Replay(args) => return replay(args).await,
         DlqCommand::Replays {
             json,
             database_url,
@@ -386,15 +370,17 @@ async fn open_database(url: &Secret) -> Result<PostgresSink> {
     Ok(PostgresSink::connect(url, crate::store::VERSION).await?)
 }
 
-async fn replay(
-    kafka: &KafkaArgs,
-    select: Select,
-    dry_run: bool,
-    rate: Option<u32>,
-    max_attempts: u32,
-    database_url: Option<Secret>,
-    run_id: Option<String>,
-) -> Result<ExitCode> {
+async fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let ReplayArgs {
+        select,
+        dry_run,
+        rate,
+        max_attempts,
+        database_url,
+        run_id,
+        kafka,
+    } = args;
+    let kafka = &kafka;
     let letters = read(kafka, select).await?;
     let (capped, chosen): (Vec<&Letter>, Vec<&Letter>) =
         letters.iter().partition(|l| l.attempts() >= max_attempts);

@@ -16,13 +16,8 @@ use crate::stream::{Member, Topics, wait_for};
 
 /// `txflow dlq ARGS` on the test's topics; its JSON output.
 fn dlq(topics: &Topics, args: &[&str]) -> serde_json::Value {
-    let mut all: Vec<String> = vec!["dlq".into()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    all.extend(topics.flags());
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    let run = txflow(&std::env::temp_dir(), &all);
-    run.assert_code(0);
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+    let out = dlq_text(topics, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 /// `txflow dlq ARGS` on the test's topics; its text output.
