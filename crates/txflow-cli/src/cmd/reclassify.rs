@@ -140,10 +140,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let page = database
             .transactions_to_classify(&selection, &version, after, args.batch_size)
             .await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id());
+        let Some(last) = page.last else { break };
+        after = Some(last);
+        let page = page.todo;
         read += page.len() as u64;
-        if args.dry_run {
+        if args.dry_run || page.is_empty() {
             continue;
         }
         let positions: Vec<Position> = (0..page.len() as u64)
