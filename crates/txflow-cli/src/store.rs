@@ -97,6 +97,19 @@ impl Store {
         })
     }
 
+    /// Rejected batch rows of a run and rule: counts, and the first rows.
+    pub async fn rejections(
+        &self,
+        run: Option<&str>,
+        rule: Option<&str>,
+        limit: i64,
+    ) -> Result<txflow_core::Rejections> {
+        Ok(match self {
+            Store::Postgres(s) => s.rejections(run, rule, limit).await?,
+            Store::Sqlite(s) => s.rejections(run, rule, limit).await?,
+        })
+    }
+
     /// The runs whose id starts with `prefix`.
     pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
         Ok(match self {

@@ -47,8 +47,8 @@ pub use error::{BoxError, Error, Result};
 pub use event::{PREDICTION_EVENT_VERSION, PredictionEvent};
 pub use model::{MerchantModel, ReferenceModel};
 pub use pipeline::{
-    Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, RunId, RunRecord, RunStatus,
-    RunSummary,
+    Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, Rejections, RunId, RunRecord,
+    RunStatus, RunSummary, StoredRejection,
 };
 pub use ports::{
     Batch, Checkpoint, Classifier, ClassifyFailure, FailureClass, OffsetStore, Outcome,

@@ -155,6 +155,27 @@ impl RunStatus {
     }
 }
 
+/// A rejected row as a sink stored it (`rejected_records`): what `txflow
+/// dlq rejected` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRejection {
+    pub source_location: String,
+    pub source_line: i64,
+    pub rule: String,
+    pub field: Option<String>,
+    pub message: String,
+    pub raw: String,
+    pub run_id: String,
+}
+
+/// Counts of rejected rows by rule and source, and the first rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejections {
+    /// (rule, source location, rows), most first.
+    pub counts: Vec<(String, String, i64)>,
+    pub rows: Vec<StoredRejection>,
+}
+
 /// A run as a sink stored it: what `txflow runs` prints and a scheduler checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {

@@ -2,6 +2,7 @@
 //! stream has stored it since.
 
 use chrono::{DateTime, Utc};
+use txflow_core::{Rejections, StoredRejection};
 
 use crate::error::{Error, Result};
 use crate::sink::PostgresSink;
@@ -96,6 +97,61 @@ impl PostgresSink {
                         stored: r.get(10),
                     })
                     .collect())
+            })
+            .await
+    }
+
+    /// Rejected batch rows (`rejected_records`) of a run and rule (each
+    /// optional): counts by rule and source, and the first `limit` rows.
+    pub async fn rejections(
+        &self,
+        run: Option<&str>,
+        rule: Option<&str>,
+        limit: i64,
+    ) -> Result<Rejections> {
+        self.session()
+            .retrying("reading rejected rows", |client| async move {
+                let filter =
+                    "($1::text IS NULL OR run_id = $1) AND ($2::text IS NULL OR rule = $2)";
+                let counts = client
+                    .query(
+                        &format!(
+                            "SELECT rule, source_location, count(*) FROM rejected_records
+                             WHERE {filter} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+                        ),
+                        &[&run, &rule],
+                    )
+                    .await
+                    .map_err(Error::query("reading rejected rows"))?;
+                let rows = client
+                    .query(
+                        &format!(
+                            "SELECT source_location, source_line, rule, field, message, raw, run_id
+                             FROM rejected_records WHERE {filter}
+                             ORDER BY rejected_at, source_location, source_line LIMIT $3"
+                        ),
+                        &[&run, &rule, &limit],
+                    )
+                    .await
+                    .map_err(Error::query("reading rejected rows"))?;
+                Ok(Rejections {
+                    counts: counts
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1), r.get(2)))
+                        .collect(),
+                    rows: rows
+                        .iter()
+                        .map(|r| StoredRejection {
+                            source_location: r.get(0),
+                            source_line: r.get(1),
+                            rule: r.get(2),
+                            field: r.get(3),
+                            message: r.get(4),
+                            raw: r.get(5),
+                            run_id: r.get(6),
+                        })
+                        .collect(),
+                })
             })
             .await
     }

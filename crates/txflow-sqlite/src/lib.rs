@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, params};
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Sink};
+use txflow_core::{
+    Batch, BoxError, FileOutcome, OffsetStore, Rejections, RunId, RunRecord, RunSummary, Sink,
+    StoredRejection,
+};
 
 /// Every migration, in order: (version, SQL). The applied version is kept in
 /// SQLite's `user_version`.
@@ -197,6 +200,57 @@ impl SqliteSink {
                 .map_err(query(path, "reading runs"))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(query(path, "reading runs"))
+        })
+        .await
+    }
+
+    /// Rejected batch rows (`rejected_records`) of a run and rule (each
+    /// optional): counts by rule and source, and the first `limit` rows.
+    pub async fn rejections(
+        &self,
+        run: Option<&str>,
+        rule: Option<&str>,
+        limit: i64,
+    ) -> Result<Rejections> {
+        let (run, rule) = (run.map(str::to_owned), rule.map(str::to_owned));
+        self.with_conn(move |conn, path| {
+            let filter = "(?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR rule = ?2)";
+            let mut counts = conn
+                .prepare(&format!(
+                    "SELECT rule, source_location, count(*) FROM rejected_records
+                     WHERE {filter} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+                ))
+                .map_err(query(path, "reading rejected rows"))?;
+            let counts = counts
+                .query_map(params![run, rule], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(query(path, "reading rejected rows"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(query(path, "reading rejected rows"))?;
+            let mut rows = conn
+                .prepare(&format!(
+                    "SELECT source_location, source_line, rule, field, message, raw, run_id
+                     FROM rejected_records WHERE {filter}
+                     ORDER BY rejected_at, source_location, source_line LIMIT ?3"
+                ))
+                .map_err(query(path, "reading rejected rows"))?;
+            let rows = rows
+                .query_map(params![run, rule, limit], |r| {
+                    Ok(StoredRejection {
+                        source_location: r.get(0)?,
+                        source_line: r.get(1)?,
+                        rule: r.get(2)?,
+                        field: r.get(3)?,
+                        message: r.get(4)?,
+                        raw: r.get(5)?,
+                        run_id: r.get(6)?,
+                    })
+                })
+                .map_err(query(path, "reading rejected rows"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(query(path, "reading rejected rows"))?;
+            Ok(Rejections { counts, rows })
         })
         .await
     }

@@ -56,6 +56,23 @@ enum DlqCommand {
     },
     /// Publish the selected letters' records to their source topic again.
     Replay(ReplayArgs),
+    /// Batch rows that failed validation (`rejected_records`): counts by
+    /// rule and file, then the rows. A rerun of the fixed file stores them.
+    Rejected {
+        /// Only the rows of this run.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only this rule (amount_format, ...).
+        #[arg(long)]
+        rule: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE, hide_env_values = true)]
+        database_url: Secret,
+    },
     /// What was replayed, and what became of it: stored, dead-lettered
     /// again, or not yet processed.
     Replays {
@@ -203,6 +220,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
         DlqCommand::Replay(args) => return replay(args).await,
+        DlqCommand::Rejected {
+            run,
+            rule,
+            limit,
+            json,
+            database_url,
+        } => rejected(run, rule, limit, json, &database_url).await?,
         DlqCommand::Replays {
             json,
             database_url,
@@ -510,5 +534,51 @@ async fn replays(kafka: &KafkaArgs, database_url: Secret, json: bool) -> Result<
         );
     }
     println!("{} replay(s)", rows.len());
+    Ok(())
+}
+
+async fn rejected(
+    run: Option<String>,
+    rule: Option<String>,
+    limit: i64,
+    json: bool,
+    database_url: &Secret,
+) -> Result<()> {
+    let store = crate::store::Store::open(database_url.expose(), Duration::from_secs(30)).await?;
+    let r = store
+        .rejections(run.as_deref(), rule.as_deref(), limit)
+        .await?;
+    let total: i64 = r.counts.iter().map(|c| c.2).sum();
+    if json {
+        let out = json!({
+            "total": total,
+            "by_rule": r.counts.iter().map(|(rule, source, n)| json!({"rule": rule, "source": source, "count": n})).collect::<Vec<_>>(),
+            "rows": r.rows.iter().map(|x| json!({
+                "source": x.source_location, "line": x.source_line, "rule": x.rule,
+                "field": x.field, "message": x.message, "raw": x.raw, "run_id": x.run_id,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{out:#}");
+        return Ok(());
+    }
+    println!("{total} rejected row(s)\n");
+    println!("{:<24} {:>8}  SOURCE", "RULE", "ROWS");
+    for (rule, source, n) in &r.counts {
+        println!("{rule:<24} {n:>8}  {source}");
+    }
+    println!();
+    for x in &r.rows {
+        println!(
+            "{}:{}  {}{}  {}\n  raw  {}",
+            x.source_location,
+            x.source_line,
+            x.rule,
+            x.field
+                .as_deref()
+                .map_or(String::new(), |f| format!(" ({f})")),
+            x.message,
+            x.raw
+        );
+    }
     Ok(())
 }

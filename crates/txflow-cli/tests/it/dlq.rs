@@ -216,3 +216,43 @@ async fn classification_failures_are_replayed_once_the_service_is_fixed_and_stor
     );
     member.stop();
 }
+
+#[tokio::test]
+async fn rejected_batch_rows_are_listed_by_rule_from_either_database() {
+    let db = Database::create().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("mixed.csv");
+    std::fs::write(&file, crate::MIXED).expect("writing the file");
+    let file = file.to_str().expect("UTF-8");
+    let sqlite = format!("sqlite://{}", dir.path().join("t.db").display());
+    for url in [db.url.as_str(), sqlite.as_str()] {
+        txflow(
+            dir.path(),
+            &["batch", file, "--database-url", url, "--run-id", "mixed-1"],
+        )
+        .assert_code(0);
+        let list = |extra: &[&str]| -> serde_json::Value {
+            let mut args = vec!["dlq", "rejected", "--json", "--database-url", url];
+            args.extend_from_slice(extra);
+            let run = txflow(dir.path(), &args);
+            run.assert_code(0);
+            serde_json::from_str(&run.stdout).expect("JSON")
+        };
+        let all = list(&[]);
+        assert_eq!(all["total"], 7, "{url}: {all}");
+        assert_eq!(all["rows"].as_array().map(Vec::len), Some(7));
+        assert!(
+            all["rows"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .all(|r| r["run_id"] == "mixed-1")
+        );
+        let amounts = list(&["--rule", "amount_format", "--limit", "1"]);
+        let rule_total = amounts["total"].as_i64().expect("a count");
+        assert!(rule_total >= 1, "{amounts}");
+        assert_eq!(amounts["rows"].as_array().map(Vec::len), Some(1));
+        assert_eq!(amounts["rows"][0]["rule"], "amount_format");
+        assert_eq!(list(&["--run", "another"])["total"], 0);
+    }
+}
