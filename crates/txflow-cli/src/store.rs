@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Sink};
+use txflow_core::{
+    Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Secret, Sink,
+};
 use txflow_postgres::PostgresSink;
 use txflow_sqlite::SqliteSink;
 
@@ -32,6 +34,21 @@ pub fn default_max_outage() -> Duration {
 pub enum Store {
     Postgres(PostgresSink),
     Sqlite(SqliteSink),
+}
+
+/// The stream's PostgreSQL, for what only it holds (`what`: replays, model
+/// versions); a missing or non-PostgreSQL URL says so.
+pub async fn open_postgres(url: Option<&Secret>, what: &str) -> Result<PostgresSink> {
+    let Some(url) = url else {
+        bail!(
+            "no database: {what} live in PostgreSQL; give --database-url postgres://... (or DATABASE_URL)"
+        );
+    };
+    let url = url.expose();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!("{what} live in PostgreSQL: give --database-url postgres://... (or DATABASE_URL)");
+    }
+    Ok(PostgresSink::connect(url, VERSION).await?)
 }
 
 impl Store {

@@ -383,15 +383,8 @@ fn print_letter(l: &Letter) {
     println!("  payload  {}\n", readable(l.value.as_deref()));
 }
 
-async fn open_database(url: &Secret) -> Result<PostgresSink> {
-    let url = url.expose();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        bail!(
-            "replays are recorded in the stream's PostgreSQL: give --database-url postgres://... \
-             (or DATABASE_URL)"
-        );
-    }
-    Ok(PostgresSink::connect(url, crate::store::VERSION).await?)
+async fn open_database(url: Option<&Secret>) -> Result<PostgresSink> {
+    crate::store::open_postgres(url, "replays").await
 }
 
 async fn replay(args: ReplayArgs) -> Result<ExitCode> {
@@ -435,12 +428,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(database_url) = database_url else {
-        bail!(
-            "replays are recorded in the database: give --database-url postgres://... (or DATABASE_URL)"
-        );
-    };
-    let database = open_database(&database_url).await?;
+    let database = open_database(database_url.as_ref()).await?;
     let run_id = match run_id {
         Some(id) => RunId::parse(&id)?,
         None => RunId::generate(),
@@ -480,7 +468,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
 }
 
 async fn replays(kafka: &KafkaArgs, database_url: Secret, json: bool) -> Result<()> {
-    let database = open_database(&database_url).await?;
+    let database = open_database(Some(&database_url)).await?;
     let rows = database.replays().await?;
     // A replayed record that failed again is a letter naming this one.
     let again: BTreeMap<String, Letter> = read(kafka, Select::default())

@@ -52,18 +52,9 @@ enum ModelsCommand {
     },
 }
 
-/// The stream's and reclassification's database, PostgreSQL only.
+/// The database of model versions, reclassifications and diffs.
 pub(crate) async fn open(url: Option<&Secret>) -> Result<PostgresSink> {
-    let Some(url) = url else {
-        bail!("no database: give --database-url postgres://... (or DATABASE_URL)");
-    };
-    let url = url.expose();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        bail!(
-            "model versions, reclassification and diffs work on PostgreSQL: give --database-url postgres://..."
-        );
-    }
-    Ok(PostgresSink::connect(url, crate::store::VERSION).await?)
+    crate::store::open_postgres(url, "model versions, reclassifications and diffs").await
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {

@@ -3,7 +3,6 @@
 //! once its cause is fixed, and records that keep failing stopped at their
 //! attempt cap.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -155,12 +154,8 @@ async fn classification_failures_are_replayed_once_the_service_is_fixed_and_stor
     // A service that refuses every request of more than one item (413).
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
-    let mut broken = Command::new(env!("CARGO_BIN_EXE_txflow"))
-        .args(["serve", "--listen", &address, "--max-batch", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting txflow serve");
+    // Stopped when dropped, also when the test fails.
+    let broken = Serve::start_on_with(port, &["--max-batch", "1"]).await;
     let url = format!("http://{address}");
     let member = Member::start(&topics, &db, &unique("g"), "m1", &["--classifier", &url]);
     topics.produce(40);
@@ -182,8 +177,7 @@ async fn classification_failures_are_replayed_once_the_service_is_fixed_and_stor
         40,
         "each record predicted or dead-lettered"
     );
-    let _ = broken.kill();
-    let _ = broken.wait();
+    drop(broken);
 
     // The service is fixed (same address); the refused records replayed.
     let _fixed = Serve::start_on(port).await;

@@ -32,7 +32,8 @@ impl Serve {
         Serve::start_on_with(port, &[]).await
     }
 
-    async fn start_on_with(port: u16, extra: &[&str]) -> Serve {
+    /// On `port`, with `extra` flags.
+    pub async fn start_on_with(port: u16, extra: &[&str]) -> Serve {
         let child = Command::new(env!("CARGO_BIN_EXE_txflow"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
