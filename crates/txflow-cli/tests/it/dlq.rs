@@ -94,10 +94,13 @@ async fn decode_failures_replayed_come_back_with_attempt_two_and_stop_at_the_cap
         Some(1)
     );
 
-    // A dry run says what it would do and does nothing.
+    // A dry run says what it would do and does nothing. (The topic's size
+    // is compared before and after: Tansu's end offsets undercount a batch
+    // of several records, so the 5 produced may read as 4.)
+    let before = topics.count(&topics.transactions);
     let dry = dlq_text(&topics, &["replay", "--class", "decode", "--dry-run"]);
     assert!(dry.contains("3 letter(s) would be replayed"), "{dry}");
-    assert_eq!(topics.count(&topics.transactions), 5);
+    assert_eq!(topics.count(&topics.transactions), before);
     assert_eq!(db.count("replays", "").await, 0);
 
     // Replayed, they fail again: back with attempt 2 and the letter they
