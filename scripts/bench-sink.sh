@@ -4,17 +4,29 @@
 #   1. ROWS events are produced and `txflow consume` publishes their
 #      predictions (the topic the sinks read);
 #   2. the broker's ceiling: a plain rdkafka consumer reading the
-#      predictions topic;
+#      predictions topic, with librdkafka's defaults and with the members'
+#      fetch settings (fetch.wait.max.ms=20, queued.max.messages.kbytes=16384;
+#      the ratios are against the faster of the two);
 #   3. `txflow sink s3://…` (Parquet) drains the same topic;
 #   4. `txflow sink influx+http://…` (VictoriaMetrics) drains it.
 # Each sink is timed from process start until its metrics count ROWS
 # records written; peak RSS is VmHWM; Parquet bytes are the objects' sizes
 # on s3s-fs's disk.
 #
-#   scripts/bench-sink.sh [ROWS]      default 1000000
+#   scripts/bench-sink.sh [ROWS] [MODE]   default 1000000 historical
+#
+# MODE historical: the events' times spread over the reference period (a
+# backfill: each write spans many dates, so many small objects); live: the
+# events happen now (one date, one object per partition and write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-1000000}
+mode=${2:-historical}
+case $mode in
+  historical) produce_mode=--historical ;;
+  live) produce_mode= ;;
+  *) echo "MODE must be historical or live, not $mode" >&2; exit 2 ;;
+esac
 
 cargo build --release --locked -p txflow-cli >&2
 cargo build --release --locked -p txflow-kafka --example plain_consume >&2
@@ -38,7 +50,7 @@ topics="--transactions-topic sink-tx --predictions-topic sink-pred --dead-letter
 # shellcheck disable=SC2086
 "$txflow" topics create --replication 1 $topics >/dev/null
 # shellcheck disable=SC2086
-"$txflow" produce --flat --historical --count "$rows" $topics 2>/dev/null | sed 's/^/produce: /'
+"$txflow" produce --flat $produce_mode --count "$rows" $topics 2>/dev/null | sed 's/^/produce: /'
 psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_sink"
 "$txflow" migrate --database-url "$base/bench_sink" >/dev/null 2>&1
 # shellcheck disable=SC2086
@@ -52,8 +64,10 @@ done
 kill -TERM "$pid"; wait "$pid" || true
 echo "predictions published: $rows"
 
-echo "== plain rdkafka consumer on the predictions topic"
-"$plain" "$TXFLOW_KAFKA_BROKERS" sink-pred "$rows" | tee "$work/plain.txt"
+echo "== plain rdkafka consumer on the predictions topic (defaults, then the members' fetch settings)"
+"$plain" "$TXFLOW_KAFKA_BROKERS" sink-pred "$rows" | tee "$work/plain-defaults.txt"
+"$plain" "$TXFLOW_KAFKA_BROKERS" sink-pred "$rows" fetch.wait.max.ms=20 \
+  queued.max.messages.kbytes=16384 | tee "$work/plain-fetch.txt"
 
 # Runs `txflow sink URL` until it has written ROWS records; prints
 # "<seconds> <peak RSS KiB>".
@@ -86,12 +100,15 @@ parquet_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parque
 echo "== txflow sink influx+http://… (VictoriaMetrics)"
 read -r influx_ms influx_rss < <(drain "influx+$TXFLOW_TEST_VM_URL/write" influx)
 
-python3 - "$work/plain.txt" "$rows" "$parquet_ms" "$parquet_rss" "$parquet_bytes" "$parquet_objects" "$influx_ms" "$influx_rss" <<'PY'
+echo "mode: $mode"
+python3 - "$work/plain-defaults.txt" "$work/plain-fetch.txt" "$rows" "$parquet_ms" "$parquet_rss" "$parquet_bytes" "$parquet_objects" "$influx_ms" "$influx_rss" <<'PY'
 import re, sys
-plain = float(re.search(r"in ([\d.]+) s", open(sys.argv[1]).read()).group(1))
-rows, p_ms, p_rss, p_bytes, p_objects, i_ms, i_rss = (int(x) for x in sys.argv[2:])
-base = rows / plain
-print(f"plain consumer      : {base:>10,.0f} records/s ({plain:.2f} s)")
+took = lambda path: float(re.search(r"in ([\d.]+) s", open(path).read()).group(1))
+defaults, fetch = took(sys.argv[1]), took(sys.argv[2])
+rows, p_ms, p_rss, p_bytes, p_objects, i_ms, i_rss = (int(x) for x in sys.argv[3:])
+print(f"plain consumer      : {rows / defaults:>10,.0f} records/s ({defaults:.2f} s), librdkafka defaults")
+print(f"plain consumer      : {rows / fetch:>10,.0f} records/s ({fetch:.2f} s), the members' fetch settings")
+base = rows / min(defaults, fetch)
 for name, ms, rss in [("parquet sink (S3)", p_ms, p_rss), ("line-protocol sink", i_ms, i_rss)]:
     rate = rows / (ms / 1000)
     print(f"{name:<20}: {rate:>10,.0f} records/s ({ms / 1000:.2f} s, start-up included), "

@@ -1,6 +1,6 @@
 //! Input flags and their resolution into files, shared by `batch` and `list`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use txflow_storage::{Input, Location, S3Options};
 
 use crate::store::Store;
@@ -47,7 +47,11 @@ pub async fn resolve(raw: &[String], s3: &S3Options) -> Result<(Vec<Input>, Opti
 /// Leaves out the files some earlier run read to the end (`--skip-done`).
 pub async fn skip_done(store: &Store, inputs: &mut Vec<Input>) -> Result<()> {
     let urls: Vec<String> = inputs.iter().map(|i| i.location.url()).collect();
-    let done = store.done_files(&urls).await?;
+    let done = store
+        .done_files(&urls)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("reading which files are done")?;
     if !done.is_empty() {
         tracing::info!(skipped = done.len(), "files already done by an earlier run");
     }

@@ -1,14 +1,17 @@
-//! The database a run writes to, picked by the URL's scheme.
+//! The database a run writes to, picked by the URL's scheme from
+//! [`DATABASES`]: one line per adapter. Each adapter implements the core's
+//! ports ([`Sink`], [`RunLedger`], [`OffsetStore`]); [`Store`] holds
+//! whichever the URL named.
 
-use std::collections::HashSet;
+use std::fmt;
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use txflow_core::ports::WriteReport;
-use txflow_core::{
-    Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Secret, Sink,
-};
+use txflow_core::ports::BoxFuture;
+use txflow_core::{OffsetStore, RunLedger, Secret, Sink};
 use txflow_postgres::PostgresSink;
 use txflow_sqlite::SqliteSink;
 
@@ -29,13 +32,6 @@ pub fn default_max_outage() -> Duration {
         .expect("DEFAULT_MAX_OUTAGE is a valid duration")
 }
 
-/// `postgres://…`/`postgresql://…` or `sqlite://path` (also `sqlite:path`).
-#[derive(Debug)]
-pub enum Store {
-    Postgres(PostgresSink),
-    Sqlite(SqliteSink),
-}
-
 /// The stream's PostgreSQL, for what only it holds (`what`: replays, model
 /// versions); a missing or non-PostgreSQL URL says so.
 pub async fn open_postgres(url: Option<&Secret>, what: &str) -> Result<PostgresSink> {
@@ -51,126 +47,143 @@ pub async fn open_postgres(url: Option<&Secret>, what: &str) -> Result<PostgresS
     Ok(PostgresSink::connect(url, VERSION).await?)
 }
 
+/// A database of txflow's schema: where batches are written, the run
+/// ledger, the stream's stored offsets, and whether it answers.
+pub trait Database: Sink + RunLedger + OffsetStore + fmt::Debug {
+    /// Whether the database answers now, for `/health`.
+    fn is_up(&self) -> bool;
+}
+
+impl Database for PostgresSink {
+    fn is_up(&self) -> bool {
+        self.health().is_up()
+    }
+}
+
+impl Database for SqliteSink {
+    /// An embedded file always answers.
+    fn is_up(&self) -> bool {
+        true
+    }
+}
+
+/// How a database is opened, besides its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How long a database server that went away is waited for
+    /// (`Duration::MAX`: for ever).
+    pub max_outage: Duration,
+    /// Connections for concurrent stream writes (PostgreSQL; an SQLite file
+    /// has one writer at a time).
+    pub writers: usize,
+}
+
+type Open = for<'a> fn(&'a str, Options) -> BoxFuture<'a, Result<Store>>;
+
+/// A database adapter: its URL schemes, an example URL and how it opens.
+#[derive(Debug)]
+pub struct Entry {
+    pub schemes: &'static [&'static str],
+    pub example: &'static str,
+    pub open: Open,
+}
+
+/// Every database adapter.
+pub const DATABASES: &[Entry] = &[
+    Entry {
+        schemes: &["postgres", "postgresql"],
+        example: "postgres://user:password@host:port/db",
+        open: |url, options| Box::pin(postgres(url, options)),
+    },
+    Entry {
+        schemes: &["sqlite"],
+        example: "sqlite://path/to/file.db",
+        open: |url, options| Box::pin(sqlite(url, options)),
+    },
+];
+
+async fn postgres(url: &str, options: Options) -> Result<Store> {
+    let sink = PostgresSink::connect(url, VERSION)
+        .await?
+        .with_max_outage(options.max_outage)
+        .with_writers(options.writers)
+        .await?;
+    Ok(Store {
+        database: Arc::new(sink),
+        description: txflow_postgres::redact(url),
+    })
+}
+
+async fn sqlite(url: &str, _: Options) -> Result<Store> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = PathBuf::from(path);
+    let sink = tokio::task::spawn_blocking(move || SqliteSink::open(&path, VERSION))
+        .await
+        .context("opening SQLite")??;
+    let description = format!("sqlite://{}", sink.path().display());
+    Ok(Store {
+        database: Arc::new(sink),
+        description,
+    })
+}
+
+/// The database a command works with, opened from its URL.
+#[derive(Debug, Clone)]
+pub struct Store {
+    database: Arc<dyn Database>,
+    /// Where the data goes, password hidden.
+    description: String,
+}
+
 impl Store {
     /// Opens the database and brings its schema up to date. Once open, a
     /// database server that goes away is waited for up to `max_outage`
     /// (`Duration::MAX`: for ever).
     pub async fn open(url: &str, max_outage: Duration) -> Result<Store> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let sink = PostgresSink::connect(url, VERSION)
-                .await?
-                .with_max_outage(max_outage);
-            return Ok(Store::Postgres(sink));
-        }
-        if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            let path = PathBuf::from(path);
-            let sink = tokio::task::spawn_blocking(move || SqliteSink::open(&path, VERSION))
-                .await
-                .context("opening SQLite")??;
-            return Ok(Store::Sqlite(sink));
-        }
-        bail!(
-            "unsupported database URL {:?}: use postgres://user:password@host:port/db or sqlite://path/to/file.db",
-            txflow_postgres::redact(url)
+        Store::open_with(
+            url,
+            Options {
+                max_outage,
+                writers: 1,
+            },
         )
+        .await
     }
 
-    /// A connection for each of `writers` concurrent stream writes
-    /// (PostgreSQL; an SQLite file has one writer at a time).
-    pub async fn with_writers(self, writers: usize) -> Result<Store> {
-        Ok(match self {
-            Store::Postgres(sink) => Store::Postgres(sink.with_writers(writers).await?),
-            sqlite @ Store::Sqlite(_) => sqlite,
-        })
-    }
-
-    /// Whether the database answers now, for `/health` (an embedded SQLite
-    /// file always does).
-    pub fn is_up(&self) -> bool {
-        match self {
-            Store::Postgres(s) => s.health().is_up(),
-            Store::Sqlite(_) => true,
+    /// [`Store::open`] with every option.
+    pub async fn open_with(url: &str, options: Options) -> Result<Store> {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match DATABASES.iter().find(|e| e.schemes.contains(&scheme)) {
+            Some(entry) => (entry.open)(url, options).await,
+            None => {
+                let examples: Vec<&str> = DATABASES.iter().map(|e| e.example).collect();
+                bail!(
+                    "unsupported database URL {:?}: use {}",
+                    txflow_postgres::redact(url),
+                    examples.join(" or ")
+                )
+            }
         }
     }
 
     /// Where the data goes, password hidden.
-    pub fn describe(&self, url: &str) -> String {
-        match self {
-            Store::Postgres(_) => txflow_postgres::redact(url),
-            Store::Sqlite(s) => format!("sqlite://{}", s.path().display()),
-        }
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    /// The database, to hand to what writes into it.
+    pub fn database(&self) -> Arc<dyn Database> {
+        Arc::clone(&self.database)
     }
 }
 
-impl Store {
-    /// Which of `locations` some run has read to the end.
-    pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
-        Ok(match self {
-            Store::Postgres(s) => s.done_files(locations).await?,
-            Store::Sqlite(s) => s.done_files(locations).await?,
-        })
-    }
+impl Deref for Store {
+    type Target = dyn Database;
 
-    /// Rejected batch rows of a run and rule: counts, and the first rows.
-    pub async fn rejections(
-        &self,
-        run: Option<&str>,
-        rule: Option<&str>,
-        limit: i64,
-    ) -> Result<txflow_core::Rejections> {
-        Ok(match self {
-            Store::Postgres(s) => s.rejections(run, rule, limit).await?,
-            Store::Sqlite(s) => s.rejections(run, rule, limit).await?,
-        })
-    }
-
-    /// The runs whose id starts with `prefix`.
-    pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
-        Ok(match self {
-            Store::Postgres(s) => s.runs(prefix).await?,
-            Store::Sqlite(s) => s.runs(prefix).await?,
-        })
-    }
-}
-
-impl OffsetStore for Store {
-    async fn stored_offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>, BoxError> {
-        match self {
-            Store::Postgres(s) => s.stored_offsets(group, topic).await,
-            Store::Sqlite(s) => s.stored_offsets(group, topic).await,
-        }
-    }
-}
-
-impl Sink for Store {
-    async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
-        match self {
-            Store::Postgres(s) => s.start_run(run).await,
-            Store::Sqlite(s) => s.start_run(run).await,
-        }
-    }
-
-    async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
-        match self {
-            Store::Postgres(s) => s.write_batch(batch).await,
-            Store::Sqlite(s) => s.write_batch(batch).await,
-        }
-    }
-
-    async fn record_file(&self, run: &RunId, file: &FileOutcome) -> Result<(), BoxError> {
-        match self {
-            Store::Postgres(s) => s.record_file(run, file).await,
-            Store::Sqlite(s) => s.record_file(run, file).await,
-        }
-    }
-
-    async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {
-        match self {
-            Store::Postgres(s) => s.finish_run(run).await,
-            Store::Sqlite(s) => s.finish_run(run).await,
-        }
+    fn deref(&self) -> &Self::Target {
+        &*self.database
     }
 }

@@ -9,15 +9,10 @@
 //! The methods return boxed futures so that the binary can hold any
 //! connector as `Box<dyn Connector>`, picked by the URL's scheme.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-
 use crate::error::BoxError;
 use crate::event::PredictionEvent;
-
-/// A boxed future, as the port's methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::ports::BoxFuture;
+use std::collections::HashMap;
 
 /// One record of the predictions topic, decoded, with where it was read.
 #[derive(Debug, Clone, PartialEq)]

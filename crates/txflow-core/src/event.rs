@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::pipeline::Lineage;
 use crate::record::Position;
+use crate::run::Lineage;
 use crate::transaction::{Prediction, Transaction};
 
 /// The version of the event's contract, in the `schema-version` header and

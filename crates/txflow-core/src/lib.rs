@@ -19,7 +19,8 @@
 //! - [`event`]: [`PredictionEvent`], the contract of the predictions topic.
 //! - [`ports`]: the traits adapters implement.
 //! - [`connector`]: [`Connector`], the port of the predictions topic's sinks.
-//! - [`pipeline`]: the batch pipeline and its run summary.
+//! - [`pipeline`]: the batch pipeline.
+//! - [`run`]: a run's bookkeeping (id, counts, summary, error budget).
 //! - [`metric`]: how a crate declares its metrics (the catalogues).
 //! - [`resilience`]: retry (backoff) and circuit-breaker policies.
 //! - [`secret`]: [`Secret`], a value no output shows.
@@ -36,6 +37,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod record;
 pub mod resilience;
+pub mod run;
 pub mod secret;
 pub mod synth;
 pub mod transaction;
@@ -46,15 +48,15 @@ pub use connector::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 pub use error::{BoxError, Error, Result};
 pub use event::{PREDICTION_EVENT_VERSION, PredictionEvent};
 pub use model::{MerchantModel, ReferenceModel};
-pub use pipeline::{
+pub use ports::{
+    Batch, Checkpoint, Classifier, ClassifyFailure, FailureClass, OffsetStore, Outcome,
+    RecordSource, RejectLog, RunLedger, Sink, Unclassified,
+};
+pub use record::{Column, Oversized, Position, RawRecord};
+pub use run::{
     Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, Rejections, RunId, RunRecord,
     RunStatus, RunSummary, StoredRejection,
 };
-pub use ports::{
-    Batch, Checkpoint, Classifier, ClassifyFailure, FailureClass, OffsetStore, Outcome,
-    RecordSource, RejectLog, Sink, Unclassified,
-};
-pub use record::{Column, Oversized, Position, RawRecord};
 pub use secret::Secret;
 pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId, TransactionParts};
 pub use validation::{RejectedRecord, Rule, Validator, Violation};

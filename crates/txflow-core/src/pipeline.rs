@@ -7,298 +7,17 @@
 //! at the same time. At most one batch is in flight, so memory stays bounded
 //! by two batches whatever the input size.
 
-use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::ports::{Batch, Classifier, RecordSource, RejectLog, Sink, Unclassified, WriteReport};
 use crate::record::Position;
+use crate::run::{Counts, Lineage, ProcessingType, RunId};
 use crate::transaction::{Prediction, Transaction};
 use crate::validation::{RejectedRecord, Validator};
-
-/// A run id: given by the caller (Airflow sets one) or generated.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RunId(Arc<str>);
-
-/// Why a text is not a run id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("run id {0:?} must be 1 to 250 printable characters")]
-pub struct InvalidRunId(pub String);
-
-impl RunId {
-    pub fn parse(s: &str) -> Result<RunId, InvalidRunId> {
-        let ok = !s.is_empty() && s.chars().count() <= 250 && !s.chars().any(char::is_control);
-        if ok {
-            Ok(RunId(Arc::from(s)))
-        } else {
-            Err(InvalidRunId(s.to_owned()))
-        }
-    }
-
-    /// A fresh run id: `run-` and a random UUID.
-    pub fn generate() -> RunId {
-        RunId(Arc::from(format!("run-{}", Uuid::new_v4())))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// How a record reached txflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessingType {
-    Batch,
-    Streaming,
-}
-
-impl ProcessingType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProcessingType::Batch => "batch",
-            ProcessingType::Streaming => "streaming",
-        }
-    }
-}
-
-/// What every row of a batch shares: who wrote it, from where, how.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lineage {
-    pub run_id: RunId,
-    pub source: Arc<str>,
-    pub processing_type: ProcessingType,
-}
-
-/// Running totals of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub read: u64,
-    pub valid: u64,
-    pub invalid: u64,
-    pub classified: u64,
-    /// Valid transactions the classifier failed on (stored without a
-    /// prediction).
-    pub unclassified: u64,
-    /// Transactions newly stored (a rerun adds none).
-    pub written: u64,
-    /// Valid transactions of committed batches that the database held
-    /// already. `valid - written - present` were not stored (the run
-    /// stopped before their batch was committed).
-    pub present: u64,
-    pub predictions_written: u64,
-    /// Files finished, and files stopped by an error.
-    pub files: u64,
-    pub files_failed: u64,
-    pub bytes: u64,
-}
-
-impl Counts {
-    /// Invalid rows over rows read; 0 for an empty run.
-    pub fn error_rate(&self) -> f64 {
-        if self.read == 0 {
-            0.0
-        } else {
-            self.invalid as f64 / self.read as f64
-        }
-    }
-
-    /// Valid rows that are in no committed batch: read, but not stored
-    /// because the run stopped.
-    pub fn not_stored(&self) -> u64 {
-        self.valid
-            .saturating_sub(self.written)
-            .saturating_sub(self.present)
-    }
-
-    /// A committed batch of `offered` transactions: what the sink added, and
-    /// the rest, which it held already.
-    fn add_write(&mut self, report: WriteReport, offered: u64) {
-        self.written += report.transactions;
-        self.present += offered.saturating_sub(report.transactions);
-        self.predictions_written += report.predictions;
-    }
-}
-
-/// The state of a run, as stored in the `runs` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Running,
-    /// Every row valid and stored.
-    Succeeded,
-    /// Finished; some rows were invalid, fewer than the error budget allows.
-    SucceededWithRejects,
-    /// Finished, but more rows were invalid than the error budget allows.
-    ErrorRateExceeded,
-    /// Stopped by an error; what was written before it stays written.
-    Failed,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::SucceededWithRejects => "succeeded_with_rejects",
-            RunStatus::ErrorRateExceeded => "error_rate_exceeded",
-            RunStatus::Failed => "failed",
-        }
-    }
-}
-
-/// A rejected row as a sink stored it (`rejected_records`): what `txflow
-/// dlq rejected` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredRejection {
-    pub source_location: String,
-    pub source_line: i64,
-    pub rule: String,
-    pub field: Option<String>,
-    pub message: String,
-    pub raw: String,
-    pub run_id: String,
-}
-
-/// Counts of rejected rows by rule and source, and the first rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rejections {
-    /// (rule, source location, rows), most first.
-    pub counts: Vec<(String, String, i64)>,
-    pub rows: Vec<StoredRejection>,
-}
-
-/// A run as a sink stored it: what `txflow runs` prints and a scheduler checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRecord {
-    pub run_id: String,
-    pub status: String,
-    pub files: u64,
-    pub files_failed: u64,
-    pub rows_read: u64,
-    pub rows_invalid: u64,
-    pub rows_written: u64,
-    pub error: Option<String>,
-}
-
-/// What a run did with one input file.
-#[derive(Debug, Clone)]
-pub struct FileOutcome {
-    pub location: String,
-    /// `true` when the file was read to its end.
-    pub done: bool,
-    /// This file's counts only.
-    pub counts: Counts,
-    pub error: Option<String>,
-}
-
-impl FileOutcome {
-    pub fn status(&self) -> &'static str {
-        if self.done { "done" } else { "failed" }
-    }
-}
-
-/// `after - before`, field by field: one file's share of a run's counts.
-impl std::ops::Sub for Counts {
-    type Output = Counts;
-
-    fn sub(self, before: Counts) -> Counts {
-        Counts {
-            read: self.read - before.read,
-            valid: self.valid - before.valid,
-            invalid: self.invalid - before.invalid,
-            classified: self.classified - before.classified,
-            unclassified: self.unclassified - before.unclassified,
-            written: self.written - before.written,
-            present: self.present - before.present,
-            predictions_written: self.predictions_written - before.predictions_written,
-            files: self.files - before.files,
-            files_failed: self.files_failed - before.files_failed,
-            bytes: self.bytes - before.bytes,
-        }
-    }
-}
-
-/// A run as a whole: identity, times, totals, outcome.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub run_id: RunId,
-    pub kind: ProcessingType,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub counts: Counts,
-    pub status: RunStatus,
-    pub error: Option<String>,
-}
-
-impl RunSummary {
-    pub fn start(run_id: RunId, kind: ProcessingType, now: DateTime<Utc>) -> Self {
-        RunSummary {
-            run_id,
-            kind,
-            started_at: now,
-            finished_at: None,
-            counts: Counts::default(),
-            status: RunStatus::Running,
-            error: None,
-        }
-    }
-
-    /// Closes the run: the status follows from the error or failed files, if
-    /// any, then from the error budget.
-    pub fn finish(&mut self, now: DateTime<Utc>, error: Option<String>, budget: ErrorBudget) {
-        self.finished_at = Some(now);
-        self.status = if error.is_some() || self.counts.files_failed > 0 {
-            RunStatus::Failed
-        } else if budget.exceeded(&self.counts) {
-            RunStatus::ErrorRateExceeded
-        } else if self.counts.invalid > 0 || self.counts.unclassified > 0 {
-            RunStatus::SucceededWithRejects
-        } else {
-            RunStatus::Succeeded
-        };
-        self.error = error;
-    }
-
-    pub fn seconds(&self) -> f64 {
-        let end = self.finished_at.unwrap_or_else(Utc::now);
-        (end - self.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6
-    }
-}
-
-/// The largest share of invalid rows a run may have and still succeed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ErrorBudget {
-    max_rate: f64,
-}
-
-impl ErrorBudget {
-    /// No limit: a run succeeds whatever share of its rows is invalid.
-    pub const UNLIMITED: ErrorBudget = ErrorBudget { max_rate: 1.0 };
-
-    /// `max_rate` in [0, 1]; `None` otherwise.
-    pub fn new(max_rate: f64) -> Option<Self> {
-        (0.0..=1.0)
-            .contains(&max_rate)
-            .then_some(ErrorBudget { max_rate })
-    }
-
-    pub fn max_rate(&self) -> f64 {
-        self.max_rate
-    }
-
-    pub fn exceeded(&self, counts: &Counts) -> bool {
-        counts.error_rate() > self.max_rate
-    }
-}
 
 /// The batch pipeline over one sink, one classifier and one reject log.
 #[derive(Debug)]
@@ -513,10 +232,12 @@ mod tests {
 
     use super::*;
     use crate::error::BoxError;
-    use crate::ports::{ClassifyFailure, FailureClass, Outcome};
+    use crate::ports::{BoxFuture, ClassifyFailure, FailureClass, Outcome};
     use crate::record::{Column, RawRecord};
+    use crate::run::{ErrorBudget, RunStatus, RunSummary};
     use crate::transaction::DecimalMark;
     use crate::{ReferenceModel, model};
+    use chrono::Utc;
 
     /// Rows of `;`-separated fields in column order, from memory.
     struct Rows {
@@ -568,24 +289,17 @@ mod tests {
     }
 
     impl Sink for Memory {
-        async fn start_run(&self, _: &RunSummary) -> Result<(), BoxError> {
-            Ok(())
-        }
-        async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
-            let report = WriteReport {
-                transactions: batch.transactions.len() as u64,
-                predictions: batch.predictions.len() as u64,
-                rejected: batch.rejected.len() as u64,
-                unclassified: batch.unclassified.len() as u64,
-            };
-            self.batches.lock().map_err(|e| e.to_string())?.push(batch);
-            Ok(report)
-        }
-        async fn record_file(&self, _: &RunId, _: &FileOutcome) -> Result<(), BoxError> {
-            Ok(())
-        }
-        async fn finish_run(&self, _: &RunSummary) -> Result<(), BoxError> {
-            Ok(())
+        fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+            Box::pin(async move {
+                let report = WriteReport {
+                    transactions: batch.transactions.len() as u64,
+                    predictions: batch.predictions.len() as u64,
+                    rejected: batch.rejected.len() as u64,
+                    unclassified: batch.unclassified.len() as u64,
+                };
+                self.batches.lock().map_err(|e| e.to_string())?.push(batch);
+                Ok(report)
+            })
         }
     }
 

@@ -1,17 +1,23 @@
 //! The ports: what the pipeline needs from the outside world, as traits.
 //! Adapter crates implement them, one technology each.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::error::BoxError;
 use crate::model::{MerchantModel, ReferenceModel};
-use crate::pipeline::{FileOutcome, Lineage, RunId, RunSummary};
 use crate::record::{Position, RawRecord};
+pub use crate::run::WriteReport;
+use crate::run::{FileOutcome, Lineage, Rejections, RunId, RunRecord, RunSummary};
 use crate::transaction::{DecimalMark, Prediction, Transaction, TransactionId};
 use crate::validation::RejectedRecord;
+
+/// A boxed future, as the ports that are held as trait objects return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A stream of raw records from one input (a CSV file, a topic partition).
 pub trait RecordSource: Send {
@@ -154,46 +160,72 @@ pub struct Checkpoint {
 /// Where stream consumers stand, kept with the rows (see [`Checkpoint`]).
 pub trait OffsetStore: Send + Sync {
     /// The stored next offset of each partition of `topic` for `group`.
-    fn stored_offsets(
-        &self,
-        group: &str,
-        topic: &str,
-    ) -> impl Future<Output = Result<Vec<(i32, i64)>, BoxError>> + Send;
+    fn stored_offsets<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>>;
 }
 
-/// What a sink actually added: rows already present are not counted, so a
-/// rerun of the same input reports zeros.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteReport {
-    pub transactions: u64,
-    pub predictions: u64,
-    pub rejected: u64,
-    pub unclassified: u64,
-}
-
-/// Durable storage of transactions, predictions, rejected rows and runs.
+/// Where batches of transactions and predictions are written.
 ///
-/// Writing the same batch twice must add nothing the second time.
+/// Writing the same batch twice must add nothing the second time. This is
+/// all a store of the pipeline's output implements; the run ledger
+/// ([`RunLedger`]) and the resume point ([`OffsetStore`]) are separate ports.
 pub trait Sink: Send + Sync {
-    /// Records that a run started (or restarted, with the same run id).
-    fn start_run(&self, run: &RunSummary) -> impl Future<Output = Result<(), BoxError>> + Send;
-
     /// Writes a batch atomically.
-    fn write_batch(
-        &self,
-        batch: Batch,
-    ) -> impl Future<Output = Result<WriteReport, BoxError>> + Send;
+    fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>>;
+}
+
+/// The run ledger: what each run did, kept in SQL beside the rows.
+pub trait RunLedger: Send + Sync {
+    /// Records that a run started (or restarted, with the same run id).
+    fn start_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>>;
 
     /// Records what a run did with one input file (again for the same run
     /// and file: replaced).
-    fn record_file(
-        &self,
-        run: &RunId,
-        file: &FileOutcome,
-    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+    fn record_file<'a>(
+        &'a self,
+        run: &'a RunId,
+        file: &'a FileOutcome,
+    ) -> BoxFuture<'a, Result<(), BoxError>>;
 
     /// Records a run's final counts and status.
-    fn finish_run(&self, run: &RunSummary) -> impl Future<Output = Result<(), BoxError>> + Send;
+    fn finish_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>>;
+
+    /// Which of `locations` some run has read to the end.
+    fn done_files<'a>(
+        &'a self,
+        locations: &'a [String],
+    ) -> BoxFuture<'a, Result<HashSet<String>, BoxError>>;
+
+    /// The runs whose id starts with `prefix`, newest first.
+    fn runs<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, BoxError>>;
+
+    /// Rejected rows of batch runs: counts by rule and file, and the first
+    /// `limit` rows, optionally of one run (by id prefix) and one rule.
+    fn rejections<'a>(
+        &'a self,
+        run: Option<&'a str>,
+        rule: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Rejections, BoxError>>;
+}
+
+impl<T: Sink + ?Sized> Sink for Arc<T> {
+    fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        (**self).write_batch(batch)
+    }
+}
+
+impl<T: OffsetStore + ?Sized> OffsetStore for Arc<T> {
+    fn stored_offsets<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>> {
+        (**self).stored_offsets(group, topic)
+    }
 }
 
 /// A place that keeps each run's invalid rows as a file people can open.

@@ -8,8 +8,8 @@
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use txflow_core::ports::WriteReport;
-use txflow_core::{Batch, BoxError, FileOutcome, RunId, RunSummary, Sink};
+use txflow_core::ports::{BoxFuture, WriteReport};
+use txflow_core::{Batch, BoxError, Sink};
 
 use crate::client::Connection;
 use crate::error::{Error, Result};
@@ -92,28 +92,18 @@ impl Publisher {
 /// A sink that publishes each batch's predictions (when it has a
 /// [`Publisher`]) and then hands the batch to `inner`.
 #[derive(Debug)]
-pub struct PublishingSink<'a, S> {
+pub struct PublishingSink<'a, S: ?Sized> {
     pub inner: &'a S,
     pub publisher: Option<Publisher>,
 }
 
-impl<S: Sink> Sink for PublishingSink<'_, S> {
-    async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
-        self.inner.start_run(run).await
-    }
-
-    async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
-        if let Some(publisher) = &self.publisher {
-            publisher.publish(&batch).await?;
-        }
-        self.inner.write_batch(batch).await
-    }
-
-    async fn record_file(&self, run: &RunId, file: &FileOutcome) -> Result<(), BoxError> {
-        self.inner.record_file(run, file).await
-    }
-
-    async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {
-        self.inner.finish_run(run).await
+impl<S: Sink + ?Sized> Sink for PublishingSink<'_, S> {
+    fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        Box::pin(async move {
+            if let Some(publisher) = &self.publisher {
+                publisher.publish(&batch).await?;
+            }
+            self.inner.write_batch(batch).await
+        })
     }
 }

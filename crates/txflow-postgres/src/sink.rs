@@ -5,9 +5,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_postgres::Client;
+use txflow_core::ports::BoxFuture;
 use txflow_core::ports::WriteReport;
 use txflow_core::resilience::OutagePolicy;
-use txflow_core::{Batch, BoxError, FileOutcome, OffsetStore, RunId, RunRecord, RunSummary, Sink};
+use txflow_core::{
+    Batch, BoxError, FileOutcome, OffsetStore, Rejections, RunId, RunLedger, RunRecord, RunSummary,
+    Sink,
+};
 
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
@@ -344,25 +348,55 @@ fn like_escape(prefix: &str) -> String {
 }
 
 impl OffsetStore for PostgresSink {
-    async fn stored_offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>, BoxError> {
-        Ok(self.offsets(group, topic).await?)
+    fn stored_offsets<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>> {
+        Box::pin(async move { Ok(self.offsets(group, topic).await?) })
     }
 }
 
 impl Sink for PostgresSink {
-    async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
-        Ok(self.upsert_run(run).await?)
+    fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        Box::pin(async move { Ok(self.write(&batch).await?) })
+    }
+}
+
+impl RunLedger for PostgresSink {
+    fn start_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.upsert_run(run).await?) })
     }
 
-    async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
-        Ok(self.write(&batch).await?)
+    fn record_file<'a>(
+        &'a self,
+        run: &'a RunId,
+        file: &'a FileOutcome,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.upsert_file(run, file).await?) })
     }
 
-    async fn record_file(&self, run: &RunId, file: &FileOutcome) -> Result<(), BoxError> {
-        Ok(self.upsert_file(run, file).await?)
+    fn finish_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.upsert_run(run).await?) })
     }
 
-    async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {
-        Ok(self.upsert_run(run).await?)
+    fn done_files<'a>(
+        &'a self,
+        locations: &'a [String],
+    ) -> BoxFuture<'a, Result<HashSet<String>, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::done_files(self, locations).await?) })
+    }
+
+    fn runs<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::runs(self, prefix).await?) })
+    }
+
+    fn rejections<'a>(
+        &'a self,
+        run: Option<&'a str>,
+        rule: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::rejections(self, run, rule, limit).await?) })
     }
 }

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, params};
+use txflow_core::ports::BoxFuture;
 use txflow_core::ports::WriteReport;
 use txflow_core::{
-    Batch, BoxError, FileOutcome, OffsetStore, Rejections, RunId, RunRecord, RunSummary, Sink,
-    StoredRejection,
+    Batch, BoxError, FileOutcome, OffsetStore, Rejections, RunId, RunLedger, RunRecord, RunSummary,
+    Sink, StoredRejection,
 };
 
 /// Every migration, in order: (version, SQL). The applied version is kept in
@@ -464,34 +465,65 @@ fn upsert_run(conn: &mut Connection, path: &Path, run: &RunSummary, version: &st
 }
 
 impl OffsetStore for SqliteSink {
-    async fn stored_offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>, BoxError> {
-        Ok(self.offsets(group, topic).await?)
+    fn stored_offsets<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>> {
+        Box::pin(async move { Ok(self.offsets(group, topic).await?) })
     }
 }
 
 impl Sink for SqliteSink {
-    async fn start_run(&self, run: &RunSummary) -> Result<(), BoxError> {
+    fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        Box::pin(async move { Ok(self.with_conn(move |c, p| write(c, p, &batch)).await?) })
+    }
+}
+
+impl RunLedger for SqliteSink {
+    fn start_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
         let (run, version) = (run.clone(), self.version);
-        Ok(self
-            .with_conn(move |c, p| upsert_run(c, p, &run, version))
-            .await?)
+        Box::pin(async move {
+            Ok(self
+                .with_conn(move |c, p| upsert_run(c, p, &run, version))
+                .await?)
+        })
     }
 
-    async fn write_batch(&self, batch: Batch) -> Result<WriteReport, BoxError> {
-        Ok(self.with_conn(move |c, p| write(c, p, &batch)).await?)
-    }
-
-    async fn record_file(&self, run: &RunId, file: &FileOutcome) -> Result<(), BoxError> {
+    fn record_file<'a>(
+        &'a self,
+        run: &'a RunId,
+        file: &'a FileOutcome,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
         let (run, file) = (run.clone(), file.clone());
-        Ok(self
-            .with_conn(move |c, p| upsert_file(c, p, &run, &file))
-            .await?)
+        Box::pin(async move {
+            Ok(self
+                .with_conn(move |c, p| upsert_file(c, p, &run, &file))
+                .await?)
+        })
     }
 
-    async fn finish_run(&self, run: &RunSummary) -> Result<(), BoxError> {
-        let (run, version) = (run.clone(), self.version);
-        Ok(self
-            .with_conn(move |c, p| upsert_run(c, p, &run, version))
-            .await?)
+    fn finish_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
+        self.start_run(run)
+    }
+
+    fn done_files<'a>(
+        &'a self,
+        locations: &'a [String],
+    ) -> BoxFuture<'a, Result<HashSet<String>, BoxError>> {
+        Box::pin(async move { Ok(SqliteSink::done_files(self, locations).await?) })
+    }
+
+    fn runs<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, BoxError>> {
+        Box::pin(async move { Ok(SqliteSink::runs(self, prefix).await?) })
+    }
+
+    fn rejections<'a>(
+        &'a self,
+        run: Option<&'a str>,
+        rule: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
+        Box::pin(async move { Ok(SqliteSink::rejections(self, run, rule, limit).await?) })
     }
 }

@@ -8,13 +8,13 @@ use txflow_core::Secret;
 
 use anyhow::{Context, Result, anyhow};
 use chrono::Utc;
-use txflow_core::{ProcessingType, RunId, RunSummary, Sink};
+use txflow_core::{ProcessingType, RunId, RunSummary};
 use txflow_http::server::HealthChecks;
 use txflow_kafka::consume::{self, ConsumeConfig};
 
 use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
 use crate::kafka_args::{KafkaArgs, MemberArgs};
-use crate::store::{DEFAULT_DATABASE, Store, VERSION};
+use crate::store::{self, DEFAULT_DATABASE, Store, VERSION};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -76,12 +76,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let classifier = AnyClassifier::from_args(&classifier_args)?;
     // A stream waits for its database as long as it takes; meanwhile it
     // stops fetching and /health says the database is down.
-    let store = Arc::new(
-        Store::open(args.database_url.expose(), Duration::MAX)
-            .await?
-            .with_writers(args.db_writers as usize)
-            .await?,
-    );
+    let options = store::Options {
+        max_outage: Duration::MAX,
+        writers: args.db_writers as usize,
+    };
+    let store = Store::open_with(args.database_url.expose(), options).await?;
     let member = args.membership.name();
     let config = ConsumeConfig {
         connection: args.kafka.connection()?,
@@ -100,7 +99,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         writers: args.db_writers as usize,
     };
 
-    let health_store = Arc::clone(&store);
+    let health_store = store.clone();
     let checks: HealthChecks = Arc::new(move || vec![("database", health_store.is_up())]);
     let metrics_address = serve_ops(args.metrics_listen, checks).await?;
 
@@ -112,13 +111,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .map_err(|e| anyhow!(e))
         .context("recording the run start")?;
     tracing::info!(group = %args.group, member = %member, topic = %config.input_topic,
-        database = %store.describe(args.database_url.expose()), metrics = %metrics_address,
+        database = %store.describe(), metrics = %metrics_address,
         classifier = %classifier.describe(&args.classifier), "consuming");
 
     let outcome = consume::run(
         &config,
         &classifier,
-        Arc::clone(&store),
+        store.database(),
         crate::signal::shutdown(),
     )
     .await;

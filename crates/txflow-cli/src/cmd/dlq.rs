@@ -535,7 +535,9 @@ async fn rejected(
     let store = crate::store::Store::open(database_url.expose(), Duration::from_secs(30)).await?;
     let r = store
         .rejections(run.as_deref(), rule.as_deref(), limit)
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("reading the rejected rows")?;
     let total: i64 = r.counts.iter().map(|c| c.2).sum();
     if json {
         let out = json!({

@@ -17,9 +17,6 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let store = Store::open(args.database_url.expose(), default_max_outage()).await?;
-    println!(
-        "schema up to date in {}",
-        store.describe(args.database_url.expose())
-    );
+    println!("schema up to date in {}", store.describe());
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use txflow_core::Secret;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use txflow_core::RunRecord;
 
 use crate::store::{DEFAULT_DATABASE, Store, default_max_outage};
@@ -43,7 +43,11 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let store = Store::open(args.database_url.expose(), default_max_outage()).await?;
-    let runs = store.runs(&args.prefix).await?;
+    let runs = store
+        .runs(&args.prefix)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("reading the runs")?;
     if args.json {
         let list: Vec<_> = runs.iter().map(to_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);

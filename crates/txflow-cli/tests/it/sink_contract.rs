@@ -1,14 +1,14 @@
-//! The sink port's contract, run against each adapter: PostgreSQL (real
-//! server) and SQLite.
+//! The store ports' contracts (`Sink` with `OffsetStore`, and `RunLedger`),
+//! run against each adapter: PostgreSQL (real server) and SQLite.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
-    Amount, Batch, Checkpoint, ClassifyFailure, FailureClass, Lineage, OffsetStore, Position,
-    ProcessingType, ReferenceModel, RunId, Side, Sink, Transaction, TransactionId,
-    TransactionParts, Unclassified,
+    Amount, Batch, Checkpoint, ClassifyFailure, Counts, ErrorBudget, FailureClass, FileOutcome,
+    Lineage, OffsetStore, Position, ProcessingType, ReferenceModel, RunId, RunLedger, RunSummary,
+    Side, Sink, Transaction, TransactionId, TransactionParts, Unclassified,
 };
 
 use crate::harness::Database;
@@ -118,6 +118,82 @@ async fn contract<S: Sink + OffsetStore, F: AsyncFn(&str) -> i64>(sink: &S, coun
             .expect("offsets")
             .is_empty()
     );
+}
+
+/// A run started, one file done and one failed, finished: the ledger says
+/// which files are done and what the run did; recording again replaces.
+async fn ledger<L: RunLedger>(ledger: &L) {
+    let run_id = RunId::parse("ledger-1").expect("a run id");
+    let mut run = RunSummary::start(run_id.clone(), ProcessingType::Batch, Utc::now());
+    ledger.start_run(&run).await.expect("the run's start");
+    let counts = Counts {
+        read: 10,
+        valid: 9,
+        invalid: 1,
+        written: 9,
+        files: 1,
+        ..Counts::default()
+    };
+    let done = FileOutcome {
+        location: "file:///a.csv".into(),
+        done: true,
+        counts,
+        error: None,
+    };
+    let failed = FileOutcome {
+        location: "file:///b.csv".into(),
+        done: false,
+        counts: Counts::default(),
+        error: Some("the object went away".into()),
+    };
+    for file in [&done, &failed, &done] {
+        ledger.record_file(&run_id, file).await.expect("a file");
+    }
+    let asked = ["file:///a.csv".to_owned(), "file:///b.csv".to_owned()];
+    let done_files = ledger.done_files(&asked).await.expect("the done files");
+    assert_eq!(
+        done_files.into_iter().collect::<Vec<_>>(),
+        ["file:///a.csv"]
+    );
+
+    run.counts = Counts {
+        files_failed: 1,
+        ..counts
+    };
+    run.finish(Utc::now(), None, ErrorBudget::UNLIMITED);
+    ledger.finish_run(&run).await.expect("the run's end");
+    let runs = ledger.runs("ledger-").await.expect("the runs");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let record = &runs[0];
+    assert_eq!(record.run_id, "ledger-1");
+    assert_eq!(record.status, run.status.as_str());
+    assert_eq!(
+        (
+            record.files_failed,
+            record.rows_read,
+            record.rows_invalid,
+            record.rows_written
+        ),
+        (1, 10, 1, 9)
+    );
+    assert!(ledger.runs("other").await.expect("no runs").is_empty());
+}
+
+#[tokio::test]
+async fn the_postgres_ledger_keeps_runs_and_their_files() {
+    let db = Database::create().await;
+    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+        .await
+        .expect("the sink");
+    ledger(&sink).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_ledger_keeps_runs_and_their_files() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sink =
+        txflow_sqlite::SqliteSink::open(&dir.path().join("ledger.db"), "test").expect("the sink");
+    ledger(&sink).await;
 }
 
 #[tokio::test]

@@ -109,7 +109,7 @@ pub async fn run<C, S>(
 ) -> Result<Consumed>
 where
     C: Classifier,
-    S: Sink + OffsetStore + 'static,
+    S: Sink + OffsetStore + ?Sized + 'static,
 {
     config.connection.check_reachable().await?;
     let joining = Joining {
@@ -160,7 +160,7 @@ where
 /// The member's consumer context, its rebalances reading offsets from `sink`.
 fn context<S>(config: &ConsumeConfig, sink: Arc<S>, events: mpsc::Sender<Event>) -> Context
 where
-    S: OffsetStore + 'static,
+    S: OffsetStore + ?Sized + 'static,
 {
     let handle = tokio::runtime::Handle::current();
     let group = config.group.clone();

@@ -45,7 +45,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn start<S: Sink + 'static>(
+    pub fn start<S: Sink + ?Sized + 'static>(
         sink: &Arc<S>,
         consumer: &Arc<BaseConsumer<Context>>,
         group: &str,
@@ -154,7 +154,7 @@ fn add(total: &Mutex<Consumed>, did: &Consumed) {
 /// Writes one partition's batch and its next offset in one database
 /// transaction (the sink waits out a database outage), then commits the
 /// offset to Kafka for lag monitoring.
-async fn write<S: Sink>(
+async fn write<S: Sink + ?Sized>(
     sink: &S,
     consumer: &BaseConsumer<Context>,
     group: &str,

@@ -16,7 +16,7 @@ use txflow_core::pipeline::BatchPipeline;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
     Counts, Error as CoreError, ErrorBudget, FileOutcome, ProcessingType, RunId, RunStatus,
-    RunSummary, Sink,
+    RunSummary,
 };
 use txflow_csv::Dialect;
 use txflow_kafka::publishing::{Publisher, PublishingSink};
@@ -197,7 +197,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 
     let classifier = AnyClassifier::from_args(&args.classifier)?;
     let store = Store::open(args.database_url.expose(), args.db_max_outage).await?;
-    let database = store.describe(args.database_url.expose());
+    let database = store.describe().to_owned();
     if args.skip_done {
         inputs::skip_done(&store, &mut inputs).await?;
     }
@@ -225,7 +225,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None
     };
     let sink = PublishingSink {
-        inner: &store,
+        inner: &*store,
         publisher,
     };
     let pipeline = BatchPipeline {
