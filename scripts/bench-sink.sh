@@ -5,7 +5,8 @@
 #      predictions (the topic the sinks read);
 #   2. the broker's ceiling: a plain rdkafka consumer reading the
 #      predictions topic, with librdkafka's defaults and with the members'
-#      fetch settings (fetch.wait.max.ms=20, queued.max.messages.kbytes=16384;
+#      fetch settings (fetch.wait.max.ms=20, queued.max.messages.kbytes=16384,
+#      fetch.queue.backoff.ms=10;
 #      the ratios are against the faster of the two);
 #   3. `txflow sink s3://…` (Parquet) drains the same topic;
 #   4. `txflow sink influx+http://…` (VictoriaMetrics) drains it.
@@ -67,7 +68,7 @@ echo "predictions published: $rows"
 echo "== plain rdkafka consumer on the predictions topic (defaults, then the members' fetch settings)"
 "$plain" "$TXFLOW_KAFKA_BROKERS" sink-pred "$rows" | tee "$work/plain-defaults.txt"
 "$plain" "$TXFLOW_KAFKA_BROKERS" sink-pred "$rows" fetch.wait.max.ms=20 \
-  queued.max.messages.kbytes=16384 | tee "$work/plain-fetch.txt"
+  queued.max.messages.kbytes=16384 fetch.queue.backoff.ms=10 | tee "$work/plain-fetch.txt"
 
 # Runs `txflow sink URL` until it has written ROWS records; prints
 # "<seconds> <peak RSS KiB>".

@@ -3,9 +3,14 @@
 # (memory storage) and PostgreSQL (fsync on):
 #   1. the broker's ceiling: a plain rdkafka consumer reading ROWS records,
 #      with librdkafka's defaults and with the members' fetch settings
-#      (fetch.wait.max.ms=20, queued.max.messages.kbytes=16384): the ratio
+#      (fetch.wait.max.ms=20, queued.max.messages.kbytes=16384,
+#      fetch.queue.backoff.ms=10): the ratio
 #      is against the faster of the two;
 #   2. `txflow consume` draining the same pre-filled topic into PostgreSQL;
+#   2b. the database's ceiling: the rows the member wrote (transactions and
+#      predictions), copied by psql (binary COPY) straight into empty tables
+#      of the same schema: no Kafka, no classification, no conflict handling,
+#      so no consumer that stores these rows here can be faster;
 #   3. end-to-end latency at the original producers' rates (the seed
 #      profile, SECONDS long): event time to database commit, p50 and p99.
 #
@@ -42,7 +47,7 @@ topics="--transactions-topic drain-tx --predictions-topic drain-pred --dead-lett
 echo "== 1. plain rdkafka consumer (librdkafka defaults, then the members' fetch settings)"
 "$plain" "$TXFLOW_KAFKA_BROKERS" drain-tx "$rows" | tee "$work/plain-defaults.txt"
 "$plain" "$TXFLOW_KAFKA_BROKERS" drain-tx "$rows" fetch.wait.max.ms=20 \
-  queued.max.messages.kbytes=16384 | tee "$work/plain-fetch.txt"
+  queued.max.messages.kbytes=16384 fetch.queue.backoff.ms=10 | tee "$work/plain-fetch.txt"
 
 echo "== 2. txflow consume into PostgreSQL (max batch 5000)"
 psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_drain"
@@ -77,6 +82,29 @@ print(f"txflow consume : {rows / secs:>10,.0f} records/s ({secs:.2f} s, start-up
 print(f"ratio          : {(rows / secs) / (rows / plain):.2f}")
 PY
 
+echo "== 2b. the database's ceiling: psql COPY of the same rows into empty tables"
+psql -q "$base/bench_drain" -c "\\copy transactions TO '$work/transactions.copy' (FORMAT binary)"
+psql -q "$base/bench_drain" -c "\\copy predictions TO '$work/predictions.copy' (FORMAT binary)"
+psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_copy"
+"$txflow" migrate --database-url "$base/bench_copy" >/dev/null 2>&1
+copy_start=$(ms)
+psql -q -v ON_ERROR_STOP=1 "$base/bench_copy" <<SQL
+\copy transactions FROM '$work/transactions.copy' (FORMAT binary)
+\copy predictions FROM '$work/predictions.copy' (FORMAT binary)
+SQL
+copy_end=$(ms)
+copied=$(psql -At "$base/bench_copy" -c 'SELECT count(*) FROM transactions')
+python3 - "$work/plain-fetch.txt" "$rows" "$start" "$end" "$copy_start" "$copy_end" "$copied" <<'PY'
+import re, sys
+fetch = float(re.search(r"in ([\d.]+) s", open(sys.argv[1]).read()).group(1))
+rows, start, end, c_start, c_end, copied = (int(x) for x in sys.argv[2:])
+assert copied == rows, f"{copied} rows copied, {rows} expected"
+member, copy = rows / ((end - start) / 1000), rows / ((c_end - c_start) / 1000)
+print(f"psql COPY      : {copy:>10,.0f} rows/s ({(c_end - c_start) / 1000:.2f} s), transactions and predictions")
+print(f"ceiling ratio  : {copy / (rows / fetch):.2f} of the plain consumer (members' fetch settings)")
+print(f"txflow consume : {member / copy:.2f} of the COPY ceiling")
+PY
+
 echo "== 3. end-to-end latency at the seed producers' rates (${seconds} s, --max-wait 500ms)"
 topics="--transactions-topic live-tx --predictions-topic live-pred --dead-letter-topic live-dlq"
 # shellcheck disable=SC2086
@@ -92,9 +120,17 @@ sleep 3
 # shellcheck disable=SC2086
 timeout -s INT "$seconds" "$txflow" produce $topics 2>/dev/null | sed 's/^/produce: /' || true
 sleep 2
-# The member's own measure: the record's Kafka timestamp to after its commit.
-curl -s "127.0.0.1:$metrics_port/metrics" |
-  awk '/^txflow_stream_end_to_end_seconds\{quantile="0.(5|99)"\}/ {printf "kafka record timestamp to commit (txflow metric): %s = %.1f ms\n", $1, $2 * 1000}'
+# The member's own measure: the record's Kafka timestamp to after its
+# commit (a histogram: the quantile is the upper bound of its bucket).
+curl -s "127.0.0.1:$metrics_port/metrics" | python3 -c '
+import re, sys
+buckets = sorted((float(le), float(n)) for le, n in re.findall(
+    r"^txflow_stream_end_to_end_seconds_bucket\{[^}]*le=\"([^\"]+)\"[^}]*\} (\S+)", sys.stdin.read(), re.M))
+total = buckets[-1][1] if buckets else 0
+for q in (0.5, 0.99):
+    bound = next((le for le, n in buckets if total and n >= q * total), float("nan"))
+    print(f"kafka record timestamp to commit (txflow metric): p{q * 100:g} <= {bound * 1000:.0f} ms ({total:.0f} events)")
+'
 kill -TERM "$consumer"
 wait "$consumer" || true
 # All events, then without the first 3 s: an idempotent producer's first

@@ -73,6 +73,8 @@ pub enum Error {
     },
     #[error("the poll thread stopped: {0} (a bug: please report it with the log)")]
     PollThread(String),
+    #[error("a sink's write task stopped: {0} (a bug: please report it with the log)")]
+    WriteTask(String),
     #[error("reading the stored offsets of group {group:?}: {source}")]
     Offsets {
         group: String,

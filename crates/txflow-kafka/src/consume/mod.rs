@@ -204,6 +204,10 @@ pub(crate) fn group_consumer(
         // rejoins at its stored offsets once it polls again.
         ("max.poll.interval.ms", "600000"),
         ("queued.max.messages.kbytes", "16384"),
+        // Once that queue is full (the member is busy), librdkafka waits
+        // this long before it fetches again; its default (1 s) left the
+        // member idle for most of a second after every pause.
+        ("fetch.queue.backoff.ms", "10"),
         // How long a broker may hold a fetch when there is nothing to read.
         // Tansu 0.6 holds every fetch this long, records or not, so it is
         // also the floor of each record's latency there.

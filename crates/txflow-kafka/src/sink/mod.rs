@@ -9,9 +9,11 @@
 //!   with the data), or at the group's committed offset for stores that
 //!   cannot keep them (then writes are idempotent);
 //! - buffers by `max_batch` and `max_wait`, flushing at once when caught up;
-//! - writes one partition's records per call; while the store is
-//!   unavailable it retries the same records with backoff and stops
-//!   fetching (the poll channel fills): nothing is dead-lettered or lost;
+//!   the next flush gathers while the previous one is written (one write in
+//!   flight; its partitions' records written side by side, one call each);
+//! - while the store is unavailable it retries the same records with
+//!   backoff and stops fetching (the poll channel fills): nothing is
+//!   dead-lettered or lost;
 //! - sends records the store refuses for their content, and values that are
 //!   not predictions events, to the dead-letter topic (with the stream's
 //!   headers), then commits the offset;
@@ -22,6 +24,7 @@ pub mod metric;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,8 +34,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
-use txflow_core::{Connector, ConnectorError, Resume, SinkRecord};
+use txflow_core::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 
 use crate::client::Connection;
 use crate::consume::membership::{Joining, idempotent_producer};
@@ -116,7 +120,7 @@ pub async fn run(
         "sink started");
     let mut member = Member {
         config,
-        connector: &*connector,
+        connector: Arc::clone(&connector),
         consumer: &membership.consumer,
         publisher: Publisher {
             producer,
@@ -126,7 +130,7 @@ pub async fn run(
             dead_letter_topic: &config.dead_letter_topic,
             version: &config.version,
         },
-        up: &up,
+        up,
         done: Sunk::default(),
         abort_after: std::env::var(FAILPOINT_ABORT_AFTER_WRITES)
             .ok()
@@ -198,48 +202,99 @@ fn committed(
 
 struct Member<'a> {
     config: &'a SinkConfig,
-    connector: &'a dyn Connector,
+    connector: Arc<dyn Connector>,
     consumer: &'a BaseConsumer<Context>,
     publisher: Publisher<'a>,
-    up: &'a AtomicBool,
+    up: Arc<AtomicBool>,
     done: Sunk,
     /// See [`FAILPOINT_ABORT_AFTER_WRITES`].
     abort_after: Option<u64>,
 }
 
+/// One partition's records of a flush, decoded.
+struct Prepared {
+    topic: String,
+    partition: i32,
+    /// In offset order, no duplicates.
+    messages: Vec<OwnedMessage>,
+    records: Vec<SinkRecord>,
+    /// The index in `messages` of each of `records`.
+    sources: Vec<usize>,
+    /// Messages that are not predictions events: index and why.
+    undecodable: Vec<(usize, String)>,
+}
+
+/// A partition's write the store acknowledged.
+struct Written {
+    prepared: Prepared,
+    refused: Vec<Refused>,
+    took: Duration,
+}
+
+/// A flush's writes, one task per partition (decoding, encoding and
+/// writing side by side on the runtime's threads); dropped, it aborts them.
+type Writing = Pin<Box<dyn Future<Output = Result<Vec<Written>>> + Send>>;
+
 impl Member<'_> {
+    /// Buffers records while the previous flush is being written: one flush
+    /// at a time is in flight (its partitions written side by side), the
+    /// next one gathers meanwhile; when that one is due too, fetching stops
+    /// (the poll channel fills) until the write is done.
     async fn run(&mut self, inbox: &mut mpsc::Receiver<Event>) -> Result<()> {
         let mut buffer: Vec<OwnedMessage> = Vec::new();
         let mut deadline = tokio::time::Instant::now();
+        // The buffer goes as soon as no write is in flight.
+        let mut due = false;
+        let mut writing: Option<Writing> = None;
         loop {
+            if writing.is_none() && due {
+                due = false;
+                if !buffer.is_empty() {
+                    writing = Some(self.start(std::mem::take(&mut buffer)));
+                }
+            }
+            let full = buffer.len() >= self.config.max_batch;
             let event = tokio::select! {
-                event = inbox.recv() => event,
-                () = tokio::time::sleep_until(deadline), if !buffer.is_empty() => {
-                    self.flush(&mut buffer).await?;
+                written = async { writing.as_mut().expect("a write in flight").await },
+                    if writing.is_some() => {
+                    writing = None;
+                    self.finish(written?).await?;
                     continue;
                 }
+                () = tokio::time::sleep_until(deadline), if !buffer.is_empty() && !due => {
+                    due = true;
+                    continue;
+                }
+                event = inbox.recv(), if !full => event,
             };
             match event {
                 Some(Event::Records(records)) => {
-                    for message in records {
-                        if buffer.is_empty() {
-                            deadline = tokio::time::Instant::now() + self.config.max_wait;
-                        }
-                        buffer.push(message);
-                        if buffer.len() >= self.config.max_batch {
-                            self.flush(&mut buffer).await?;
-                        }
+                    if buffer.is_empty() {
+                        deadline = tokio::time::Instant::now() + self.config.max_wait;
                     }
+                    buffer.extend(records);
+                    due |= buffer.len() >= self.config.max_batch;
                 }
-                Some(Event::CaughtUp) => self.flush(&mut buffer).await?,
+                Some(Event::CaughtUp) => due = true,
                 Some(Event::Revoked(partitions, done)) => {
-                    // Writes are not in progress here (they run inside this
-                    // loop): the partitions can go.
+                    // A write in progress finishes before its partitions go.
+                    if let Some(write) = writing.take() {
+                        self.finish(write.await?).await?;
+                    }
                     buffer.retain(|m| !partitions.contains(&m.partition()));
                     let _ = done.try_send(());
                 }
                 Some(Event::Fatal(e)) => return Err(e),
-                Some(Event::Stopped) => return self.flush(&mut buffer).await,
+                Some(Event::Stopped) => {
+                    if let Some(write) = writing.take() {
+                        self.finish(write.await?).await?;
+                    }
+                    if !buffer.is_empty() {
+                        let write = self.start(std::mem::take(&mut buffer));
+                        self.finish(write.await?).await?;
+                    }
+                    return Ok(());
+                }
                 None => {
                     return Err(Error::Consumer {
                         group: self.config.group.clone(),
@@ -251,167 +306,226 @@ impl Member<'_> {
         }
     }
 
-    async fn flush(&mut self, buffer: &mut Vec<OwnedMessage>) -> Result<()> {
+    /// Starts a flush: each partition's records are decoded and written
+    /// (waiting out the store) by a task of their own.
+    fn start(&self, buffer: Vec<OwnedMessage>) -> Writing {
         let mut by_partition: BTreeMap<(String, i32), Vec<OwnedMessage>> = BTreeMap::new();
-        for m in buffer.drain(..) {
+        for m in buffer {
             by_partition
                 .entry((m.topic().to_owned(), m.partition()))
                 .or_default()
                 .push(m);
         }
-        for ((topic, partition), mut messages) in by_partition {
-            messages.sort_by_key(Message::offset);
-            let mut seen = HashSet::new();
-            messages.retain(|m| seen.insert(m.offset()));
-            self.write_partition(&topic, partition, &messages).await?;
+        let mut tasks = JoinSet::new();
+        for (order, ((topic, partition), messages)) in by_partition.into_iter().enumerate() {
+            let (connector, up) = (Arc::clone(&self.connector), Arc::clone(&self.up));
+            tasks.spawn(async move {
+                let prepared = prepare(connector.kind(), topic, partition, messages);
+                // With traces on, each traced event's span lasts until the
+                // store has it.
+                let traces = Traces::of("txflow.sink", &prepared.messages);
+                let started = Instant::now();
+                let refused = write_waiting(
+                    &*connector,
+                    &up,
+                    &prepared.topic,
+                    prepared.partition,
+                    &prepared.records,
+                )
+                .await?;
+                drop(traces);
+                let took = started.elapsed();
+                Ok::<_, Error>((
+                    order,
+                    Written {
+                        prepared,
+                        refused,
+                        took,
+                    },
+                ))
+            });
         }
-        Ok(())
+        Box::pin(async move {
+            let mut written = Vec::with_capacity(tasks.len());
+            while let Some(joined) = tasks.join_next().await {
+                let done = joined.map_err(|e| Error::WriteTask(e.to_string()))??;
+                written.push(done);
+            }
+            written.sort_by_key(|(order, _)| *order);
+            Ok(written.into_iter().map(|(_, w)| w).collect())
+        })
     }
 
-    /// One partition's records: decoded, written (waiting out the store),
-    /// refused ones dead-lettered, then the offset committed.
-    async fn write_partition(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        messages: &[OwnedMessage],
-    ) -> Result<()> {
+    /// After the store acknowledged a flush: each partition's refused and
+    /// undecodable records go to the dead-letter topic, then its offset is
+    /// committed.
+    async fn finish(&mut self, written: Vec<Written>) -> Result<()> {
         let kind = self.connector.kind();
-        let location = format!("kafka://{topic}/{partition}");
-        let mut records = Vec::with_capacity(messages.len());
-        let mut sources = Vec::with_capacity(messages.len());
-        let mut dead = Vec::new();
-        let mut bytes = 0;
-        for m in messages {
-            let value = m.payload().unwrap_or_default();
-            bytes += value.len() as u64;
-            match prediction::decode(value) {
-                Ok(event) => {
-                    records.push(SinkRecord {
-                        partition,
-                        offset: m.offset(),
-                        event,
-                    });
-                    sources.push(m);
-                }
-                Err(e) => {
-                    metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "decode")
+        for Written {
+            prepared,
+            refused,
+            took,
+        } in written
+        {
+            if self.abort_after.is_some_and(|n| self.done.batches + 1 >= n) {
+                tracing::error!(
+                    failpoint = FAILPOINT_ABORT_AFTER_WRITES,
+                    "aborting after a write"
+                );
+                std::process::abort();
+            }
+            metrics::histogram!(metric::WRITE_SECONDS, "sink" => kind).record(took.as_secs_f64());
+            let Prepared {
+                topic,
+                partition,
+                messages,
+                records,
+                sources,
+                undecodable,
+            } = &prepared;
+            let mut dead: Vec<DeadLetter<'_>> = undecodable
+                .iter()
+                .map(|(index, text)| DeadLetter {
+                    message: &messages[*index],
+                    class: "decode",
+                    rule: "event_format".to_owned(),
+                    text: text.clone(),
+                })
+                .collect();
+            for r in &refused {
+                if let Some(&index) = sources.get(r.index) {
+                    metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "refused")
                         .increment(1);
                     dead.push(DeadLetter {
-                        message: m,
-                        class: "decode",
-                        rule: "event_format".to_owned(),
-                        text: e.to_string(),
+                        message: &messages[index],
+                        class: "sink",
+                        rule: r.rule.clone(),
+                        text: r.message.clone(),
                     });
                 }
             }
+            let written = (records.len() - refused.len()) as u64;
+            metrics::counter!(metric::WRITTEN, "sink" => kind).increment(written);
+            metrics::counter!(metric::BATCHES, "sink" => kind).increment(1);
+            // The broker has the dead letters before the offset moves on.
+            let location = format!("kafka://{topic}/{partition}");
+            self.publisher
+                .publish_dead(&dead, topic, *partition, &location)
+                .await?;
+            self.done.read += messages.len() as u64;
+            self.done.written += written;
+            self.done.batches += 1;
+            self.done.dead_letters += dead.len() as u64;
+            if let Some(last) = messages.last() {
+                let mut tpl = TopicPartitionList::new();
+                if tpl
+                    .add_partition_offset(topic, *partition, Offset::Offset(last.offset() + 1))
+                    .is_ok()
+                    && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+                {
+                    tracing::warn!(group = %self.config.group, error = %e, "committing the offset");
+                }
+            }
         }
-        metrics::counter!(metric::READ, "sink" => kind).increment(messages.len() as u64);
-        metrics::counter!(metric::BYTES, "sink" => kind).increment(bytes);
-        // With traces on, each traced event's span lasts until the store
-        // has it.
-        let traces = Traces::of("txflow.sink", messages);
-        let started = Instant::now();
-        let refused = self.write_waiting(topic, partition, &records).await?;
-        drop(traces);
-        if self.abort_after.is_some_and(|n| self.done.batches + 1 >= n) {
-            tracing::error!(
-                failpoint = FAILPOINT_ABORT_AFTER_WRITES,
-                "aborting after a write"
-            );
-            std::process::abort();
+        Ok(())
+    }
+}
+
+/// One partition's messages (sorted by offset, duplicates dropped) decoded
+/// into records; those that are not predictions events are set aside for
+/// the dead-letter topic.
+fn prepare(
+    kind: &'static str,
+    topic: String,
+    partition: i32,
+    mut messages: Vec<OwnedMessage>,
+) -> Prepared {
+    messages.sort_by_key(Message::offset);
+    let mut seen = HashSet::new();
+    messages.retain(|m| seen.insert(m.offset()));
+    let mut records = Vec::with_capacity(messages.len());
+    let mut sources = Vec::with_capacity(messages.len());
+    let mut undecodable = Vec::new();
+    let mut bytes = 0;
+    for (index, m) in messages.iter().enumerate() {
+        let value = m.payload().unwrap_or_default();
+        bytes += value.len() as u64;
+        match prediction::decode(value) {
+            Ok(event) => {
+                records.push(SinkRecord {
+                    partition,
+                    offset: m.offset(),
+                    event,
+                });
+                sources.push(index);
+            }
+            Err(e) => {
+                metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "decode").increment(1);
+                undecodable.push((index, e.to_string()));
+            }
         }
-        metrics::histogram!(metric::WRITE_SECONDS, "sink" => kind)
-            .record(started.elapsed().as_secs_f64());
-        for r in &refused {
-            if let Some(&message) = sources.get(r.index) {
-                metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "refused")
+    }
+    metrics::counter!(metric::READ, "sink" => kind).increment(messages.len() as u64);
+    metrics::counter!(metric::BYTES, "sink" => kind).increment(bytes);
+    Prepared {
+        topic,
+        partition,
+        messages,
+        records,
+        sources,
+        undecodable,
+    }
+}
+
+/// Writes one partition's records, retrying while the store is unavailable
+/// (for as long as it takes: meanwhile the member fetches nothing more).
+async fn write_waiting(
+    connector: &dyn Connector,
+    up: &AtomicBool,
+    topic: &str,
+    partition: i32,
+    records: &[SinkRecord],
+) -> Result<Vec<Refused>> {
+    let kind = connector.kind();
+    let policy = OutagePolicy::waiting(Duration::MAX);
+    let mut attempt = 0;
+    let mut since: Option<Instant> = None;
+    loop {
+        match connector.write(topic, partition, records).await {
+            Ok(refused) => {
+                if let Some(since) = since {
+                    tracing::info!(sink = kind, down_for = ?since.elapsed(), "the store is back");
+                }
+                set_up(connector, up, true);
+                return Ok(refused);
+            }
+            Err(ConnectorError::Unavailable(e)) => {
+                attempt += 1;
+                let since = *since.get_or_insert_with(Instant::now);
+                set_up(connector, up, false);
+                metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "unavailable")
                     .increment(1);
-                dead.push(DeadLetter {
-                    message,
-                    class: "sink",
-                    rule: r.rule.clone(),
-                    text: r.message.clone(),
+                if let RetryDecision::RetryAfter(delay) =
+                    policy.after_failure(attempt, since.elapsed(), jitter())
+                {
+                    tracing::warn!(sink = kind, partition, error = %e, retry_in = ?delay,
+                        attempt, "the store is unavailable; waiting");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            Err(ConnectorError::Fatal(source)) => {
+                metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "fatal").increment(1);
+                return Err(Error::Sink {
+                    location: format!("kafka://{topic}/{partition}"),
+                    source,
                 });
             }
         }
-        let written = (records.len() - refused.len()) as u64;
-        metrics::counter!(metric::WRITTEN, "sink" => kind).increment(written);
-        metrics::counter!(metric::BATCHES, "sink" => kind).increment(1);
-        // The broker has the dead letters before the offset moves on.
-        self.publisher
-            .publish_dead(&dead, topic, partition, &location)
-            .await?;
-        self.done.read += messages.len() as u64;
-        self.done.written += written;
-        self.done.batches += 1;
-        self.done.dead_letters += dead.len() as u64;
-        if let Some(last) = messages.last() {
-            let mut tpl = TopicPartitionList::new();
-            if tpl
-                .add_partition_offset(topic, partition, Offset::Offset(last.offset() + 1))
-                .is_ok()
-                && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
-            {
-                tracing::warn!(group = %self.config.group, error = %e, "committing the offset");
-            }
-        }
-        Ok(())
     }
+}
 
-    /// Writes, retrying while the store is unavailable (for as long as it
-    /// takes: meanwhile the member fetches nothing more).
-    async fn write_waiting(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        records: &[SinkRecord],
-    ) -> Result<Vec<txflow_core::Refused>> {
-        let kind = self.connector.kind();
-        let policy = OutagePolicy::waiting(Duration::MAX);
-        let mut attempt = 0;
-        let mut since: Option<Instant> = None;
-        loop {
-            match self.connector.write(topic, partition, records).await {
-                Ok(refused) => {
-                    if let Some(since) = since {
-                        tracing::info!(sink = kind, down_for = ?since.elapsed(), "the store is back");
-                    }
-                    self.set_up(true);
-                    return Ok(refused);
-                }
-                Err(ConnectorError::Unavailable(e)) => {
-                    attempt += 1;
-                    let since = *since.get_or_insert_with(Instant::now);
-                    self.set_up(false);
-                    metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "unavailable")
-                        .increment(1);
-                    if let RetryDecision::RetryAfter(delay) =
-                        policy.after_failure(attempt, since.elapsed(), jitter())
-                    {
-                        tracing::warn!(sink = kind, partition, error = %e, retry_in = ?delay,
-                            attempt, "the store is unavailable; waiting");
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-                Err(ConnectorError::Fatal(source)) => {
-                    metrics::counter!(metric::ERRORS, "sink" => kind, "class" => "fatal")
-                        .increment(1);
-                    return Err(Error::Sink {
-                        location: format!("kafka://{topic}/{partition}"),
-                        source,
-                    });
-                }
-            }
-        }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
-        metrics::gauge!(metric::UP, "sink" => self.connector.kind()).set(if up {
-            1.0
-        } else {
-            0.0
-        });
-    }
+/// Whether the store answers, for `/health` and the `up` gauge.
+fn set_up(connector: &dyn Connector, up: &AtomicBool, answers: bool) {
+    up.store(answers, Ordering::Relaxed);
+    metrics::gauge!(metric::UP, "sink" => connector.kind()).set(if answers { 1.0 } else { 0.0 });
 }
