@@ -116,7 +116,7 @@ pub struct MemberArgs {
 
     /// How long the member may stay with an empty assignment before it
     /// checks the group and, when it should hold partitions, rejoins.
-    #[arg(long, default_value = "3s", value_parser = crate::classifier::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::classifier::parse_duration)]
     pub rejoin_after: std::time::Duration,
 
     /// On SIGTERM, how long the member may take to store what it buffered

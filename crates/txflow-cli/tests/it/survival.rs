@@ -74,10 +74,12 @@ async fn a_member_killed_while_producers_publish_consumes_again_within_seconds_a
     restarted.stop();
     assert!(at_kill < 20_000, "the kill came too late ({at_kill} rows)");
     assert_exactly_once(&db.url, &topics, 20_000).await;
-    // The default session timeout is 10 s; the restarted member must not
-    // wait for the dead one to be evicted, let alone sit idle for ever.
+    // The default session timeout is 10 s: the broker evicts the dead member
+    // (and hands out its partitions) no sooner. The restarted member must
+    // consume right after that (measured: 10.3-10.4 s from its start; 12.3 s
+    // with the 3 s rejoin grace of before), never sit idle.
     assert!(
-        back_after < Duration::from_secs(20),
+        back_after < Duration::from_secs(13),
         "consuming again only after {back_after:?}"
     );
     eprintln!("killed at {at_kill} rows; the restarted member wrote again after {back_after:?}");
