@@ -9,6 +9,7 @@
 #      fetch.queue.backoff.ms=10;
 #      the ratios are against the faster of the two);
 #   3. `txflow sink s3://…` (Parquet) drains the same topic;
+#   3b. the same with `--parquet-date prediction` (another lake);
 #   4. `txflow sink influx+http://…` (VictoriaMetrics) drains it.
 # Each sink is timed from process start until its metrics count ROWS
 # records written; peak RSS is VmHWM; Parquet bytes are the objects' sizes
@@ -70,16 +71,17 @@ echo "== plain rdkafka consumer on the predictions topic (defaults, then the mem
 "$plain" "$TXFLOW_KAFKA_BROKERS" sink-pred "$rows" fetch.wait.max.ms=20 \
   queued.max.messages.kbytes=16384 fetch.queue.backoff.ms=10 | tee "$work/plain-fetch.txt"
 
-# Runs `txflow sink URL` until it has written ROWS records; prints
-# "<seconds> <peak RSS KiB>".
+# Runs `txflow sink URL [ARGS...]` until it has written ROWS records;
+# prints "<seconds> <peak RSS KiB>". NAME is the connector's kind.
 drain() {
   local url=$1 name=$2 p
+  shift 2
   p=$(port)
   local start end rss
   start=$(ms)
   # shellcheck disable=SC2086
   "$txflow" sink "$url" --max-batch 10000 --metrics-listen "127.0.0.1:$p" \
-    --s3-endpoint "$TXFLOW_TEST_S3_ENDPOINT" $topics \
+    --s3-endpoint "$TXFLOW_TEST_S3_ENDPOINT" $topics "$@" \
     >/dev/null 2>"$work/$name.log" &
   local sink=$!
   local metric="txflow_sink_records_written_total{sink=\"$name\"}"
@@ -98,21 +100,31 @@ read -r parquet_ms parquet_rss < <(drain "s3://$TXFLOW_TEST_S3_BUCKET/lake" parq
 parquet_bytes=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
 parquet_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' | wc -l)
 
+echo "== txflow sink s3://…/lake-by-prediction --parquet-date prediction (Parquet)"
+read -r bypred_ms bypred_rss < <(drain "s3://$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" parquet \
+  --parquet-date prediction --group bench-parquet-by-prediction)
+bypred_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" -name '*.parquet' | wc -l)
+bypred_bytes=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
+
 echo "== txflow sink influx+http://… (VictoriaMetrics)"
 read -r influx_ms influx_rss < <(drain "influx+$TXFLOW_TEST_VM_URL/write" influx)
 
 echo "mode: $mode"
-python3 - "$work/plain-defaults.txt" "$work/plain-fetch.txt" "$rows" "$parquet_ms" "$parquet_rss" "$parquet_bytes" "$parquet_objects" "$influx_ms" "$influx_rss" <<'PY'
+python3 - "$work/plain-defaults.txt" "$work/plain-fetch.txt" "$rows" "$parquet_ms" "$parquet_rss" "$parquet_bytes" "$parquet_objects" "$influx_ms" "$influx_rss" \
+  "$bypred_ms" "$bypred_rss" "$bypred_bytes" "$bypred_objects" <<'PY'
 import re, sys
 took = lambda path: float(re.search(r"in ([\d.]+) s", open(path).read()).group(1))
 defaults, fetch = took(sys.argv[1]), took(sys.argv[2])
-rows, p_ms, p_rss, p_bytes, p_objects, i_ms, i_rss = (int(x) for x in sys.argv[3:])
+rows, p_ms, p_rss, p_bytes, p_objects, i_ms, i_rss, b_ms, b_rss, b_bytes, b_objects = (
+    int(x) for x in sys.argv[3:])
 print(f"plain consumer      : {rows / defaults:>10,.0f} records/s ({defaults:.2f} s), librdkafka defaults")
 print(f"plain consumer      : {rows / fetch:>10,.0f} records/s ({fetch:.2f} s), the members' fetch settings")
 base = rows / min(defaults, fetch)
-for name, ms, rss in [("parquet sink (S3)", p_ms, p_rss), ("line-protocol sink", i_ms, i_rss)]:
+for name, ms, rss in [("parquet sink (S3)", p_ms, p_rss), ("parquet, by prediction", b_ms, b_rss),
+                      ("line-protocol sink", i_ms, i_rss)]:
     rate = rows / (ms / 1000)
     print(f"{name:<20}: {rate:>10,.0f} records/s ({ms / 1000:.2f} s, start-up included), "
           f"ratio {rate / base:.2f}, peak RSS {rss / 1024:.0f} MiB")
 print(f"parquet             : {p_objects} objects, {p_bytes:,} bytes, {p_bytes / rows:.1f} bytes per record")
+print(f"parquet, by pred.   : {b_objects} objects, {b_bytes:,} bytes, {b_bytes / rows:.1f} bytes per record")
 PY

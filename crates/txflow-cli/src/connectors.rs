@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use txflow_core::{Connector, Secret};
 use txflow_elasticsearch::ElasticsearchConnector;
 use txflow_influx::InfluxConnector;
-use txflow_parquet::ParquetConnector;
+use txflow_parquet::{LakeDate, ParquetConnector};
 use txflow_postgres::{PostgresConnector, PostgresSink};
 use txflow_storage::Location;
 
@@ -24,6 +24,8 @@ pub struct Options<'a> {
     pub s3: &'a S3Args,
     /// The token of InfluxDB 2.x/3.x (`Authorization: Token ...`).
     pub influx_token: Option<&'a Secret>,
+    /// Which date names the Parquet lake's `date=` folders.
+    pub parquet_date: LakeDate,
 }
 
 type Open = for<'a> fn(&'a str, &'a Options<'a>) -> BoxFuture<'a, Result<Arc<dyn Connector>>>;
@@ -94,11 +96,14 @@ async fn parquet(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>>
         format!("{url}/")
     };
     let location = Location::parse(&prefix, &options.s3.options())?;
-    Ok(Arc::new(ParquetConnector::new(
-        Arc::clone(location.store()),
-        location.path().clone(),
-        location.url(),
-    )))
+    Ok(Arc::new(
+        ParquetConnector::new(
+            Arc::clone(location.store()),
+            location.path().clone(),
+            location.url(),
+        )
+        .with_date(options.parquet_date),
+    ))
 }
 
 async fn influx(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {

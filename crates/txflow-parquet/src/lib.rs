@@ -8,10 +8,14 @@
 //! _txflow/<topic>/partition=2.json      the commit marker of Kafka partition 2
 //! ```
 //!
-//! `date` is the transaction's date (UTC). An object holds one Kafka
-//! partition's events of one date from one write, named by the first and
-//! last offset it holds. Objects are rotated by the sink member's record
-//! count and `--max-wait`, never by wall-clock alignment.
+//! `date` is the transaction's date (UTC) by default, or the prediction's
+//! ([`LakeDate`]). An object holds one Kafka partition's events of one date
+//! from one write, named by the first and last offset it holds. Objects are
+//! rotated by the sink member's record count and `--max-wait`, never by
+//! wall-clock alignment. A write of historical transactions spans many
+//! dates, so by transaction date a backfill makes many small objects; by
+//! prediction date it makes one object per partition and write (the
+//! transaction's time stays a column that readers filter on).
 //!
 //! Exactly once, for readers that list the folders: before a write the
 //! partition's marker records the objects about to be written (`pending`),
@@ -53,6 +57,19 @@ pub struct Marker {
     pub pending: Vec<String>,
 }
 
+/// Which date names an event's `date=` folder. Both are in the event, so a
+/// replay puts each event in the same folder whichever is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LakeDate {
+    /// The transaction's date (UTC): folders that match the questions asked
+    /// of transactions, many small objects for a backfill.
+    #[default]
+    Transaction,
+    /// The date the prediction was made (UTC): a backfill lands in the days
+    /// it ran, in large objects.
+    Prediction,
+}
+
 /// Writes predictions events as Parquet objects into `prefix` of `store`.
 #[derive(Debug)]
 pub struct ParquetConnector {
@@ -60,11 +77,23 @@ pub struct ParquetConnector {
     prefix: Path,
     /// The URL it was opened with, for logs.
     url: String,
+    date: LakeDate,
 }
 
 impl ParquetConnector {
     pub fn new(store: Arc<dyn ObjectStore>, prefix: Path, url: String) -> ParquetConnector {
-        ParquetConnector { store, prefix, url }
+        ParquetConnector {
+            store,
+            prefix,
+            url,
+            date: LakeDate::default(),
+        }
+    }
+
+    /// Names the `date=` folders by `date`.
+    pub fn with_date(mut self, date: LakeDate) -> ParquetConnector {
+        self.date = date;
+        self
     }
 
     fn marker_path(&self, topic: &str, partition: i32) -> Path {
@@ -170,16 +199,17 @@ impl ParquetConnector {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(None);
         };
-        // One object per transaction date, in offset order within each.
+        // One object per date, in offset order within each.
         let mut by_date: BTreeMap<String, Vec<&SinkRecord>> = BTreeMap::new();
         for r in records {
-            let date = r
-                .event
-                .transaction
-                .timestamp()
-                .format("%Y-%m-%d")
-                .to_string();
-            by_date.entry(date).or_default().push(r);
+            let at = match self.date {
+                LakeDate::Transaction => r.event.transaction.timestamp(),
+                LakeDate::Prediction => r.event.predicted_at,
+            };
+            by_date
+                .entry(at.format("%Y-%m-%d").to_string())
+                .or_default()
+                .push(r);
         }
         let mut objects = Vec::with_capacity(by_date.len());
         for (date, rows) in &by_date {
@@ -418,6 +448,38 @@ mod tests {
             lake.resume("t", &[]).await.expect("resume"),
             Resume::Stored(HashMap::from([(2, 20)]))
         );
+    }
+
+    #[tokio::test]
+    async fn by_prediction_date_a_backfill_write_is_one_object_per_partition() {
+        let store = Arc::new(InMemory::new());
+        let store_dyn: Arc<dyn ObjectStore> = store.clone();
+        let lake = ParquetConnector::new(store_dyn, Path::from("lake"), "memory://lake".into())
+            .with_date(LakeDate::Prediction);
+        // Transactions of 10 different days, all predicted on 2026-11-26.
+        let predicted = chrono::NaiveDate::from_ymd_opt(2026, 11, 26)
+            .and_then(|d| d.and_hms_opt(8, 0, 0))
+            .expect("a date")
+            .and_utc();
+        let records: Vec<SinkRecord> = (0..20)
+            .map(|o| {
+                let mut r = record(1, o, 1 + (o % 10) as u32);
+                r.event.predicted_at = predicted;
+                r
+            })
+            .collect();
+        lake.write("t", 1, &records).await.expect("written");
+        let rows = read_lake(store.as_ref(), &Path::from("lake"))
+            .await
+            .expect("read");
+        let objects: HashSet<&str> = rows.iter().map(|r| r.object.as_str()).collect();
+        assert_eq!(
+            objects,
+            HashSet::from([
+                "lake/date=2026-11-26/partition=1/offsets-00000000000000000000-00000000000000000019.parquet",
+            ])
+        );
+        assert_eq!(rows.len(), 20);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use anyhow::Result;
 use txflow_core::Secret;
 use txflow_http::server::HealthChecks;
 use txflow_kafka::sink::{self, SinkConfig};
+use txflow_parquet::LakeDate;
 
 use crate::classifier::parse_duration;
 use crate::connectors::{self, Options};
@@ -32,6 +33,13 @@ offsets, lag and restart point; start more members with the same --group to
 share the partitions. SIGTERM or Ctrl-C: stop fetching, write what is
 buffered, leave the group.";
 
+/// `--parquet-date`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ParquetDate {
+    Transaction,
+    Prediction,
+}
+
 /// Write the predictions topic to a store (a data lake, ...), exactly once.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
@@ -52,6 +60,12 @@ pub struct Args {
     /// The token InfluxDB 2.x/3.x asks for (never printed).
     #[arg(long, env = "TXFLOW_INFLUX_TOKEN", hide_env_values = true)]
     influx_token: Option<Secret>,
+
+    /// Parquet: which date names the `date=` folders: the transaction's
+    /// (default) or the prediction's (a backfill then makes large objects
+    /// in the days it runs instead of small ones in every past day).
+    #[arg(long, value_enum, default_value_t = ParquetDate::Transaction)]
+    parquet_date: ParquetDate,
 
     /// The consumer group (default txflow-sink-<kind>, e.g. txflow-sink-parquet).
     #[arg(long, env = "TXFLOW_SINK_GROUP")]
@@ -83,6 +97,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         group: &group,
         s3: &args.s3,
         influx_token: args.influx_token.as_ref(),
+        parquet_date: match args.parquet_date {
+            ParquetDate::Transaction => LakeDate::Transaction,
+            ParquetDate::Prediction => LakeDate::Prediction,
+        },
     };
     let connector = (entry.open)(&args.url, &options).await?;
     let member = args.membership.name();
