@@ -1,18 +1,23 @@
-//! The classifier a run uses, picked by `--classifier`: the in-process
-//! reference model, or an HTTP service.
+//! The classifier a run uses, picked by `--classifier`: a built-in model, a
+//! trained model file (in process), or an HTTP service.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
-use txflow_core::{BoxError, Classifier, MerchantModel, Outcome, ReferenceModel, Transaction};
+use anyhow::{Result, bail};
+use txflow_core::{
+    BoxError, Classifier, InProcess, MerchantModel, Model, Outcome, ReferenceModel, Transaction,
+};
 use txflow_http::{ClientConfig, HttpClassifier};
 
 /// The `--classifier*` flags, shared by the commands that classify.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClassifierArgs {
     /// `reference` (the in-process model), `merchant` (the in-process
-    /// model by merchant name) or the URL of a classification service, e.g.
+    /// model by merchant name), a trained model file (`file:///path/m.txm`,
+    /// `s3://bucket/m.txm` or a path ending in .txm; made by `txflow train`,
+    /// run in process) or the URL of a classification service, e.g.
     /// http://127.0.0.1:8000 (txflow serve, or the original).
     #[arg(long, env = "TXFLOW_CLASSIFIER", default_value = "reference")]
     pub classifier: String,
@@ -52,17 +57,34 @@ pub struct ClassifierArgs {
 /// One of the classifiers txflow knows.
 #[derive(Debug)]
 pub enum AnyClassifier {
-    Reference(ReferenceModel),
-    Merchant(MerchantModel),
+    /// A built-in model or a trained model file.
+    InProcess(InProcess),
     Http(Box<HttpClassifier>),
 }
 
+/// The in-process model a name or location stands for: `reference`,
+/// `merchant`, or a model file; `None` for anything else (a service's URL).
+pub async fn in_process_model(value: &str) -> Result<Option<Arc<dyn Model>>> {
+    Ok(match value {
+        "reference" => Some(Arc::new(ReferenceModel)),
+        "merchant" => Some(Arc::new(MerchantModel)),
+        v if crate::learned::is_model_file(v) => Some(crate::learned::load_model(v).await?),
+        _ => None,
+    })
+}
+
 impl AnyClassifier {
-    pub fn from_args(args: &ClassifierArgs) -> Result<AnyClassifier> {
-        match args.classifier.as_str() {
-            "reference" => return Ok(AnyClassifier::Reference(ReferenceModel)),
-            "merchant" => return Ok(AnyClassifier::Merchant(MerchantModel)),
-            _ => {}
+    pub async fn from_args(args: &ClassifierArgs) -> Result<AnyClassifier> {
+        if let Some(model) = in_process_model(&args.classifier).await? {
+            return Ok(AnyClassifier::InProcess(InProcess(model)));
+        }
+        if !args.classifier.starts_with("http://") && !args.classifier.starts_with("https://") {
+            bail!(
+                "--classifier {:?} is not a model: use reference, merchant, a model file \
+                 (file:///path/model.txm, s3://bucket/model.txm, path.txm) or a service's \
+                 http(s):// URL",
+                args.classifier
+            );
         }
         let mut config = ClientConfig::new(&args.classifier);
         config.batch_size = args.classifier_batch_size as usize;
@@ -82,8 +104,7 @@ impl AnyClassifier {
     /// For logs and summaries.
     pub fn describe(&self, args: &ClassifierArgs) -> String {
         match self {
-            AnyClassifier::Reference(_) => format!("in-process {}", ReferenceModel::VERSION),
-            AnyClassifier::Merchant(_) => format!("in-process {}", MerchantModel::VERSION),
+            AnyClassifier::InProcess(m) => format!("in-process {}", m.0.version()),
             AnyClassifier::Http(_) => args.classifier.clone(),
         }
     }
@@ -92,8 +113,7 @@ impl AnyClassifier {
 impl Classifier for AnyClassifier {
     async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
         match self {
-            AnyClassifier::Reference(m) => m.classify(transactions).await,
-            AnyClassifier::Merchant(m) => m.classify(transactions).await,
+            AnyClassifier::InProcess(m) => m.classify(transactions).await,
             AnyClassifier::Http(h) => h.classify(transactions).await,
         }
     }

@@ -10,6 +10,7 @@ mod config;
 mod connectors;
 mod inputs;
 mod kafka_args;
+mod learned;
 mod signal;
 mod store;
 mod telemetry;
@@ -47,6 +48,7 @@ enum Command {
     Batch(cmd::batch::Args),
     Consume(cmd::consume::Args),
     Dlq(cmd::dlq::Args),
+    Evaluate(cmd::evaluate::Args),
     Generate(cmd::generate::Args),
     Diff(cmd::diff::Args),
     Reclassify(cmd::reclassify::Args),
@@ -57,8 +59,10 @@ enum Command {
     Runs(cmd::runs::Args),
     Serve(cmd::serve::Args),
     Sink(cmd::sink::Args),
+    Split(cmd::split::Args),
     Top(cmd::top::Args),
     Topics(cmd::topics::Args),
+    Train(cmd::train::Args),
 }
 
 impl Command {
@@ -68,6 +72,7 @@ impl Command {
             Command::Batch(_) => "batch",
             Command::Consume(_) => "consume",
             Command::Dlq(_) => "dlq",
+            Command::Evaluate(_) => "evaluate",
             Command::Generate(_) => "generate",
             Command::Diff(_) => "diff",
             Command::Reclassify(_) => "reclassify",
@@ -78,8 +83,10 @@ impl Command {
             Command::Runs(_) => "runs",
             Command::Serve(_) => "serve",
             Command::Sink(_) => "sink",
+            Command::Split(_) => "split",
             Command::Top(_) => "top",
             Command::Topics(_) => "topics",
+            Command::Train(_) => "train",
         }
     }
 }
@@ -117,6 +124,7 @@ fn main() -> ExitCode {
             Command::Batch(args) => cmd::batch::run(args).await,
             Command::Consume(args) => cmd::consume::run(args).await,
             Command::Dlq(args) => cmd::dlq::run(args).await,
+            Command::Evaluate(args) => cmd::evaluate::run(args).await,
             Command::Generate(args) => cmd::generate::run(args).await,
             Command::Diff(args) => cmd::diff::run(args).await,
             Command::Reclassify(args) => cmd::reclassify::run(args).await,
@@ -127,8 +135,10 @@ fn main() -> ExitCode {
             Command::Runs(args) => cmd::runs::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Sink(args) => cmd::sink::run(args).await,
+            Command::Split(args) => cmd::split::run(args).await,
             Command::Top(args) => cmd::top::run(args).await,
             Command::Topics(args) => cmd::topics::run(args).await,
+            Command::Train(args) => cmd::train::run(args).await,
         }
     });
     match result {

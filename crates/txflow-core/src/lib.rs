@@ -15,7 +15,8 @@
 //! - [`record`]: a raw record as a source hands it over, before validation.
 //! - [`validation`]: the named rules and [`Validator`].
 //! - [`identity`]: UUIDs kept or derived deterministically.
-//! - [`category`] and [`model`]: the 15 categories and the reference model.
+//! - [`category`] and [`model`]: categories, label sets, the [`Model`] trait
+//!   of in-process models, the reference and merchant models.
 //! - [`event`]: [`PredictionEvent`], the contract of the predictions topic.
 //! - [`ports`]: the traits adapters implement.
 //! - [`connector`]: [`Connector`], the port of the predictions topic's sinks.
@@ -43,11 +44,11 @@ pub mod synth;
 pub mod transaction;
 pub mod validation;
 
-pub use category::Category;
+pub use category::{Category, InvalidCategory, LabelSet, LabelSetError};
 pub use connector::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 pub use error::{BoxError, Error, Result};
 pub use event::{PREDICTION_EVENT_VERSION, PredictionEvent};
-pub use model::{MerchantModel, ReferenceModel};
+pub use model::{InProcess, MerchantModel, Model, REFERENCE_LABELS, ReferenceModel};
 pub use ports::{
     Batch, Checkpoint, Classifier, ClassifyFailure, FailureClass, OffsetStore, Outcome,
     RecordSource, RejectLog, RunLedger, Sink, Unclassified,

@@ -7,11 +7,14 @@
 //!   its end and handed over as oversized, its start kept.
 //! - [`Dialect`]: the reference dialect (`;`, decimal comma) or the common one
 //!   (`,`, decimal point), detected from the header and first row or forced.
+//! - [`labeled`]: labeled files (description, category, optional fields),
+//!   what `txflow train` and `txflow evaluate` read.
 //! - [`write`]: writing transactions and rejected rows back out as CSV.
 
 mod decoder;
 mod dialect;
 mod error;
+pub mod labeled;
 pub mod write;
 
 pub use decoder::{Decoded, Decoder, KEPT_BYTES, MAX_RECORD_BYTES};

@@ -10,12 +10,18 @@
 //!   the circuit is open every call waits, so an outage pauses the pipeline
 //!   and fails no record;
 //! - *refused* (another 4xx): the request's records fail with that class;
-//! - *bad items* in a good answer (unknown category, confidence out of range,
-//!   a duplicated or missing id): those records fail, the others go on.
+//! - *bad items* in a good answer (a category outside the answering model's
+//!   label set, confidence out of range, a duplicated or missing id): those
+//!   records fail, the others go on.
+//!
+//! The label set of each model version that answers is known for the
+//! built-in versions and the default one (the original service's 15), and
+//! asked of the service's `/ready` once for any other version; a service
+//! whose `/ready` names no labels for it has its answers checked as
+//! category names only.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,8 +33,8 @@ use txflow_core::resilience::{
     Admission, Backoff, CircuitBreaker, CircuitState, RetryDecision, jitter,
 };
 use txflow_core::{
-    BoxError, Category, Classifier, ClassifyFailure, FailureClass, Outcome, Prediction, Secret,
-    Transaction, TransactionId,
+    BoxError, Category, Classifier, ClassifyFailure, FailureClass, LabelSet, MerchantModel,
+    Outcome, Prediction, ReferenceModel, Secret, Transaction, TransactionId,
 };
 use uuid::Uuid;
 
@@ -150,8 +156,12 @@ pub mod metric {
 pub struct HttpClassifier {
     client: reqwest::Client,
     endpoint: String,
+    ready: String,
     config: ClientConfig,
     breaker: Mutex<CircuitBreaker>,
+    /// The label set of each model version seen (`None`: the service
+    /// named none, names are checked alone).
+    labels: Mutex<HashMap<String, Option<LabelSet>>>,
 }
 
 impl HttpClassifier {
@@ -190,11 +200,19 @@ impl HttpClassifier {
         let client = builder.build().map_err(Error::Client)?;
         let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cool_down);
         metrics::gauge!(metric::CIRCUIT).set(0.0);
+        let reference = Some(ReferenceModel::labels().clone());
+        let labels = HashMap::from([
+            (ReferenceModel::VERSION.to_owned(), reference.clone()),
+            (MerchantModel::VERSION.to_owned(), reference.clone()),
+            (config.default_model_version.clone(), reference),
+        ]);
         Ok(HttpClassifier {
             client,
             endpoint: format!("{base}/predict"),
+            ready: format!("{base}/ready"),
             config,
             breaker: Mutex::new(breaker),
+            labels: Mutex::new(labels),
         })
     }
 
@@ -274,6 +292,7 @@ impl HttpClassifier {
                 Attempt::Answered(answers) => {
                     let changed = self.with_breaker(|b| b.on_success());
                     self.circuit_changed(changed);
+                    self.learn_labels(&answers).await;
                     return Ok(self.match_answers(txs, answers));
                 }
                 Attempt::Refused(message) => {
@@ -404,6 +423,44 @@ impl HttpClassifier {
         }
     }
 
+    /// Asks `/ready` for the label set of each model version in `answers`
+    /// not seen before. Once per version: a service that cannot say has its
+    /// answers checked as names alone.
+    async fn learn_labels(&self, answers: &[Value]) {
+        let unknown: Vec<String> = {
+            let known = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+            let mut unknown: Vec<String> = answers
+                .iter()
+                .filter_map(|a| a.get("model_version").and_then(Value::as_str))
+                .filter(|v| !known.contains_key(*v))
+                .map(str::to_owned)
+                .collect();
+            unknown.sort_unstable();
+            unknown.dedup();
+            unknown
+        };
+        for version in unknown {
+            let set = match self.client.get(&self.ready).send().await {
+                Ok(response) => response.json::<Value>().await.ok().and_then(|ready| {
+                    let names = ready.get("labels")?.as_array()?;
+                    if ready.get("model_version")?.as_str()? != version {
+                        return None;
+                    }
+                    LabelSet::new(names.iter().filter_map(Value::as_str)).ok()
+                }),
+                Err(_) => None,
+            };
+            if set.is_none() {
+                tracing::warn!(service = %self.ready, model_version = %version,
+                    "the service names no label set for this model version; its categories are checked as names only");
+            }
+            self.labels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(version, set);
+        }
+    }
+
     /// Pairs each transaction with its answer, failing only the items whose
     /// answer is missing, duplicated or unusable.
     fn match_answers(&self, txs: &[Transaction], answers: Vec<Value>) -> Vec<Outcome> {
@@ -463,12 +520,8 @@ impl HttpClassifier {
                 message,
             })
         };
-        let category = match answer.get("category").and_then(Value::as_str) {
-            Some(name) => match Category::from_str(name) {
-                Ok(c) => c,
-                Err(_) => return invalid(format!("unknown category {name:?}")),
-            },
-            None => return invalid("the answer has no category".into()),
+        let Some(name) = answer.get("category").and_then(Value::as_str) else {
+            return invalid("the answer has no category".into());
         };
         let confidence = match answer.get("confidence_score") {
             None | Some(Value::Null) => None,
@@ -481,6 +534,23 @@ impl HttpClassifier {
             None | Some(Value::Null) => self.config.default_model_version.clone(),
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(v) => return invalid(format!("model_version {v} is not a non-empty string")),
+        };
+        let category = {
+            let labels = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+            match labels.get(&model_version) {
+                Some(Some(set)) => match set.find(name) {
+                    Some(c) => c.clone(),
+                    None => {
+                        return invalid(format!(
+                            "unknown category {name:?}: not a label of model {model_version}"
+                        ));
+                    }
+                },
+                _ => match Category::new(name) {
+                    Ok(c) => c,
+                    Err(e) => return invalid(format!("unknown category: {e}")),
+                },
+            }
         };
         Ok(Prediction {
             transaction_id: id,

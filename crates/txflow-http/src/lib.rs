@@ -17,4 +17,4 @@ pub mod tls;
 
 pub use auth::Tokens;
 pub use client::{ClientConfig, HttpClassifier};
-pub use server::{Auth, Model, ServerConfig, serve};
+pub use server::{Auth, ServedModel, ServerConfig, serve};

@@ -5,7 +5,6 @@
 //! accepting and finishes the requests in flight.
 
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -19,63 +18,42 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use txflow_core::{Category, MerchantModel, Prediction, ReferenceModel, Transaction};
+use txflow_core::{Model, ReferenceModel};
 use utoipa::OpenApi;
 
 use crate::auth::{self, Tokens};
 use crate::contract::{ErrorBody, PredictAnswer, PredictItem, Problem, shape_problems};
 use crate::tls::TlsListener;
 
-/// The models the service can run, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// The core's reference model, bit for bit the original service's.
-    Reference,
-    /// The core's model by merchant name (see `MerchantModel`).
-    Merchant,
+/// The model the service runs, with the name `/ready` gives it
+/// (`reference`, `merchant`, or where a trained model's file was read).
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    pub name: String,
+    pub model: Arc<dyn Model>,
 }
 
-impl Model {
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Reference => "reference",
-            Model::Merchant => "merchant",
+impl ServedModel {
+    pub fn new(name: impl Into<String>, model: Arc<dyn Model>) -> ServedModel {
+        ServedModel {
+            name: name.into(),
+            model,
         }
     }
 
-    pub fn version(self) -> &'static str {
-        match self {
-            Model::Reference => ReferenceModel::VERSION,
-            Model::Merchant => MerchantModel::VERSION,
-        }
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    fn predict(self, tx: &Transaction) -> Prediction {
-        match self {
-            Model::Reference => ReferenceModel::predict(tx.id()),
-            Model::Merchant => MerchantModel::predict(tx.id(), tx.merchant()),
-        }
-    }
-}
-
-impl FromStr for Model {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Model, String> {
-        match s {
-            "reference" => Ok(Model::Reference),
-            "merchant" => Ok(Model::Merchant),
-            other => Err(format!(
-                "unknown model {other:?}; known models: reference, merchant"
-            )),
-        }
+    pub fn version(&self) -> &str {
+        self.model.version()
     }
 }
 
 /// What the service is configured with.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub model: Model,
+    pub model: ServedModel,
     /// More items than this in one request get 413.
     pub max_batch: usize,
     /// Bodies larger than this are refused (413) before they are parsed.
@@ -99,7 +77,7 @@ pub struct Auth {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            model: Model::Reference,
+            model: ServedModel::new("reference", Arc::new(ReferenceModel)),
             max_batch: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
             auth: None,
@@ -368,13 +346,16 @@ fn classify(config: &ServerConfig, body: &[u8]) -> Response {
     if !all_problems.is_empty() {
         return problems(all_problems);
     }
-    let model = config.model;
-    let mut per_category = [0u64; Category::ALL.len()];
-    let answers: Vec<Answer> = transactions
+    let model = &*config.model.model;
+    let labels = model.labels();
+    let mut per_category = vec![0u64; labels.len()];
+    let predictions: Vec<_> = transactions.iter().map(|tx| model.predict(tx)).collect();
+    let answers: Vec<Answer> = predictions
         .iter()
-        .map(|tx| {
-            let p = model.predict(tx);
-            per_category[p.category as usize] += 1;
+        .map(|p| {
+            if let Some(i) = labels.index_of(p.category.as_str()) {
+                per_category[i] += 1;
+            }
             Answer {
                 transaction_id: p.transaction_id.as_uuid().hyphenated(),
                 category: p.category.as_str(),
@@ -383,9 +364,10 @@ fn classify(config: &ServerConfig, body: &[u8]) -> Response {
             }
         })
         .collect();
-    for (category, n) in Category::ALL.iter().zip(per_category) {
+    for (category, n) in labels.iter().zip(per_category) {
         if n > 0 {
-            metrics::counter!(metric::PREDICTIONS, "category" => category.as_str()).increment(n);
+            metrics::counter!(metric::PREDICTIONS, "category" => category.as_str().to_owned())
+                .increment(n);
         }
     }
     json(StatusCode::OK, &answers)
@@ -393,11 +375,11 @@ fn classify(config: &ServerConfig, body: &[u8]) -> Response {
 
 /// A [`PredictAnswer`] as written, without allocating per item.
 #[derive(Serialize)]
-struct Answer {
+struct Answer<'a> {
     transaction_id: uuid::fmt::Hyphenated,
-    category: &'static str,
+    category: &'a str,
     confidence_score: Option<f64>,
-    model_version: &'static str,
+    model_version: &'a str,
 }
 
 fn problems(problems: Vec<Problem>) -> Response {
@@ -426,13 +408,14 @@ async fn health() -> Response {
 /// The model is loaded and the service answers predictions.
 #[utoipa::path(get, path = "/ready", responses((status = 200, description = "Ready, with the model and its version")))]
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let model = state.config.model;
+    let model = &state.config.model;
     json(
         StatusCode::OK,
         &serde_json::json!({
             "status": "ready",
             "model": model.name(),
             "model_version": model.version(),
+            "labels": model.model.labels().names(),
         }),
     )
 }

@@ -272,7 +272,7 @@ mod tests {
             event: PredictionEvent {
                 prediction: Prediction {
                     transaction_id: id,
-                    category: Category::ClientExpenses,
+                    category: Category::new("Client Expenses").expect("a name"),
                     confidence,
                     model_version: "reference-1".into(),
                 },

@@ -192,7 +192,11 @@ pub fn decode(value: &[u8]) -> Result<PredictionEvent, EventError> {
     let category = p.category.parse::<Category>().ok();
     let prediction = Prediction {
         transaction_id: transaction.id(),
-        category: field("prediction.category", category, "not a known category")?,
+        category: field(
+            "prediction.category",
+            category,
+            "not a category name (1 to 64 bytes, no control character)",
+        )?,
         confidence: p.confidence,
         model_version: p.model_version,
     };
@@ -245,7 +249,7 @@ mod tests {
         PredictionEvent {
             prediction: Prediction {
                 transaction_id: transaction.id(),
-                category: Category::Transportation,
+                category: Category::new("Transportation").expect("a name"),
                 confidence: Some(0.91),
                 model_version: "reference-1".into(),
             },

@@ -394,7 +394,7 @@ mod tests {
             event: PredictionEvent {
                 prediction: Prediction {
                     transaction_id: id,
-                    category: Category::Utilities,
+                    category: Category::new("Utilities").expect("a name"),
                     confidence: Some(0.9),
                     model_version: "reference-1".into(),
                 },

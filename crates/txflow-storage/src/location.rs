@@ -156,6 +156,39 @@ impl Location {
         self.with_path(self.path.clone().join(name), false)
     }
 
+    /// The whole object (a model file, a labeled file).
+    pub async fn read_all(&self) -> Result<bytes::Bytes> {
+        let found = match self.store.get(&self.path).await {
+            Ok(found) => found,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::NotFound { url: self.url() });
+            }
+            Err(source) => {
+                return Err(Error::Store {
+                    url: self.url(),
+                    source,
+                });
+            }
+        };
+        found.bytes().await.map_err(|source| Error::Store {
+            url: self.url(),
+            source,
+        })
+    }
+
+    /// Writes the whole object, replacing it (on a local disk: written
+    /// beside it, then renamed over it).
+    pub async fn write_all(&self, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&self.path, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Store {
+                url: self.url(),
+                source,
+            })
+    }
+
     /// The `.csv` files this location names: itself, or every one under the
     /// folder or prefix, in path order.
     pub async fn inputs(&self) -> Result<Vec<Input>> {

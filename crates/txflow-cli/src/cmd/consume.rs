@@ -73,7 +73,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     // A stream waits for its classifier as long as it takes; the circuit
     // breaker pauses consumption meanwhile.
     classifier_args.classifier_max_outage = Duration::MAX;
-    let classifier = AnyClassifier::from_args(&classifier_args)?;
+    let classifier = AnyClassifier::from_args(&classifier_args).await?;
     // A stream waits for its database as long as it takes; meanwhile it
     // stops fetching and /health says the database is down.
     let options = store::Options {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use txflow_core::{MerchantModel, Position, ReferenceModel, RunId, Secret, pipeline};
+use txflow_core::{Position, RunId, Secret, pipeline};
 use txflow_postgres::Selection;
 
 use crate::classifier::{AnyClassifier, ClassifierArgs};
@@ -64,25 +64,18 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// The version the classifier's predictions will carry, and how it is
 /// registered: (version, name, kind, location).
-async fn model_of(args: &ClassifierArgs) -> Result<(String, String, &'static str, Option<String>)> {
-    match args.classifier.as_str() {
-        "reference" => {
-            return Ok((
-                ReferenceModel::VERSION.into(),
-                "reference".into(),
-                "builtin",
-                None,
-            ));
-        }
-        "merchant" => {
-            return Ok((
-                MerchantModel::VERSION.into(),
-                "merchant".into(),
-                "builtin",
-                None,
-            ));
-        }
-        _ => {}
+async fn model_of(
+    args: &ClassifierArgs,
+    classifier: &AnyClassifier,
+) -> Result<(String, String, &'static str, Option<String>)> {
+    if let AnyClassifier::InProcess(m) = classifier {
+        let version = m.0.version().to_owned();
+        return Ok(if crate::learned::is_model_file(&args.classifier) {
+            let name = version.split('@').next().unwrap_or(&version).to_owned();
+            (version, name, "file", Some(args.classifier.clone()))
+        } else {
+            (version, args.classifier.clone(), "builtin", None)
+        });
     }
     let url = args.classifier.trim_end_matches('/');
     if args.classifier_model_version != "external" {
@@ -120,8 +113,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         bail!("say which transactions: --all, or --run, --since/--until, --category or --source");
     }
     let database = super::models::open(args.database_url.as_ref()).await?;
-    let (version, name, kind, location) = model_of(&args.classifier).await?;
-    let classifier = AnyClassifier::from_args(&args.classifier)?;
+    let classifier = AnyClassifier::from_args(&args.classifier).await?;
+    let (version, name, kind, location) = model_of(&args.classifier, &classifier).await?;
     let run_id = match &args.run_id {
         Some(id) => RunId::parse(id)?,
         None => RunId::generate(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use txflow_http::{Auth, Model, ServerConfig, Tokens};
+use txflow_http::{Auth, ServedModel, ServerConfig, Tokens};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -36,9 +36,10 @@ pub struct Args {
     #[arg(long, env = "TXFLOW_LISTEN", default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
 
-    /// The model to serve.
+    /// The model to serve: reference, merchant, or a trained model file
+    /// (file:///path/model.txm, s3://bucket/model.txm, path.txm).
     #[arg(long, default_value = "reference")]
-    model: Model,
+    model: String,
 
     /// The most transactions one request may hold (more: 413).
     #[arg(long, default_value_t = 10_000)]
@@ -92,8 +93,23 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (Some(cert), Some(key)) => Some(txflow_http::tls::server_config(cert, key)?),
         _ => None,
     };
+    let Some(model) = crate::classifier::in_process_model(&args.model).await? else {
+        anyhow::bail!(
+            "--model {:?} is not a model: use reference, merchant, or a model file (file:///path/model.txm, s3://bucket/model.txm, path.txm)",
+            args.model
+        );
+    };
+    let name = match args.model.as_str() {
+        "reference" | "merchant" => args.model.clone(),
+        _ => model
+            .version()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
     let config = ServerConfig {
-        model: args.model,
+        model: ServedModel::new(name, model),
         max_batch: args.max_batch,
         max_body_bytes: args.max_body_bytes,
         auth,

@@ -20,10 +20,10 @@ mod tls;
 mod traces;
 
 use harness::{Bucket, Database, reference_file, txflow};
-use txflow_core::{Category, ReferenceModel, TransactionId};
+use txflow_core::{REFERENCE_LABELS, ReferenceModel, TransactionId};
 
 fn reference_category(id: uuid::Uuid) -> &'static str {
-    ReferenceModel::category(TransactionId::from_uuid(id)).as_str()
+    REFERENCE_LABELS[ReferenceModel::index(TransactionId::from_uuid(id))]
 }
 
 const HEADER: &str = "id;description;amount;timestamp;merchant;operation_type;side\n";
@@ -348,7 +348,7 @@ async fn the_common_format_is_detected_and_ids_that_are_uuids_are_kept() {
     );
     assert_eq!(row.get::<_, String>(1), "-12.50");
     assert!(row.get::<_, bool>(2));
-    assert_eq!(row.get::<_, String>(3), Category::Transportation.as_str());
+    assert_eq!(row.get::<_, String>(3), "Transportation");
 }
 
 #[tokio::test]

@@ -195,7 +195,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         tracing::info!(%address, "serving /metrics and /health");
     }
 
-    let classifier = AnyClassifier::from_args(&args.classifier)?;
+    let classifier = AnyClassifier::from_args(&args.classifier).await?;
     let store = Store::open(args.database_url.expose(), args.db_max_outage).await?;
     let database = store.describe().to_owned();
     if args.skip_done {

@@ -1,0 +1,223 @@
+//! [`LearnedModel`]: a trained multinomial logistic regression over hashed
+//! features, with its temperature, answering as any in-process model.
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+use txflow_core::{LabelSet, Model, Prediction, Transaction};
+
+use crate::features::{Extractor, FeatureSettings, Input, Sparse};
+
+/// What a model file says of itself besides its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// `txflow-model`.
+    pub format: String,
+    /// The name given at training (`--name`).
+    pub name: String,
+    /// `name@` and the first 12 hex digits of the weights' SHA-256: what
+    /// predictions carry.
+    pub version: String,
+    /// The categories, in the order of the weights' columns.
+    pub labels: Vec<String>,
+    pub features: FeatureSettings,
+    pub calibration: Calibration,
+    pub training: TrainingInfo,
+}
+
+/// How scores become confidences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// `temperature`: probabilities are `softmax(logits / temperature)`.
+    pub method: String,
+    pub temperature: f64,
+    /// Rows of the held-out slice it was fitted on.
+    pub rows: usize,
+    /// Expected calibration error on that slice, before and after.
+    pub ece_before: f64,
+    pub ece_after: f64,
+}
+
+/// How the model was trained, and how it did on its held-out slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingInfo {
+    /// SHA-256 of the training rows (description, category and the optional
+    /// fields, in file order), hex.
+    pub data_sha256: String,
+    /// Rows read, rows fitted, rows held out for calibration.
+    pub rows: usize,
+    pub fit_rows: usize,
+    pub calibration_rows: usize,
+    pub seed: u64,
+    /// L2 penalty on the weights (per row: the loss is a mean).
+    pub l2: f64,
+    pub iterations: usize,
+    /// The loss (mean cross-entropy + penalty) at the end.
+    pub final_loss: f64,
+    /// Accuracy and macro-F1 on the held-out (calibration) slice, whose
+    /// merchants training never saw.
+    pub holdout_accuracy: f64,
+    pub holdout_macro_f1: f64,
+}
+
+/// A trained model, ready to predict.
+#[derive(Debug)]
+pub struct LearnedModel {
+    pub(crate) header: Header,
+    pub(crate) labels: LabelSet,
+    /// `buckets × classes`, row-major: the weights of a bucket together.
+    pub(crate) weights: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
+    /// Per bucket; 0 for a bucket training never saw.
+    pub(crate) idf: Vec<f32>,
+}
+
+struct Scratch {
+    extractor: Extractor,
+    features: Sparse,
+    logits: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
+impl LearnedModel {
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn labels(&self) -> &LabelSet {
+        &self.labels
+    }
+
+    pub fn classes(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// Raw scores (before the temperature) of a feature vector.
+    pub(crate) fn logits_of(&self, x: &Sparse, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(&self.bias);
+        let k = self.bias.len();
+        for &(bucket, value) in x {
+            let row = &self.weights[bucket as usize * k..(bucket as usize + 1) * k];
+            for (o, w) in out.iter_mut().zip(row) {
+                *o += value * w;
+            }
+        }
+    }
+
+    /// Runs `f` on the raw scores of `input`, with this thread's buffers.
+    fn with_logits<T>(&self, input: &Input<'_>, f: impl FnOnce(&[f32]) -> T) -> T {
+        SCRATCH.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let scratch = match &mut *slot {
+                Some(s) if s.extractor.settings() == &self.header.features => s,
+                _ => slot.insert(Scratch {
+                    extractor: Extractor::new(self.header.features),
+                    features: Vec::new(),
+                    logits: Vec::new(),
+                }),
+            };
+            scratch
+                .extractor
+                .extract(input, &self.idf, &mut scratch.features);
+            self.logits_of(&scratch.features, &mut scratch.logits);
+            f(&scratch.logits)
+        })
+    }
+
+    /// Calibrated probabilities of every category, in the labels' order.
+    pub fn probabilities_of(&self, input: &Input<'_>) -> Vec<f64> {
+        let t = self.header.calibration.temperature;
+        self.with_logits(input, |logits| softmax(logits, t))
+    }
+
+    /// The most probable category's index and its calibrated probability,
+    /// without allocating.
+    pub fn best(&self, input: &Input<'_>) -> (usize, f64) {
+        let t = self.header.calibration.temperature;
+        self.with_logits(input, |logits| best_of(logits, t))
+    }
+}
+
+/// `softmax(logits / t)`.
+pub(crate) fn softmax(logits: &[f32], t: f64) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut p: Vec<f64> = logits
+        .iter()
+        .map(|&z| ((f64::from(z) - f64::from(max)) / t).exp())
+        .collect();
+    let sum: f64 = p.iter().sum();
+    for x in &mut p {
+        *x /= sum;
+    }
+    p
+}
+
+/// The argmax of `softmax(logits / t)` and its probability (the first
+/// index among equals).
+pub(crate) fn best_of(logits: &[f32], t: f64) -> (usize, f64) {
+    let mut best = 0;
+    for (i, z) in logits.iter().enumerate() {
+        if *z > logits[best] {
+            best = i;
+        }
+    }
+    let max = f64::from(logits[best]);
+    let sum: f64 = logits
+        .iter()
+        .map(|&z| ((f64::from(z) - max) / t).exp())
+        .sum();
+    (best, 1.0 / sum)
+}
+
+impl Model for LearnedModel {
+    fn version(&self) -> &str {
+        &self.header.version
+    }
+
+    fn labels(&self) -> &LabelSet {
+        &self.labels
+    }
+
+    fn predict(&self, tx: &Transaction) -> Prediction {
+        let (index, confidence) = self.best(&Input::of(tx));
+        Prediction {
+            transaction_id: tx.id(),
+            // The index is one of the weights' columns, as many as labels.
+            category: self
+                .labels
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| unreachable!("a column per label")),
+            confidence: Some(confidence),
+            model_version: self.header.version.clone(),
+        }
+    }
+
+    fn probabilities(&self, tx: &Transaction) -> Option<Vec<f64>> {
+        Some(self.probabilities_of(&Input::of(tx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_class_and_its_probability_match_the_softmax() {
+        let logits = [0.5f32, 2.0, -1.0, 2.0];
+        for t in [0.5, 1.0, 3.0] {
+            let p = softmax(&logits, t);
+            let (i, q) = best_of(&logits, t);
+            assert_eq!(i, 1);
+            assert!((p[1] - q).abs() < 1e-12);
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+    }
+}
