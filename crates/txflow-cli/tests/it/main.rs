@@ -6,6 +6,7 @@ mod connectors;
 mod dlq;
 mod harness;
 mod kafka_settings;
+mod learned;
 mod models;
 mod observability;
 mod publish;

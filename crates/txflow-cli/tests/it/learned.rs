@@ -1,0 +1,366 @@
+//! Trained models end to end: `txflow train` on a slice of the labeled
+//! file (`../shared/data/labeled`), `txflow evaluate` checked against the
+//! test's own count, model files refused when damaged, and one model's
+//! answers in process and through `txflow serve`, stored in SQLite and
+//! PostgreSQL with its 17 categories.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use txflow_core::REFERENCE_LABELS;
+use txflow_learn::{Input, LearnedModel};
+
+use crate::harness::{Database, txflow};
+use crate::serve::Serve;
+
+/// The labeled file beside the repository.
+fn labeled_file() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/labeled/transactions_labeled_us.csv");
+    assert!(
+        path.exists(),
+        "the labeled file {} is missing: it lives in ../shared/data/labeled beside the repository",
+        path.display()
+    );
+    path
+}
+
+/// (description, category) of every `step`-th row from `offset`.
+fn rows(offset: usize, step: usize) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(labeled_file()).expect("the labeled file");
+    text.lines()
+        .skip(1)
+        .skip(offset)
+        .step_by(step)
+        .map(|line| {
+            let (d, c) = line.rsplit_once(',').expect("description,category");
+            (d.to_owned(), c.to_owned())
+        })
+        .collect()
+}
+
+fn write_labeled(path: &Path, rows: &[(String, String)]) {
+    let mut text = String::from("description,category\n");
+    for (d, c) in rows {
+        let _ = writeln!(text, "{d},{c}");
+    }
+    std::fs::write(path, text).expect("writing a labeled file");
+}
+
+/// A small model trained by the binary on every 12th row, once for all the
+/// tests (training is their slowest step): (path, model).
+fn trained(_: &Path) -> (PathBuf, LearnedModel) {
+    static MODEL: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, model) = MODEL.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let model = train_fixture(dir.path());
+        (dir, model)
+    });
+    let bytes = std::fs::read(model).expect("the model file");
+    let decoded = txflow_learn::file::decode(&bytes).expect("a valid model");
+    (model.clone(), decoded)
+}
+
+fn train_fixture(dir: &Path) -> PathBuf {
+    let train = dir.join("train.csv");
+    write_labeled(&train, &rows(0, 12));
+    let model = dir.join("fixture.txm");
+    let run = txflow(
+        dir,
+        &[
+            "train",
+            train.to_str().expect("utf-8"),
+            "--output",
+            model.to_str().expect("utf-8"),
+            "--iterations",
+            "25",
+            "--hash-bits",
+            "16",
+        ],
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains("trained fixture@"), "{}", run.stdout);
+    model
+}
+
+#[tokio::test]
+async fn evaluate_reports_the_numbers_an_independent_count_of_the_predictions_gives() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (model_path, model) = trained(dir.path());
+    assert_eq!(model.labels().len(), 17);
+    let test_rows = rows(5, 25);
+    let test = dir.path().join("test.csv");
+    write_labeled(&test, &test_rows);
+    let html = dir.path().join("report.html");
+    let run = txflow(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            model_path.to_str().expect("utf-8"),
+            test.to_str().expect("utf-8"),
+            "--json",
+            "--html",
+            html.to_str().expect("utf-8"),
+        ],
+    );
+    run.assert_code(0);
+    let e: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+
+    // The test's own count, from the model's probabilities.
+    let names = model.labels().names();
+    let k = names.len();
+    let mut confusion = vec![vec![0u64; k]; k];
+    let mut bins = vec![(0u64, 0f64, 0u64); 15];
+    for (description, category) in &test_rows {
+        let p = model.probabilities_of(&Input {
+            description,
+            ..Input::default()
+        });
+        let truth = names
+            .iter()
+            .position(|n| n == category)
+            .expect("a known category");
+        let (best, confidence) = p
+            .iter()
+            .enumerate()
+            .fold((0, -1.0), |b, (i, &q)| if q > b.1 { (i, q) } else { b });
+        confusion[truth][best] += 1;
+        // Bin b holds (b/15, (b+1)/15].
+        let mut b = 0;
+        while b < 14 && confidence > (b + 1) as f64 / 15.0 {
+            b += 1;
+        }
+        bins[b].0 += 1;
+        bins[b].1 += confidence;
+        bins[b].2 += u64::from(truth == best);
+    }
+    let n = test_rows.len() as f64;
+    let right: u64 = (0..k).map(|i| confusion[i][i]).sum();
+    let mut f1s = Vec::new();
+    for i in 0..k {
+        let support: u64 = confusion[i].iter().sum();
+        let predicted: u64 = (0..k).map(|t| confusion[t][i]).sum();
+        if support + predicted == 0 {
+            continue;
+        }
+        let tp = confusion[i][i] as f64;
+        let f1 = 2.0 * tp / (support + predicted) as f64;
+        f1s.push(f1);
+    }
+    let macro_f1 = f1s.iter().sum::<f64>() / f1s.len() as f64;
+    let ece: f64 = bins
+        .iter()
+        .filter(|b| b.0 > 0)
+        .map(|&(count, conf, right)| {
+            count as f64 / n * (right as f64 / count as f64 - conf / count as f64).abs()
+        })
+        .sum();
+    let close = |field: &str, ours: f64| {
+        let theirs = e[field].as_f64().unwrap_or_else(|| panic!("{field} in {e}"));
+        assert!((theirs - ours).abs() < 1e-9, "{field}: {theirs} vs {ours}");
+    };
+    close("accuracy", right as f64 / n);
+    close("macro_f1", macro_f1);
+    close("ece", ece);
+    assert_eq!(e["rows"], test_rows.len());
+    assert_eq!(
+        e["confusion"],
+        serde_json::to_value(&confusion).expect("json")
+    );
+    assert_eq!(e["model_version"], model.header().version);
+    // Better than chance by far on rows it never saw (17 categories).
+    assert!(e["macro_f1"].as_f64().unwrap_or(0.0) > 0.5, "{e}");
+
+    let page = std::fs::read_to_string(&html).expect("the report");
+    assert!(page.contains("<svg id=\"reliability\""));
+    assert!(!page.contains("http://") || !page.contains("<script src"));
+    assert_eq!(page.matches("<tr>").count(), 2 * (k + 1));
+}
+
+#[tokio::test]
+async fn a_truncated_corrupted_or_foreign_model_file_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (model_path, _) = trained(dir.path());
+    let bytes = std::fs::read(&model_path).expect("the model");
+    let test = dir.path().join("test.csv");
+    write_labeled(&test, &rows(7, 500));
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "id;description;amount;timestamp;merchant;operation_type;side\n\
+         1;[debit] SHELL OIL 123;-40,00;2024-03-01 08:15:00;Shell;card;debit\n",
+    )
+    .expect("an input");
+
+    let mut flipped = bytes.clone();
+    let middle = bytes.len() / 2;
+    flipped[middle] ^= 0x01;
+    for (name, content, says) in [
+        ("truncated.txm", bytes[..bytes.len() - 100].to_vec(), "truncated"),
+        ("corrupted.txm", flipped, "corrupted"),
+        ("foreign.txm", b"description,category\nx,y\n".to_vec(), "not a txflow model"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("writing");
+        let path = path.to_str().expect("utf-8");
+        let run = txflow(
+            dir.path(),
+            &["evaluate", "--model", path, test.to_str().expect("utf-8")],
+        );
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains(name) && run.stderr.contains(says),
+            "{name}: {}",
+            run.stderr
+        );
+        let db = format!("sqlite://{}/refused.db", dir.path().display());
+        let run = txflow(
+            dir.path(),
+            &[
+                "batch",
+                input.to_str().expect("utf-8"),
+                "--classifier",
+                &format!("file://{path}"),
+                "--database-url",
+                &db,
+            ],
+        );
+        run.assert_code(1);
+        assert!(run.stderr.contains(says), "{name}: {}", run.stderr);
+    }
+    assert!(!dir.path().join("refused.db").exists());
+}
+
+/// A batch input of labeled descriptions: debits negative, credits positive.
+fn batch_input(path: &Path, rows: &[(String, String)]) {
+    let mut text = String::from("id;description;amount;timestamp;merchant;operation_type;side\n");
+    for (i, (description, _)) in rows.iter().enumerate() {
+        let (amount, side) = if description.starts_with("[credit]") {
+            (format!("{},{:02}", 10 + i, i % 100), "credit")
+        } else {
+            (format!("-{},{:02}", 10 + i, i % 100), "debit")
+        };
+        let description = description.replace(';', " ");
+        let _ = writeln!(
+            text,
+            "{i};{description};{amount};2024-03-01 08:15:00;;card;{side}"
+        );
+    }
+    std::fs::write(path, text).expect("writing the input");
+}
+
+fn sqlite_predictions(path: &Path) -> BTreeMap<String, (String, f64, String)> {
+    let db = rusqlite::Connection::open(path).expect("the SQLite file");
+    let mut statement = db
+        .prepare("SELECT transaction_id, category, confidence, model_version FROM predictions")
+        .expect("a query");
+    statement
+        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))
+        .expect("rows")
+        .map(|r| r.expect("a row"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databases_keep_its_categories()
+ {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (model_path, model) = trained(dir.path());
+    let model_url = format!("file://{}", model_path.display());
+    let input = dir.path().join("in.csv");
+    batch_input(&input, &rows(3, 40));
+    let input = input.to_str().expect("utf-8");
+    let version = model.header().version.clone();
+
+    // In process, into SQLite.
+    let local = dir.path().join("local.db");
+    txflow(
+        dir.path(),
+        &[
+            "batch",
+            input,
+            "--classifier",
+            &model_url,
+            "--database-url",
+            &format!("sqlite://{}", local.display()),
+        ],
+    )
+    .assert_code(0);
+    let in_process = sqlite_predictions(&local);
+    assert_eq!(in_process.len(), rows(3, 40).len());
+
+    // Through txflow serve --model, into another SQLite file.
+    let serve = Serve::start_with(&["--model", &model_url]).await;
+    let ready: serde_json::Value = reqwest::get(format!("{}/ready", serve.url))
+        .await
+        .expect("/ready")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ready["model_version"], version);
+    assert_eq!(ready["labels"].as_array().map(Vec::len), Some(17));
+    let remote = dir.path().join("remote.db");
+    txflow(
+        dir.path(),
+        &[
+            "batch",
+            input,
+            "--classifier",
+            &serve.url,
+            "--database-url",
+            &format!("sqlite://{}", remote.display()),
+        ],
+    )
+    .assert_code(0);
+    assert_eq!(sqlite_predictions(&remote), in_process);
+
+    // The version and the categories: the model's own, beyond the 15.
+    let categories: BTreeSet<&str> = in_process.values().map(|(c, _, _)| c.as_str()).collect();
+    let labels = model.labels().names();
+    assert!(categories.iter().all(|c| labels.contains(c)), "{categories:?}");
+    assert!(
+        categories.iter().any(|c| !REFERENCE_LABELS.contains(c)),
+        "{categories:?}"
+    );
+    assert!(in_process.values().all(|(_, confidence, v)| *v == version
+        && (0.0..=1.0).contains(confidence)));
+
+    // PostgreSQL keeps the same.
+    let db = Database::create().await;
+    txflow(
+        dir.path(),
+        &[
+            "batch",
+            input,
+            "--classifier",
+            &model_url,
+            "--database-url",
+            &db.url,
+        ],
+    )
+    .assert_code(0);
+    let stored = db
+        .client
+        .query(
+            "SELECT category, confidence, model_version FROM predictions",
+            &[],
+        )
+        .await
+        .expect("predictions");
+    let mut from_postgres: Vec<(String, f64)> = stored
+        .iter()
+        .map(|r| {
+            assert_eq!(r.get::<_, String>(2), version);
+            (r.get(0), r.get(1))
+        })
+        .collect();
+    let mut from_sqlite: Vec<(String, f64)> = in_process
+        .values()
+        .map(|(c, p, _)| (c.clone(), *p))
+        .collect();
+    from_postgres.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+    from_sqlite.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+    assert_eq!(from_postgres, from_sqlite);
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Benchmark of the learned classifier on the labeled file
+# (../shared/data/labeled/transactions_labeled_us.csv, 51,082 rows, 17
+# categories), split BY MERCHANT (`txflow split`: no merchant on both
+# sides) into 80 % of the merchants for training and 20 % for the test:
+#   1. `txflow train` on the training part: seconds, peak RSS, model size;
+#   2. `txflow evaluate` on the test part: macro-F1, accuracy, ECE;
+#   3. the anchor, on the same split in the same run: scikit-learn (PyPI,
+#      in a venv under ~/.cache/txflow) TF-IDF word 1-2 + char_wb 2-5
+#      (sublinear tf) + LogisticRegression (scripts/anchor_sklearn.py);
+#   4. in-process prediction per core (evaluate's one-thread prediction
+#      time over the whole labeled file, features included) and
+#      `txflow serve --model` under wrk at batch 1,000 (as bench-serve does).
+#
+#   scripts/bench-model.sh [SEED]      split seed, default 1
+#
+# Copy the output into docs/MODELS.md and docs/PERFORMANCE.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seed=${1:-1}
+duration=${BENCH_SECONDS:-10}
+labeled=${LABELED:-../shared/data/labeled/transactions_labeled_us.csv}
+cache=${TXFLOW_CACHE:-$HOME/.cache/txflow}
+
+cargo build --release --locked -p txflow-cli >&2
+txflow=$PWD/target/release/txflow
+if [ ! -x "$cache/sklearn-venv/bin/python" ]; then
+  echo "installing scikit-learn into $cache/sklearn-venv (PyPI, once)" >&2
+  python3 -m venv "$cache/sklearn-venv"
+  "$cache/sklearn-venv/bin/pip" install -q scikit-learn >&2
+fi
+if ! command -v wrk >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-model.XXXXXX")
+serve_pid=
+cleanup() {
+  [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+"$txflow" --log-format text split "$labeled" --test-fraction 0.2 --seed "$seed" \
+  --train "$work/train.csv" --test "$work/test.csv"
+
+echo
+echo "== txflow train (80 % of the merchants)"
+/usr/bin/time -f "%e s wall, %U s user, %M KiB peak RSS" -o "$work/time.txt" \
+  "$txflow" --log-format text train "$work/train.csv" --output "$work/us17.txm" --name us17
+echo "train: $(cat "$work/time.txt"); model $(stat -c %s "$work/us17.txm") bytes"
+
+echo
+echo "== on the held-out merchants (20 %): txflow vs scikit-learn, same split"
+"$txflow" --log-format text evaluate --model "$work/us17.txm" "$work/test.csv" --json >"$work/eval.json"
+/usr/bin/time -f "%e" -o "$work/anchor_time.txt" \
+  "$cache/sklearn-venv/bin/python" scripts/anchor_sklearn.py "$work/train.csv" "$work/test.csv" >"$work/anchor.json"
+python3 - "$work/eval.json" "$work/anchor.json" <<'PY'
+import json, sys
+ours, anchor = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+print(f"{'model':<44} {'macro-F1':>9} {'accuracy':>9} {'ECE':>7} {'train s':>8}")
+print(f"{'txflow ' + ours['model_version']:<44} {ours['macro_f1']:>9.4f} {ours['accuracy']:>9.4f} {ours['ece']:>7.4f} {'(above)':>8}")
+print(f"{'scikit-learn anchor':<44} {anchor['macro_f1']:>9.4f} {anchor['accuracy']:>9.4f} {anchor['ece']:>7.4f} {anchor['train_seconds']:>8.1f}")
+print(f"macro-F1 difference: {ours['macro_f1'] - anchor['macro_f1']:+.4f} (goal >= +0.03 and >= 0.75); ECE goal <= 0.05")
+print(f"test rows: {ours['rows']} (anchor: {anchor['test_rows']})")
+PY
+
+echo
+echo "== in-process prediction, one thread (all $(($(wc -l <"$labeled") - 1)) labeled rows, features included)"
+"$txflow" --log-format text evaluate --model "$work/us17.txm" "$labeled" --json >"$work/all.json"
+python3 - "$work/all.json" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1]))
+print(f"{e['rows']} rows in {e['predict_seconds']:.3f} s: {e['rows'] / e['predict_seconds']:,.0f} predictions/s per core")
+PY
+
+echo
+echo "== txflow serve --model under wrk (1 thread, 8 connections, ${duration}s), batch 1,000"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$txflow" serve --listen "127.0.0.1:$port" --model "file://$work/us17.txm" --log-format json >"$work/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
+  sleep 0.1
+done
+python3 - "$labeled" "$work/body.json" <<'PY'
+import csv, json, random, sys, uuid
+rows = list(csv.DictReader(open(sys.argv[1])))
+rng = random.Random(7)
+items = []
+for i in range(1000):
+    r = rng.choice(rows)
+    credit = r["description"].startswith("[credit]")
+    cents = rng.randint(100, 200000)
+    items.append({
+        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "description": r["description"],
+        "amount": (cents if credit else -cents) / 100,
+        "timestamp": "2024-03-01T08:15:00+01:00",
+        "merchant": None,
+        "operation_type": "card",
+        "side": "credit" if credit else "debit",
+    })
+json.dump(items, open(sys.argv[2], "w"))
+PY
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY"), "r"))
+wrk.body = f:read("*a")
+f:close()
+LUA
+BODY="$work/body.json" wrk -t1 -c8 -d2s -s "$work/post.lua" "http://127.0.0.1:$port/predict" >/dev/null
+BODY="$work/body.json" wrk -t1 -c8 -d"${duration}s" --latency -s "$work/post.lua" \
+  "http://127.0.0.1:$port/predict" >"$work/wrk.txt"
+python3 - "$work/wrk.txt" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+if "Non-2xx" in t:
+    sys.exit("the server answered errors:\n" + t)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def ms(p):
+    v, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
+    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+print(f"{rps:,.0f} requests/s = {rps * 1000:,.0f} predictions/s; p50 {ms(50):.2f} ms, p99 {ms(99):.2f} ms")
+PY
