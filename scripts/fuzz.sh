@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes txflow's parsers with cargo fuzz (libFuzzer, nightly toolchain):
-# the CSV decoder (both dialects, any chunking), the Kafka event decoder and
-# the /predict request parser. Each target runs SECONDS (default 60) from
+# the CSV decoder (both dialects, any chunking), the Kafka event decoder,
+# the /predict request parser and the model file loader. Each target runs SECONDS (default 60) from
 # the seeds in fuzz/seeds/<target> plus a corpus kept in
 # $TXFLOW_CACHE/fuzz-corpus/<target>, so later runs start where earlier ones
 # stopped. A crash stops the script (exit 1) and leaves its input in
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(csv_decoder kafka_event predict_request)
+[ ${#targets[@]} -gt 0 ] || targets=(csv_decoder kafka_event predict_request model_file)
 
 CACHE=${TXFLOW_CACHE:-$HOME/.cache/txflow}
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -32,6 +32,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const FORMAT: &str = "txflow-model";
 /// The largest header a loader reads.
 const MAX_HEADER: usize = 1 << 20;
+/// The most weights a model may hold in memory (1 GiB of f32).
+const MAX_WEIGHTS: usize = 1 << 28;
 
 /// The file's bytes.
 pub fn encode(model: &LearnedModel) -> Vec<u8> {
@@ -132,6 +134,11 @@ pub fn decode(bytes: &[u8]) -> Result<LearnedModel> {
         )));
     }
     let buckets = header.features.buckets();
+    if buckets.saturating_mul(k) > MAX_WEIGHTS {
+        return Err(Error::Inconsistent(format!(
+            "{buckets} buckets x {k} categories is more than the {MAX_WEIGHTS} weights a model may have; train with fewer --hash-bits"
+        )));
+    }
     let mut used = Vec::with_capacity(rows);
     for _ in 0..rows {
         let b = r.u32()?;

@@ -75,7 +75,7 @@ impl Default for TrainOptions {
             seed: 42,
             l2: 2e-6,
             max_iterations: 200,
-            calibration_fraction: 0.15,
+            calibration_fraction: 0.3,
             features: FeatureSettings::default(),
             threads: thread::available_parallelism().map_or(1, usize::from),
         }

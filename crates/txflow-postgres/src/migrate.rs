@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (6, "replays", include_str!("../migrations/0006_replays.sql")),
     (7, "models", include_str!("../migrations/0007_models.sql")),
+    (
+        8,
+        "model_labels",
+        include_str!("../migrations/0008_model_labels.sql"),
+    ),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

@@ -19,6 +19,10 @@ pub struct ModelRow {
     pub registered_at: Option<DateTime<Utc>>,
     pub active: bool,
     pub predictions: i64,
+    /// The categories, as a JSON array (a registered model file's).
+    pub labels: Option<String>,
+    /// How it did when trained, as a JSON object (a model file's).
+    pub metrics: Option<String>,
 }
 
 /// Which stored transactions to reclassify.
@@ -113,6 +117,23 @@ impl PostgresSink {
             .await
     }
 
+    /// Records a registered model's label set and training metrics (JSON
+    /// texts); false when the version is not registered.
+    pub async fn describe_model(&self, version: &str, labels: &str, metrics: &str) -> Result<bool> {
+        self.session()
+            .retrying("describing a model", |client| async move {
+                let n = client
+                    .execute(
+                        "UPDATE models SET labels = $2, metrics = $3 WHERE version = $1",
+                        &[&version, &labels, &metrics],
+                    )
+                    .await
+                    .map_err(Error::query("describing a model"))?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     /// Makes `version` the active model; false when it is not registered.
     pub async fn activate_model(&self, version: &str) -> Result<bool> {
         self.session()
@@ -151,7 +172,7 @@ impl PostgresSink {
                         "WITH counts AS (SELECT model_version, count(*) AS n FROM predictions GROUP BY 1)
                          SELECT coalesce(m.version, c.model_version), coalesce(m.name, c.model_version),
                                 coalesce(m.kind, 'unregistered'), m.location, m.registered_at,
-                                coalesce(m.active, false), coalesce(c.n, 0)
+                                coalesce(m.active, false), coalesce(c.n, 0), m.labels, m.metrics
                          FROM models m FULL JOIN counts c ON c.model_version = m.version
                          ORDER BY 5 NULLS LAST, 1",
                         &[],
@@ -168,6 +189,8 @@ impl PostgresSink {
                         registered_at: r.get(4),
                         active: r.get(5),
                         predictions: r.get(6),
+                        labels: r.get(7),
+                        metrics: r.get(8),
                     })
                     .collect())
             })

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use txflow_learn::{Evaluation, Input};
 
-
 /// Score a model on labeled files: accuracy, macro-F1, per-category
 /// precision, recall, F1 and support, the confusion matrix, and the expected
 /// calibration error (15 equal-width bins) with its reliability diagram.
@@ -77,7 +76,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 let (best, q) = p
                     .iter()
                     .enumerate()
-                    .fold((0, f64::MIN), |(bi, bq), (i, &q)| if q > bq { (i, q) } else { (bi, bq) });
+                    .fold(
+                        (0, f64::MIN),
+                        |(bi, bq), (i, &q)| if q > bq { (i, q) } else { (bi, bq) },
+                    );
                 (best, q, p[y])
             }
             None => {
@@ -103,8 +105,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         &confidence,
         &p_truth,
     );
-    tracing::info!(rows = rows.len(), seconds = started.elapsed().as_secs_f64(),
-        predicting_seconds = predicting.as_secs_f64(), "evaluated");
+    tracing::info!(
+        rows = rows.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        predicting_seconds = predicting.as_secs_f64(),
+        "evaluated"
+    );
     if let Some(path) = &args.html {
         std::fs::write(path, html(&e))
             .with_context(|| format!("writing the report to {}", path.display()))?;

@@ -38,7 +38,9 @@ enum ModelsCommand {
         /// A name for people (default: the version).
         #[arg(long)]
         name: Option<String>,
-        /// builtin (in-process), http (a service) or file (a model file).
+        /// builtin (in-process), http (a service) or file (a model file:
+        /// its label set and training metrics are read and recorded, and
+        /// its version must be VERSION).
         #[arg(long, value_parser = ["builtin", "http", "file"])]
         kind: String,
         /// Where it runs: the service's URL or the file's path.
@@ -71,6 +73,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                             "location": m.location,
                             "registered_at": m.registered_at.map(|t| t.to_rfc3339()),
                             "active": m.active, "predictions": m.predictions,
+                            "labels": m.labels.as_deref().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+                            "metrics": m.metrics.as_deref().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
                         })
                     })
                     .collect();
@@ -99,10 +103,38 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             kind,
             location,
         } => {
-            let name = name.unwrap_or_else(|| version.clone());
+            // A model file says what it is: check it before registering.
+            let described = match (kind.as_str(), location.as_deref()) {
+                ("file", Some(location)) => {
+                    let model = crate::learned::load_model(location).await?;
+                    let header = model.header();
+                    if header.version != version {
+                        bail!(
+                            "{location} holds model {}, not {version}: register it as `txflow models register {} --kind file --location {location}`",
+                            header.version,
+                            header.version
+                        );
+                    }
+                    let metrics = json!({
+                        "training": header.training,
+                        "calibration": header.calibration,
+                        "features": header.features,
+                    });
+                    Some((serde_json::to_string(&header.labels)?, metrics.to_string()))
+                }
+                ("file", None) => {
+                    bail!("--kind file needs --location, the model file's path or URL")
+                }
+                _ => None,
+            };
+            let name =
+                name.unwrap_or_else(|| version.split('@').next().unwrap_or(&version).to_owned());
             database
                 .register_model(&version, &name, &kind, location.as_deref())
                 .await?;
+            if let Some((labels, metrics)) = described {
+                database.describe_model(&version, &labels, &metrics).await?;
+            }
             println!("registered {version}");
         }
         ModelsCommand::Activate { model: version } => {

@@ -52,7 +52,7 @@ pub struct Args {
     iterations: usize,
 
     /// Share of the merchants held out to calibrate (0: no calibration).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.3)]
     calibration_fraction: f64,
 
     /// Feature buckets: 2^bits.

@@ -158,7 +158,9 @@ async fn evaluate_reports_the_numbers_an_independent_count_of_the_predictions_gi
         })
         .sum();
     let close = |field: &str, ours: f64| {
-        let theirs = e[field].as_f64().unwrap_or_else(|| panic!("{field} in {e}"));
+        let theirs = e[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} in {e}"));
         assert!((theirs - ours).abs() < 1e-9, "{field}: {theirs} vs {ours}");
     };
     close("accuracy", right as f64 / n);
@@ -198,9 +200,17 @@ async fn a_truncated_corrupted_or_foreign_model_file_is_refused_naming_the_file(
     let middle = bytes.len() / 2;
     flipped[middle] ^= 0x01;
     for (name, content, says) in [
-        ("truncated.txm", bytes[..bytes.len() - 100].to_vec(), "truncated"),
+        (
+            "truncated.txm",
+            bytes[..bytes.len() - 100].to_vec(),
+            "truncated",
+        ),
         ("corrupted.txm", flipped, "corrupted"),
-        ("foreign.txm", b"description,category\nx,y\n".to_vec(), "not a txflow model"),
+        (
+            "foreign.txm",
+            b"description,category\nx,y\n".to_vec(),
+            "not a txflow model",
+        ),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, content).expect("writing");
@@ -319,13 +329,19 @@ async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databa
     // The version and the categories: the model's own, beyond the 15.
     let categories: BTreeSet<&str> = in_process.values().map(|(c, _, _)| c.as_str()).collect();
     let labels = model.labels().names();
-    assert!(categories.iter().all(|c| labels.contains(c)), "{categories:?}");
+    assert!(
+        categories.iter().all(|c| labels.contains(c)),
+        "{categories:?}"
+    );
     assert!(
         categories.iter().any(|c| !REFERENCE_LABELS.contains(c)),
         "{categories:?}"
     );
-    assert!(in_process.values().all(|(_, confidence, v)| *v == version
-        && (0.0..=1.0).contains(confidence)));
+    assert!(
+        in_process
+            .values()
+            .all(|(_, confidence, v)| *v == version && (0.0..=1.0).contains(confidence))
+    );
 
     // PostgreSQL keeps the same.
     let db = Database::create().await;
@@ -363,4 +379,44 @@ async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databa
     from_postgres.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
     from_sqlite.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
     assert_eq!(from_postgres, from_sqlite);
+
+    // Registered as a file, it records its label set and metrics; another
+    // version's name is refused.
+    let register = |v: &str| {
+        txflow(
+            dir.path(),
+            &[
+                "models",
+                "register",
+                v,
+                "--kind",
+                "file",
+                "--location",
+                &model_url,
+                "--database-url",
+                &db.url,
+            ],
+        )
+    };
+    let wrong = register("fixture@000000000000");
+    wrong.assert_code(1);
+    assert!(wrong.stderr.contains(&version), "{}", wrong.stderr);
+    register(&version).assert_code(0);
+    let list = txflow(
+        dir.path(),
+        &["models", "list", "--json", "--database-url", &db.url],
+    );
+    list.assert_code(0);
+    let models: serde_json::Value = serde_json::from_str(&list.stdout).expect("JSON");
+    let ours = models
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["version"] == version))
+        .unwrap_or_else(|| panic!("{version} in {models}"));
+    assert_eq!(ours["kind"], "file");
+    assert_eq!(ours["labels"], serde_json::json!(labels));
+    assert_eq!(ours["predictions"], in_process.len());
+    assert_eq!(
+        ours["metrics"]["training"]["data_sha256"],
+        model.header().training.data_sha256
+    );
 }
