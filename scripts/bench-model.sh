@@ -10,14 +10,17 @@
 #      (sublinear tf) + LogisticRegression (scripts/anchor_sklearn.py);
 #   4. in-process prediction per core (evaluate's one-thread prediction
 #      time over the whole labeled file, features included) and
-#      `txflow serve --model` under wrk at batch 1,000 (as bench-serve does).
+#      `txflow serve --model` under wrk at batch 1,000 (as bench-serve does);
+#   5. `txflow batch` of ROWS generated rows into PostgreSQL (fsync on)
+#      with the model against the same run with reference-1.
 #
-#   scripts/bench-model.sh [SEED]      split seed, default 1
+#   scripts/bench-model.sh [SEED] [ROWS]   split seed, default 1; rows, 1000000
 #
 # Copy the output into docs/MODELS.md and docs/PERFORMANCE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=${1:-1}
+rows=${2:-1000000}
 duration=${BENCH_SECONDS:-10}
 labeled=${LABELED:-../shared/data/labeled/transactions_labeled_us.csv}
 cache=${TXFLOW_CACHE:-$HOME/.cache/txflow}
@@ -34,9 +37,12 @@ if ! command -v wrk >/dev/null; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-model.XXXXXX")
+chmod 755 "$work"
+harness="$work/harness"
 serve_pid=
 cleanup() {
   [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true
+  scripts/harness.sh stop "$harness"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -124,4 +130,38 @@ def ms(p):
     v, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
     return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 print(f"{rps:,.0f} requests/s = {rps * 1000:,.0f} predictions/s; p50 {ms(50):.2f} ms, p99 {ms(99):.2f} ms")
+PY
+kill "$serve_pid" 2>/dev/null || true
+serve_pid=
+
+echo
+echo "== txflow batch of $rows generated rows into PostgreSQL (fsync on): the model vs reference-1"
+TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness" 2>/dev/null
+# shellcheck disable=SC1091
+source "$harness/env"
+admin=$TXFLOW_TEST_DATABASE_URL
+base=${admin%/*}
+"$txflow" generate --rows "$rows" --seed 7 -o "$work/tx.csv"
+printf '%-22s %-12s %-10s\n' classifier "rows/s" "seconds"
+for mode in reference us17; do
+  db="bench_$mode"
+  psql -q "$admin" -c "CREATE DATABASE $db"
+  flags=()
+  [ "$mode" = us17 ] && flags=(--classifier "file://$work/us17.txm")
+  start=$(date +%s%N)
+  "$txflow" batch "$work/tx.csv" --database-url "$base/$db" --no-progress --errors "$work/errors" \
+    --summary-json "$work/summary.json" "${flags[@]}" >/dev/null 2>"$work/batch.log"
+  ns=$(($(date +%s%N) - start))
+  python3 - "$work/summary.json" "$ns" "$mode" "$rows" <<'PY' | tee -a "$work/batch.txt"
+import json, sys
+s, ns, mode, rows = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+assert s["status"] == "succeeded" and s["predictions_written"] == rows, s
+secs = ns / 1e9
+print(f"{mode:<22} {rows / secs:<12,.0f} {secs:<10.2f}")
+PY
+done
+python3 - "$work/batch.txt" <<'PY'
+import sys
+rates = [float(l.split()[1].replace(",", "")) for l in open(sys.argv[1])]
+print(f"ratio model / reference-1: {rates[1] / rates[0]:.2f} (goal >= 0.8)")
 PY

@@ -17,6 +17,7 @@
 # "localhost"; TXFLOW_TEST_PG_TLS_OTHER_CA, one that did not;
 # TXFLOW_TEST_PG_TLS_ADMIN, its Unix socket for the tests' set-up), and
 # VictoriaMetrics (TXFLOW_TEST_VM_URL, http://host:port), and
+# headless Chromium (TXFLOW_TEST_CHROMIUM), and
 # the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_VM_BIN, TXFLOW_TEST_TANSU_BIN,
 # TXFLOW_TEST_S3S_BIN) for tests that start, stop and restart servers of
 # their own (a restart of the shared ones would disturb the other tests).
@@ -48,6 +49,8 @@ install() {
   # scrapes a running pipeline in a test; batch runs push to the Pushgateway.
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+  # Headless Chromium looks at the pages txflow writes (evaluate --html).
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
@@ -205,6 +208,7 @@ export TXFLOW_TEST_VM_BIN=$(command -v victoria-metrics)
 export TXFLOW_TEST_PUSHGATEWAY_URL=http://127.0.0.1:$push_port
 export TXFLOW_TEST_PROMTOOL=$(command -v promtool)
 export TXFLOW_TEST_PROMETHEUS_BIN=$(command -v prometheus)
+export TXFLOW_TEST_CHROMIUM=$(command -v chromium)
 ENV
 }
 

@@ -175,10 +175,54 @@ async fn evaluate_reports_the_numbers_an_independent_count_of_the_predictions_gi
     // Better than chance by far on rows it never saw (17 categories).
     assert!(e["macro_f1"].as_f64().unwrap_or(0.0) > 0.5, "{e}");
 
-    let page = std::fs::read_to_string(&html).expect("the report");
-    assert!(page.contains("<svg id=\"reliability\""));
-    assert!(!page.contains("http://") || !page.contains("<script src"));
-    assert_eq!(page.matches("<tr>").count(), 2 * (k + 1));
+    // The page as a browser reads it: headless Chromium's DOM has the
+    // figures, a bar per non-empty bin, a row per category in both tables,
+    // and nothing fetched from elsewhere.
+    let dom = chromium_dom(&html);
+    for (id, text) in [
+        ("accuracy", format!("accuracy {:.3}", right as f64 / n)),
+        ("macro-f1", format!("macro-F1 {macro_f1:.3}")),
+        ("ece", format!("ECE {ece:.3}")),
+    ] {
+        assert!(
+            dom.contains(&format!("<span id=\"{id}\">{text}</span>")),
+            "{id}: {text} not in the DOM"
+        );
+    }
+    let filled = bins.iter().filter(|b| b.0 > 0).count();
+    assert_eq!(dom.matches("<rect class=\"bin\"").count(), filled);
+    assert_eq!(dom.matches("<tr>").count(), 2 * (k + 1));
+    assert!(!dom.contains("src=\"http") && !dom.contains("href=\"http"));
+}
+
+/// The DOM of a local page after headless Chromium loaded it.
+fn chromium_dom(page: &Path) -> String {
+    let chromium = crate::harness::harness_var("TXFLOW_TEST_CHROMIUM");
+    let profile = tempfile::tempdir().expect("a profile dir");
+    let output = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("running chromium");
+    assert!(
+        output.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(dom.contains("<html"), "chromium printed no DOM: {dom}");
+    dom
 }
 
 #[tokio::test]
