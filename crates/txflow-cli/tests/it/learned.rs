@@ -139,13 +139,13 @@ async fn evaluate_reports_the_numbers_an_independent_count_of_the_predictions_gi
     let n = test_rows.len() as f64;
     let right: u64 = (0..k).map(|i| confusion[i][i]).sum();
     let mut f1s = Vec::new();
-    for i in 0..k {
-        let support: u64 = confusion[i].iter().sum();
-        let predicted: u64 = (0..k).map(|t| confusion[t][i]).sum();
+    for (i, row) in confusion.iter().enumerate() {
+        let support: u64 = row.iter().sum();
+        let predicted: u64 = confusion.iter().map(|r| r[i]).sum();
         if support + predicted == 0 {
             continue;
         }
-        let tp = confusion[i][i] as f64;
+        let tp = row[i] as f64;
         let f1 = 2.0 * tp / (support + predicted) as f64;
         f1s.push(f1);
     }
