@@ -19,6 +19,8 @@
 # Copy the output into docs/MODELS.md and docs/PERFORMANCE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/wrk-lib.sh
+source scripts/wrk-lib.sh
 seed=${1:-1}
 rows=${2:-1000000}
 duration=${BENCH_SECONDS:-10}
@@ -110,27 +112,9 @@ for i in range(1000):
     })
 json.dump(items, open(sys.argv[2], "w"))
 PY
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("BODY"), "r"))
-wrk.body = f:read("*a")
-f:close()
-LUA
-BODY="$work/body.json" wrk -t1 -c8 -d2s -s "$work/post.lua" "http://127.0.0.1:$port/predict" >/dev/null
-BODY="$work/body.json" wrk -t1 -c8 -d"${duration}s" --latency -s "$work/post.lua" \
-  "http://127.0.0.1:$port/predict" >"$work/wrk.txt"
-python3 - "$work/wrk.txt" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-if "Non-2xx" in t:
-    sys.exit("the server answered errors:\n" + t)
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def ms(p):
-    v, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
-    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-print(f"{rps:,.0f} requests/s = {rps * 1000:,.0f} predictions/s; p50 {ms(50):.2f} ms, p99 {ms(99):.2f} ms")
-PY
+wrk_header
+wrk_predict "http://127.0.0.1:$port" "$work/body.json" "$work" "$duration"
+wrk_row "$work" 1000
 kill "$serve_pid" 2>/dev/null || true
 serve_pid=
 

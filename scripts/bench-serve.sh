@@ -11,6 +11,8 @@
 # its cores. Copy the output into docs/PERFORMANCE.md with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/wrk-lib.sh
+source scripts/wrk-lib.sh
 rows=${1:-1000000}
 duration=${BENCH_SECONDS:-10}
 
@@ -63,35 +65,14 @@ for i in range(n):
 json.dump(items, open(path, "w"))
 PY
 }
-cat >"$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open(os.getenv("BODY"), "r"))
-wrk.body = f:read("*a")
-f:close()
-LUA
-
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
 echo
 echo "== txflow serve under wrk (1 thread, 8 connections, ${duration}s per size)"
-printf '%-7s %-14s %-14s %-10s %-10s\n' batch "requests/s" "predictions/s" "p50 ms" "p99 ms"
+wrk_header
 for batch in 100 1000; do
   body "$batch" "$work/body_$batch.json"
-  # Warm up, then measure.
-  BODY="$work/body_$batch.json" wrk -t1 -c8 -d2s -s "$work/post.lua" "http://127.0.0.1:$port/predict" >/dev/null
-  BODY="$work/body_$batch.json" wrk -t1 -c8 -d"${duration}s" --latency -s "$work/post.lua" \
-    "http://127.0.0.1:$port/predict" >"$work/wrk_$batch.txt"
-  python3 - "$work/wrk_$batch.txt" "$batch" <<'PY'
-import re, sys
-t, batch = open(sys.argv[1]).read(), int(sys.argv[2])
-if "Non-2xx" in t:
-    sys.exit("the server answered errors:\n" + t)
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def ms(p):
-    v, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", t).groups()
-    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-print(f"{batch:<7} {rps:<14,.0f} {rps * batch:<14,.0f} {ms(50):<10.2f} {ms(99):<10.2f}")
-PY
+  wrk_predict "http://127.0.0.1:$port" "$work/body_$batch.json" "$work" "$duration"
+  wrk_row "$work" "$batch"
 done
 
 echo

@@ -1,8 +1,8 @@
 //! Trained models end to end: `txflow train` on a slice of the labeled
 //! file (`../shared/data/labeled`), `txflow evaluate` checked against the
 //! test's own count, model files refused when damaged, and one model's
-//! answers in process and through `txflow serve`, stored in SQLite and
-//! PostgreSQL with its 17 categories.
+//! answers in process (from a file and from S3) and through `txflow
+//! serve`, stored in SQLite and PostgreSQL with its 17 categories.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use txflow_core::REFERENCE_LABELS;
 use txflow_learn::{Input, LearnedModel};
 
-use crate::harness::{Database, txflow};
+use crate::harness::{Bucket, Database, txflow};
 use crate::serve::Serve;
 
 /// The labeled file beside the repository.
@@ -305,6 +305,29 @@ fn batch_input(path: &Path, rows: &[(String, String)]) {
     std::fs::write(path, text).expect("writing the input");
 }
 
+/// Runs `txflow batch INPUT --classifier C` into the SQLite file `db`, and
+/// reads back its predictions.
+fn batch_into_sqlite(
+    dir: &Path,
+    input: &str,
+    classifier: &str,
+    db: &Path,
+) -> BTreeMap<String, (String, f64, String)> {
+    txflow(
+        dir,
+        &[
+            "batch",
+            input,
+            "--classifier",
+            classifier,
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+        ],
+    )
+    .assert_code(0);
+    sqlite_predictions(db)
+}
+
 fn sqlite_predictions(path: &Path) -> BTreeMap<String, (String, f64, String)> {
     let db = rusqlite::Connection::open(path).expect("the SQLite file");
     let mut statement = db
@@ -330,20 +353,22 @@ async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databa
 
     // In process, into SQLite.
     let local = dir.path().join("local.db");
-    txflow(
-        dir.path(),
-        &[
-            "batch",
-            input,
-            "--classifier",
-            &model_url,
-            "--database-url",
-            &format!("sqlite://{}", local.display()),
-        ],
-    )
-    .assert_code(0);
-    let in_process = sqlite_predictions(&local);
+    let in_process = batch_into_sqlite(dir.path(), input, &model_url, &local);
     assert_eq!(in_process.len(), rows(3, 40).len());
+
+    // The same file from S3: the same answers.
+    let bucket = Bucket::new();
+    let s3_model = bucket
+        .put(
+            "models/fixture.txm",
+            std::fs::read(&model_path).expect("the model"),
+        )
+        .await;
+    let from_s3 = dir.path().join("s3.db");
+    assert_eq!(
+        batch_into_sqlite(dir.path(), input, &s3_model, &from_s3),
+        in_process
+    );
 
     // Through txflow serve --model, into another SQLite file.
     let serve = Serve::start_with(&["--model", &model_url]).await;
@@ -356,19 +381,10 @@ async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databa
     assert_eq!(ready["model_version"], version);
     assert_eq!(ready["labels"].as_array().map(Vec::len), Some(17));
     let remote = dir.path().join("remote.db");
-    txflow(
-        dir.path(),
-        &[
-            "batch",
-            input,
-            "--classifier",
-            &serve.url,
-            "--database-url",
-            &format!("sqlite://{}", remote.display()),
-        ],
-    )
-    .assert_code(0);
-    assert_eq!(sqlite_predictions(&remote), in_process);
+    assert_eq!(
+        batch_into_sqlite(dir.path(), input, &serve.url, &remote),
+        in_process
+    );
 
     // The version and the categories: the model's own, beyond the 15.
     let categories: BTreeSet<&str> = in_process.values().map(|(c, _, _)| c.as_str()).collect();
