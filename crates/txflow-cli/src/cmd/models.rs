@@ -54,6 +54,26 @@ enum ModelsCommand {
     },
 }
 
+/// A model file's label set and training metrics (JSON texts), after
+/// checking that it holds `version`.
+pub(crate) async fn file_description(version: &str, location: &str) -> Result<(String, String)> {
+    let model = crate::learned::load_model(location).await?;
+    let header = model.header();
+    if header.version != version {
+        bail!(
+            "{location} holds model {}, not {version}: register it as `txflow models register {} --kind file --location {location}`",
+            header.version,
+            header.version
+        );
+    }
+    let metrics = json!({
+        "training": header.training,
+        "calibration": header.calibration,
+        "features": header.features,
+    });
+    Ok((serde_json::to_string(&header.labels)?, metrics.to_string()))
+}
+
 /// The database of model versions, reclassifications and diffs.
 pub(crate) async fn open(url: Option<&Secret>) -> Result<PostgresSink> {
     crate::store::open_postgres(url, "model versions, reclassifications and diffs").await
@@ -105,23 +125,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         } => {
             // A model file says what it is: check it before registering.
             let described = match (kind.as_str(), location.as_deref()) {
-                ("file", Some(location)) => {
-                    let model = crate::learned::load_model(location).await?;
-                    let header = model.header();
-                    if header.version != version {
-                        bail!(
-                            "{location} holds model {}, not {version}: register it as `txflow models register {} --kind file --location {location}`",
-                            header.version,
-                            header.version
-                        );
-                    }
-                    let metrics = json!({
-                        "training": header.training,
-                        "calibration": header.calibration,
-                        "features": header.features,
-                    });
-                    Some((serde_json::to_string(&header.labels)?, metrics.to_string()))
-                }
+                ("file", Some(location)) => Some(file_description(&version, location).await?),
                 ("file", None) => {
                     bail!("--kind file needs --location, the model file's path or URL")
                 }

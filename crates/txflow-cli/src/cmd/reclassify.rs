@@ -123,6 +123,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         database
             .register_model(&version, &name, kind, location.as_deref())
             .await?;
+        // A model file records its label set and metrics, as `models
+        // register` does.
+        if let ("file", Some(location)) = (kind, location.as_deref()) {
+            let (labels, metrics) = super::models::file_description(&version, location).await?;
+            database.describe_model(&version, &labels, &metrics).await?;
+        }
     }
     tracing::info!(%run_id, model = %version, classifier = %classifier.describe(&args.classifier),
         dry_run = args.dry_run, "reclassifying");

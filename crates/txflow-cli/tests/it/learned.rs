@@ -440,6 +440,36 @@ async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databa
     from_sqlite.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
     assert_eq!(from_postgres, from_sqlite);
 
+    // Reclassifying with the file registers it with its label set (its
+    // predictions are there already: none added).
+    let reclassify = txflow(
+        dir.path(),
+        &[
+            "reclassify",
+            "--all",
+            "--classifier",
+            &model_url,
+            "--database-url",
+            &db.url,
+        ],
+    );
+    reclassify.assert_code(0);
+    assert!(
+        reclassify.stdout.contains("0 prediction(s) added"),
+        "{}",
+        reclassify.stdout
+    );
+    let listed = txflow(
+        dir.path(),
+        &["models", "list", "--json", "--database-url", &db.url],
+    );
+    listed.assert_code(0);
+    assert!(
+        listed.stdout.contains("\"Personal Care\""),
+        "{}",
+        listed.stdout
+    );
+
     // Registered as a file, it records its label set and metrics; another
     // version's name is refused.
     let register = |v: &str| {
