@@ -74,7 +74,7 @@ impl Default for TrainOptions {
             name: "model".into(),
             seed: 42,
             l2: 2e-6,
-            max_iterations: 200,
+            max_iterations: 80,
             calibration_fraction: 0.3,
             features: FeatureSettings::default(),
             threads: thread::available_parallelism().map_or(1, usize::from),
