@@ -313,16 +313,6 @@ pub fn weigh(raw: &mut [(u32, f32)], blocks: &[usize; BLOCKS], idf: &[f32]) {
     }
 }
 
-/// Scales a sparse vector to unit length (an empty one stays empty).
-pub fn normalize(v: &mut Sparse) {
-    let norm = v.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        for (_, x) in v.iter_mut() {
-            *x /= norm;
-        }
-    }
-}
-
 /// Case folded, digits masked as `0`.
 fn fold(text: &str, out: &mut String) {
     out.clear();
