@@ -34,9 +34,7 @@ if [ ! -x "$cache/sklearn-venv/bin/python" ]; then
   python3 -m venv "$cache/sklearn-venv"
   "$cache/sklearn-venv/bin/pip" install -q scikit-learn >&2
 fi
-if ! command -v wrk >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+ensure_wrk
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-model.XXXXXX")
 chmod 755 "$work"
@@ -85,13 +83,7 @@ PY
 
 echo
 echo "== txflow serve --model under wrk (1 thread, 8 connections, ${duration}s), batch 1,000"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$txflow" serve --listen "127.0.0.1:$port" --model "file://$work/us17.txm" --log-format json >"$work/serve.log" 2>&1 &
-serve_pid=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-  sleep 0.1
-done
+start_serve "$txflow" "$work/serve.log" --model "file://$work/us17.txm"
 python3 - "$labeled" "$work/body.json" <<'PY'
 import csv, json, random, sys, uuid
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -113,7 +105,7 @@ for i in range(1000):
 json.dump(items, open(sys.argv[2], "w"))
 PY
 wrk_header
-wrk_predict "http://127.0.0.1:$port" "$work/body.json" "$work" "$duration"
+wrk_predict "$serve_url" "$work/body.json" "$work" "$duration"
 wrk_row "$work" 1000
 kill "$serve_pid" 2>/dev/null || true
 serve_pid=

@@ -16,10 +16,7 @@ source scripts/wrk-lib.sh
 rows=${1:-1000000}
 duration=${BENCH_SECONDS:-10}
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk (Debian package)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+ensure_wrk
 cargo build --release --locked -p txflow-cli >&2
 txflow=$PWD/target/release/txflow
 
@@ -34,13 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$txflow" serve --listen "127.0.0.1:$port" --log-format json >"$work/serve.log" 2>&1 &
-serve_pid=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-  sleep 0.1
-done
+start_serve "$txflow" "$work/serve.log"
 
 # Request bodies: N distinct transactions in the contract's JSON.
 body() { # N FILE
@@ -71,7 +62,7 @@ echo "== txflow serve under wrk (1 thread, 8 connections, ${duration}s per size)
 wrk_header
 for batch in 100 1000; do
   body "$batch" "$work/body_$batch.json"
-  wrk_predict "http://127.0.0.1:$port" "$work/body_$batch.json" "$work" "$duration"
+  wrk_predict "$serve_url" "$work/body_$batch.json" "$work" "$duration"
   wrk_row "$work" "$batch"
 done
 
@@ -88,7 +79,7 @@ for mode in in-process http; do
   db="bench_${mode//-/_}"
   psql -q "$admin" -c "CREATE DATABASE $db"
   flags=()
-  [ "$mode" = http ] && flags=(--classifier "http://127.0.0.1:$port")
+  [ "$mode" = http ] && flags=(--classifier "$serve_url")
   start=$(date +%s%N)
   "$txflow" batch "$work/tx.csv" --database-url "$base/$db" --no-progress --errors "$work/errors" \
     --summary-json "$work/summary.json" "${flags[@]}" >/dev/null 2>"$work/batch.log"

@@ -1,6 +1,31 @@
 # Shared by the benchmarks that load `txflow serve` with wrk (sourced, not
 # run): bench-serve.sh and bench-model.sh.
 
+# ensure_wrk: installs wrk (Debian package) when missing.
+ensure_wrk() {
+  if ! command -v wrk >/dev/null; then
+    echo "installing wrk (Debian package)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
+}
+
+# start_serve TXFLOW LOG [ARGS...]: `TXFLOW serve ARGS` on a free loopback
+# port, logging to LOG; sets serve_pid and serve_url once /ready answers.
+start_serve() {
+  local txflow=$1 log=$2 port
+  shift 2
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$txflow" serve --listen "127.0.0.1:$port" --log-format json "$@" >"$log" 2>&1 &
+  serve_pid=$!
+  serve_url="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    curl -sf "$serve_url/ready" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "txflow serve did not answer on $serve_url (log: $log)" >&2
+  return 1
+}
+
 # wrk_predict URL BODY WORK SECONDS: warms up for 2 s, then POSTs the JSON
 # file BODY to URL/predict for SECONDS (1 thread, 8 connections) and leaves
 # wrk's --latency output in WORK/wrk.txt.

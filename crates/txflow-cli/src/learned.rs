@@ -21,6 +21,12 @@ pub fn is_model_file(value: &str) -> bool {
     value.starts_with("file://") || value.starts_with("s3://") || value.ends_with(".txm")
 }
 
+/// The name part of a model version (`us17` of `us17@d482885b714c`; a
+/// built-in version is its own name).
+pub fn model_name(version: &str) -> &str {
+    version.split('@').next().unwrap_or(version)
+}
+
 /// A model file, loaded and checked.
 pub async fn load_model(url: &str) -> Result<Arc<LearnedModel>> {
     let location = Location::parse(url, &s3_from_env())?;

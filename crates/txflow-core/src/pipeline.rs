@@ -370,7 +370,10 @@ mod tests {
 
     #[test]
     fn every_row_read_is_valid_or_rejected_and_every_valid_one_is_written() {
-        let (counts, batches, rejected) = run(&ReferenceModel, &mut rows(10, 3));
+        let (counts, batches, rejected) = run(
+            &model::InProcess(std::sync::Arc::new(ReferenceModel)),
+            &mut rows(10, 3),
+        );
         assert_eq!((counts.read, counts.valid, counts.invalid), (10, 7, 3));
         assert_eq!((counts.written, counts.predictions_written), (7, 7));
         assert_eq!(rejected, 3);

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::BoxError;
-use crate::model::{MerchantModel, ReferenceModel};
 use crate::record::{Position, RawRecord};
 pub use crate::run::WriteReport;
 use crate::run::{FileOutcome, Lineage, Rejections, RunId, RunRecord, RunSummary};
@@ -51,24 +50,6 @@ pub trait Classifier: Send + Sync {
         &self,
         transactions: &[Transaction],
     ) -> impl Future<Output = Result<Vec<Outcome>, BoxError>> + Send;
-}
-
-impl Classifier for ReferenceModel {
-    async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
-        Ok(transactions
-            .iter()
-            .map(|tx| Ok(ReferenceModel::predict(tx.id())))
-            .collect())
-    }
-}
-
-impl Classifier for MerchantModel {
-    async fn classify(&self, transactions: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
-        Ok(transactions
-            .iter()
-            .map(|tx| Ok(MerchantModel::predict(tx.id(), tx.merchant())))
-            .collect())
-    }
 }
 
 /// Why a classifier gave no prediction for one transaction.

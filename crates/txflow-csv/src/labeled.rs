@@ -4,6 +4,7 @@
 //! present, `merchant`, `amount`, `side`, `operation_type`; other columns
 //! are ignored. Both dialects: the delimiter is detected from the header,
 //! the amount's decimal mark follows it (`;` files write `-12,50`).
+//! [`write_header`] and [`write_row`] write the common dialect.
 
 use txflow_core::Side;
 use txflow_core::transaction::{Amount, DecimalMark};
@@ -166,6 +167,59 @@ fn labeled(
     })
 }
 
+/// The optional columns a labeled file being written carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns {
+    pub merchant: bool,
+    pub amount: bool,
+    pub side: bool,
+    pub operation_type: bool,
+}
+
+/// One labeled row's fields, to write.
+#[derive(Debug, Clone, Copy)]
+pub struct LabeledFields<'a> {
+    pub description: &'a str,
+    pub category: &'a str,
+    pub merchant: Option<&'a str>,
+    pub amount: Option<Amount>,
+    pub side: Option<Side>,
+    pub operation_type: Option<&'a str>,
+}
+
+/// The header of a labeled file (common dialect) with `columns`.
+pub fn write_header(out: &mut Vec<u8>, columns: Columns) {
+    let optional = [
+        (columns.merchant, "merchant"),
+        (columns.amount, "amount"),
+        (columns.side, "side"),
+        (columns.operation_type, "operation_type"),
+    ];
+    let names = ["description", "category"]
+        .into_iter()
+        .chain(optional.into_iter().filter(|(on, _)| *on).map(|(_, n)| n));
+    crate::write::join(out, b',', names.map(str::as_bytes));
+}
+
+/// One row under [`write_header`]'s header with the same `columns`; an
+/// absent value is an empty field.
+pub fn write_row(out: &mut Vec<u8>, columns: Columns, row: &LabeledFields<'_>) {
+    let mut cells = vec![row.description.to_owned(), row.category.to_owned()];
+    if columns.merchant {
+        cells.push(row.merchant.unwrap_or_default().to_owned());
+    }
+    if columns.amount {
+        cells.push(row.amount.map(|a| a.to_string()).unwrap_or_default());
+    }
+    if columns.side {
+        cells.push(row.side.map(|s| s.as_str()).unwrap_or_default().to_owned());
+    }
+    if columns.operation_type {
+        cells.push(row.operation_type.unwrap_or_default().to_owned());
+    }
+    crate::write::join(out, b',', cells.iter().map(String::as_bytes));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +241,33 @@ mod tests {
         assert_eq!(reference[0].amount, Amount::from_cents(-1250));
         assert_eq!(reference[0].side, Some(Side::Debit));
         assert_eq!(reference[0].merchant.as_deref(), Some("Lidl"));
+    }
+
+    #[test]
+    fn a_written_file_reads_back() {
+        let columns = Columns {
+            amount: true,
+            side: true,
+            ..Columns::default()
+        };
+        let mut out = Vec::new();
+        write_header(&mut out, columns);
+        write_row(
+            &mut out,
+            columns,
+            &LabeledFields {
+                description: "Café, \"chez Paul\"",
+                category: "Restaurants",
+                merchant: None,
+                amount: Amount::from_cents(-1250),
+                side: Some(Side::Debit),
+                operation_type: None,
+            },
+        );
+        let back = read_labeled(&out).expect("reads");
+        assert_eq!(back[0].description, "Café, \"chez Paul\"");
+        assert_eq!(back[0].amount, Amount::from_cents(-1250));
+        assert_eq!(back[0].side, Some(Side::Debit));
     }
 
     #[test]

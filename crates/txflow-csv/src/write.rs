@@ -87,7 +87,7 @@ pub fn rejected(out: &mut Vec<u8>, r: &RejectedRecord) {
     join(out, b',', cells.into_iter());
 }
 
-fn join<'a>(out: &mut Vec<u8>, delimiter: u8, cells: impl Iterator<Item = &'a [u8]>) {
+pub(crate) fn join<'a>(out: &mut Vec<u8>, delimiter: u8, cells: impl Iterator<Item = &'a [u8]>) {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
             out.push(delimiter);

@@ -137,6 +137,15 @@ pub fn evaluate(
     }
 }
 
+/// The most probable category of a distribution and its probability (the
+/// first among equals).
+pub fn top(probabilities: &[f64]) -> (usize, f64) {
+    probabilities.iter().enumerate().fold(
+        (0, f64::MIN),
+        |(bi, bq), (i, &q)| if q > bq { (i, q) } else { (bi, bq) },
+    )
+}
+
 /// The bin of a confidence: `(b/15, (b+1)/15]`, 0 in the first.
 pub fn bin_of(confidence: f64) -> usize {
     let b = (confidence * ECE_BINS as f64).ceil() as usize;

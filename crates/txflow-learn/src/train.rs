@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use txflow_core::{LabelSet, Side};
 
 use crate::error::{Error, Result};
-use crate::evaluate::{Evaluation, evaluate};
+use crate::evaluate::{Evaluation, evaluate, top};
 use crate::features::{BLOCKS, Extractor, FeatureSettings, Input, Sparse, weigh};
 use crate::model::{Calibration, Header, LearnedModel, TrainingInfo, softmax};
 use crate::split;
@@ -334,13 +334,7 @@ pub(crate) fn score(
     let mut p_truth = Vec::with_capacity(truth.len());
     for (z, &y) in logits.iter().zip(truth) {
         let p = softmax(z, t);
-        let (best, q) =
-            p.iter().enumerate().fold(
-                (0, f64::MIN),
-                |(bi, bq), (i, &q)| {
-                    if q > bq { (i, q) } else { (bi, bq) }
-                },
-            );
+        let (best, q) = top(&p);
         predicted.push(best);
         confidence.push(q);
         p_truth.push(p[y]);

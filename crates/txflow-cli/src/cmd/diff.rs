@@ -154,7 +154,8 @@ fn abbreviate(category: &str) -> String {
     category.chars().take(7).collect()
 }
 
-fn escape(s: &str) -> String {
+/// Text made safe inside HTML (elements and attribute values).
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -5,8 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
+use txflow_core::Model;
 use txflow_learn::{Evaluation, Input};
+
+use super::diff::escape;
 
 /// Score a model on labeled files: accuracy, macro-F1, per-category
 /// precision, recall, F1 and support, the confusion matrix, and the expected
@@ -36,18 +41,19 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let Some(model) = crate::classifier::in_process_model(&args.model).await? else {
-        bail!(
-            "--model {:?} is not a model: use reference, merchant or a model file",
-            args.model
-        );
-    };
     // A file model reads the labeled row's own fields (what it was trained
     // on); a built-in one reads a transaction made of them.
-    let learned = if crate::learned::is_model_file(&args.model) {
-        Some(crate::learned::load_model(&args.model).await?)
+    let (model, learned): (Arc<dyn Model>, _) = if crate::learned::is_model_file(&args.model) {
+        let learned = crate::learned::load_model(&args.model).await?;
+        (learned.clone(), Some(learned))
     } else {
-        None
+        match crate::classifier::in_process_model(&args.model).await? {
+            Some(model) => (model, None),
+            None => bail!(
+                "--model {:?} is not a model: use reference, merchant or a model file",
+                args.model
+            ),
+        }
     };
     let rows = crate::learned::read_labeled(&args.labels).await?;
     let labels = model.labels().clone();
@@ -73,17 +79,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 let start = Instant::now();
                 let p = m.probabilities_of(&row.input());
                 predicting += start.elapsed();
-                let (best, q) = p
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f64::MIN),
-                        |(bi, bq), (i, &q)| if q > bq { (i, q) } else { (bi, bq) },
-                    );
+                let (best, q) = txflow_learn::evaluate::top(&p);
                 (best, q, p[y])
             }
             None => {
-                let tx = transaction_of(&row.description, row);
+                let tx = transaction_of(row);
                 let start = Instant::now();
                 let prediction = model.predict(&tx);
                 predicting += start.elapsed();
@@ -127,15 +127,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A transaction carrying a labeled row's fields (a nil-like id from the
+/// A transaction carrying a labeled row's fields (its id derived from the
 /// description: built-in models read the id, trained ones the fields).
-fn transaction_of(description: &str, row: &txflow_learn::LabeledRow) -> txflow_core::Transaction {
+fn transaction_of(row: &txflow_learn::LabeledRow) -> txflow_core::Transaction {
     let input: Input<'_> = row.input();
+    let description = &row.description;
     let id = txflow_core::identity::transaction_id("txflow-evaluate", description);
     txflow_core::Transaction::from(txflow_core::TransactionParts {
         id,
         source_id: String::new(),
-        description: description.to_owned(),
+        description: description.clone(),
         amount: input
             .amount_cents
             .and_then(txflow_core::Amount::from_cents)
@@ -169,13 +170,6 @@ fn print_table(e: &Evaluation) {
             c.category, c.precision, c.recall, c.f1, c.support
         );
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The report: headline figures, the reliability diagram (inline SVG), the

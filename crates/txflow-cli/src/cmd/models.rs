@@ -131,8 +131,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 }
                 _ => None,
             };
-            let name =
-                name.unwrap_or_else(|| version.split('@').next().unwrap_or(&version).to_owned());
+            let name = name.unwrap_or_else(|| crate::learned::model_name(&version).to_owned());
             database
                 .register_model(&version, &name, &kind, location.as_deref())
                 .await?;

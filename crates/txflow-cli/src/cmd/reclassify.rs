@@ -71,7 +71,7 @@ async fn model_of(
     if let AnyClassifier::InProcess(m) = classifier {
         let version = m.0.version().to_owned();
         return Ok(if crate::learned::is_model_file(&args.classifier) {
-            let name = version.split('@').next().unwrap_or(&version).to_owned();
+            let name = crate::learned::model_name(&version).to_owned();
             (version, name, "file", Some(args.classifier.clone()))
         } else {
             (version, args.classifier.clone(), "builtin", None)

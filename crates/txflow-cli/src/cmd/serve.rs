@@ -101,12 +101,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let name = match args.model.as_str() {
         "reference" | "merchant" => args.model.clone(),
-        _ => model
-            .version()
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        _ => crate::learned::model_name(model.version()).to_owned(),
     };
     let config = ServerConfig {
         model: ServedModel::new(name, model),

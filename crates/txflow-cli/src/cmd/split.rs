@@ -1,9 +1,9 @@
 //! `txflow split`: a labeled file cut in two by merchant.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use txflow_csv::labeled::{Columns, LabeledFields, write_header, write_row};
 
 /// Cut labeled files in two by merchant: no merchant on both sides, so a
 /// model evaluated on the second part meets merchants it never saw (a
@@ -34,27 +34,15 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let rows = crate::learned::read_labeled(&args.labels).await?;
-    let merchant = rows.iter().any(|r| r.merchant.is_some());
-    let amount = rows.iter().any(|r| r.amount_cents.is_some());
-    let side = rows.iter().any(|r| r.side.is_some());
-    let op = rows.iter().any(|r| r.operation_type.is_some());
-    let header = || {
-        let mut h = String::from("description,category");
-        for (present, name) in [
-            (merchant, "merchant"),
-            (amount, "amount"),
-            (side, "side"),
-            (op, "operation_type"),
-        ] {
-            if present {
-                h.push(',');
-                h.push_str(name);
-            }
-        }
-        h.push('\n');
-        h
+    let columns = Columns {
+        merchant: rows.iter().any(|r| r.merchant.is_some()),
+        amount: rows.iter().any(|r| r.amount_cents.is_some()),
+        side: rows.iter().any(|r| r.side.is_some()),
+        operation_type: rows.iter().any(|r| r.operation_type.is_some()),
     };
-    let (mut train, mut test) = (header(), header());
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    write_header(&mut train, columns);
+    write_header(&mut test, columns);
     let (mut n_train, mut n_test) = (0, 0);
     for r in &rows {
         let out = if r.held_out(args.test_fraction, args.seed) {
@@ -64,25 +52,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             n_train += 1;
             &mut train
         };
-        let _ = write!(out, "{},{}", quote(&r.description), quote(&r.category));
-        if merchant {
-            let _ = write!(out, ",{}", quote(r.merchant.as_deref().unwrap_or("")));
-        }
-        if amount {
-            let a = r
-                .amount_cents
-                .and_then(txflow_core::Amount::from_cents)
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            let _ = write!(out, ",{a}");
-        }
-        if side {
-            let _ = write!(out, ",{}", r.side.map(|s| s.as_str()).unwrap_or(""));
-        }
-        if op {
-            let _ = write!(out, ",{}", quote(r.operation_type.as_deref().unwrap_or("")));
-        }
-        out.push('\n');
+        let fields = LabeledFields {
+            description: &r.description,
+            category: &r.category,
+            merchant: r.merchant.as_deref(),
+            amount: r.amount_cents.and_then(txflow_core::Amount::from_cents),
+            side: r.side,
+            operation_type: r.operation_type.as_deref(),
+        };
+        write_row(out, columns, &fields);
     }
     std::fs::write(&args.train, train)
         .with_context(|| format!("writing {}", args.train.display()))?;
@@ -97,13 +75,4 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         args.seed
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// A CSV field, quoted when it must be.
-pub fn quote(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r', ';']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
 }
