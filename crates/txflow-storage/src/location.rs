@@ -158,22 +158,24 @@ impl Location {
 
     /// The whole object (a model file, a labeled file).
     pub async fn read_all(&self) -> Result<bytes::Bytes> {
-        let found = match self.store.get(&self.path).await {
-            Ok(found) => found,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::NotFound { url: self.url() });
-            }
-            Err(source) => {
-                return Err(Error::Store {
-                    url: self.url(),
-                    source,
-                });
-            }
-        };
-        found.bytes().await.map_err(|source| Error::Store {
-            url: self.url(),
-            source,
-        })
+        let found = self
+            .store
+            .get(&self.path)
+            .await
+            .map_err(|e| self.error(e))?;
+        found.bytes().await.map_err(|e| self.error(e))
+    }
+
+    /// An object store's error about this location: `NotFound` named as
+    /// such, any other with the URL.
+    fn error(&self, source: object_store::Error) -> Error {
+        match source {
+            object_store::Error::NotFound { .. } => Error::NotFound { url: self.url() },
+            source => Error::Store {
+                url: self.url(),
+                source,
+            },
+        }
     }
 
     /// Writes the whole object, replacing it (on a local disk: written
@@ -183,10 +185,7 @@ impl Location {
             .put(&self.path, bytes.into())
             .await
             .map(|_| ())
-            .map_err(|source| Error::Store {
-                url: self.url(),
-                source,
-            })
+            .map_err(|e| self.error(e))
     }
 
     /// The `.csv` files this location names: itself, or every one under the
@@ -205,14 +204,8 @@ impl Location {
                 {
                     // `s3://bucket/2024` may be a prefix written without its slash.
                 }
-                Err(object_store::Error::NotFound { .. }) => {
-                    return Err(Error::NotFound { url: self.url() });
-                }
-                Err(source) => {
-                    return Err(Error::Store {
-                        url: self.url(),
-                        source,
-                    });
+                Err(e) => {
+                    return Err(self.error(e));
                 }
             }
         }
