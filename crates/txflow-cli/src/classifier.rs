@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use txflow_core::{
-    BoxError, Classifier, InProcess, MerchantModel, Model, Outcome, ReferenceModel, Transaction,
+    BoxError, Classifier, InProcess, LabelSet, MerchantModel, Model, Outcome, Ranked,
+    ReferenceModel, ReviewBelow, Transaction,
 };
 use txflow_http::{ClientConfig, HttpClassifier};
 
@@ -52,6 +53,13 @@ pub struct ClassifierArgs {
     /// private CA; the system's are trusted too.
     #[arg(long, env = "TXFLOW_CLASSIFIER_CA")]
     pub classifier_ca: Option<PathBuf>,
+
+    /// Also queue each prediction under this confidence (in (0, 1]) for a
+    /// person (`txflow review`), in the same database transaction. Default:
+    /// the threshold the model was registered with (`txflow models
+    /// register --review-below`), else none.
+    #[arg(long, env = "TXFLOW_REVIEW_BELOW")]
+    pub review_below: Option<ReviewBelow>,
 }
 
 /// One of the classifiers txflow knows.
@@ -101,6 +109,27 @@ impl AnyClassifier {
         Ok(AnyClassifier::Http(Box::new(HttpClassifier::new(config)?)))
     }
 
+    /// The review threshold of a run: `--review-below`, else the one the
+    /// in-process model was registered with (`models register
+    /// --review-below`), else none.
+    pub async fn review_below(
+        &self,
+        args: &ClassifierArgs,
+        database: &dyn crate::store::Database,
+    ) -> Result<Option<ReviewBelow>> {
+        if args.review_below.is_some() {
+            return Ok(args.review_below);
+        }
+        let AnyClassifier::InProcess(m) = self else {
+            return Ok(None);
+        };
+        let registered = database
+            .registered_review_below(m.0.version())
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(registered.and_then(|v| ReviewBelow::new(v).ok()))
+    }
+
     /// For logs and summaries.
     pub fn describe(&self, args: &ClassifierArgs) -> String {
         match self {
@@ -115,6 +144,20 @@ impl Classifier for AnyClassifier {
         match self {
             AnyClassifier::InProcess(m) => m.classify(transactions).await,
             AnyClassifier::Http(h) => h.classify(transactions).await,
+        }
+    }
+
+    fn ranked(&self, tx: &Transaction, n: usize) -> Option<Vec<Ranked>> {
+        match self {
+            AnyClassifier::InProcess(m) => m.ranked(tx, n),
+            AnyClassifier::Http(h) => h.ranked(tx, n),
+        }
+    }
+
+    fn label_set(&self, version: &str) -> Option<LabelSet> {
+        match self {
+            AnyClassifier::InProcess(m) => m.label_set(version),
+            AnyClassifier::Http(h) => h.label_set(version),
         }
     }
 }

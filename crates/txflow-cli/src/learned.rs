@@ -40,6 +40,18 @@ pub async fn load_model(url: &str) -> Result<Arc<LearnedModel>> {
 }
 
 /// Every row of the labeled files, in order.
+/// A person's label and its transaction, as a training row.
+pub fn row_of_label(l: &txflow_core::LabeledTransaction) -> LabeledRow {
+    LabeledRow {
+        description: l.description.clone(),
+        category: l.category.as_str().to_owned(),
+        merchant: l.merchant.clone(),
+        amount_cents: Some(l.amount.cents()),
+        side: Some(l.side),
+        operation_type: Some(l.operation_type.clone()),
+    }
+}
+
 pub async fn read_labeled(files: &[String]) -> Result<Vec<LabeledRow>> {
     let s3 = s3_from_env();
     let mut rows = Vec::new();

@@ -26,4 +26,7 @@ pub struct PredictionEvent {
     /// Where in the source: the CSV line and byte offset, or the Kafka
     /// offset (both fields).
     pub position: Option<Position>,
+    /// The prediction was under the review threshold and waits for a
+    /// person (`--review-below`).
+    pub needs_review: bool,
 }

@@ -38,6 +38,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod record;
 pub mod resilience;
+pub mod review;
 pub mod run;
 pub mod secret;
 pub mod synth;
@@ -54,6 +55,10 @@ pub use ports::{
     RecordSource, RejectLog, RunLedger, Sink, Unclassified,
 };
 pub use record::{Column, Oversized, Position, RawRecord};
+pub use review::{
+    Label, LabelError, LabelSource, LabeledTransaction, Progress, QueueFilter, QueuedItem, Ranked,
+    ReviewBelow, ReviewRequest, ReviewStore,
+};
 pub use run::{
     Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, Rejections, RunId, RunRecord,
     RunStatus, RunSummary, StoredRejection,

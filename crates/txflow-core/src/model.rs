@@ -12,6 +12,7 @@ use std::sync::{Arc, LazyLock};
 use crate::category::{Category, LabelSet};
 use crate::error::BoxError;
 use crate::ports::{Classifier, Outcome};
+use crate::review::{Ranked, top_of};
 use crate::transaction::{Prediction, Transaction, TransactionId};
 
 /// A model that runs in this process: it declares its version and its
@@ -46,6 +47,15 @@ impl Classifier for InProcess {
             .iter()
             .map(|tx| Ok(self.0.predict(tx)))
             .collect())
+    }
+
+    fn ranked(&self, tx: &Transaction, n: usize) -> Option<Vec<Ranked>> {
+        let probabilities = self.0.probabilities(tx)?;
+        Some(top_of(self.0.labels(), &probabilities, n))
+    }
+
+    fn label_set(&self, version: &str) -> Option<LabelSet> {
+        (version == self.0.version()).then(|| self.0.labels().clone())
     }
 }
 

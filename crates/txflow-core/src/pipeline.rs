@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::ports::{Batch, Classifier, RecordSource, RejectLog, Sink, Unclassified, WriteReport};
 use crate::record::Position;
+use crate::review::{self, ReviewBelow};
 use crate::run::{Counts, Lineage, ProcessingType, RunId};
 use crate::transaction::{Prediction, Transaction};
 use crate::validation::{RejectedRecord, Validator};
@@ -28,6 +29,8 @@ pub struct BatchPipeline<'a, C, S> {
     pub batch_size: usize,
     pub run_id: RunId,
     pub processing_type: ProcessingType,
+    /// Predictions under this confidence are also queued for review.
+    pub review_below: Option<ReviewBelow>,
 }
 
 /// The rows gathered for one batch, before classification.
@@ -90,7 +93,7 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
             counts.classified += predictions.len() as u64;
             counts.unclassified += unclassified.len() as u64;
             sequence += 1;
-            in_flight = Some(Batch {
+            let mut batch = Batch {
                 lineage: lineage.clone(),
                 batch_id: batch_id(&self.run_id, &location, sequence),
                 transactions: pending.transactions,
@@ -98,8 +101,11 @@ impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
                 predictions,
                 unclassified,
                 rejected: pending.rejected,
+                reviews: Vec::new(),
                 checkpoint: None,
-            });
+            };
+            batch.reviews = review::route(self.classifier, self.review_below, &batch);
+            in_flight = Some(batch);
             if pending.exhausted {
                 if let Some(batch) = in_flight.take() {
                     let (report, offered) = self.write(batch, rejects, &location).await?;
@@ -295,6 +301,7 @@ mod tests {
                     transactions: batch.transactions.len() as u64,
                     predictions: batch.predictions.len() as u64,
                     rejected: batch.rejected.len() as u64,
+                    queued: batch.reviews.len() as u64,
                     unclassified: batch.unclassified.len() as u64,
                 };
                 self.batches.lock().map_err(|e| e.to_string())?.push(batch);
@@ -347,6 +354,14 @@ mod tests {
     }
 
     fn run<C: Classifier>(classifier: &C, source: &mut Rows) -> (Counts, Vec<Batch>, usize) {
+        run_reviewing(classifier, source, None)
+    }
+
+    fn run_reviewing<C: Classifier>(
+        classifier: &C,
+        source: &mut Rows,
+        review_below: Option<ReviewBelow>,
+    ) -> (Counts, Vec<Batch>, usize) {
         let sink = Memory::default();
         let pipeline = BatchPipeline {
             classifier,
@@ -354,6 +369,7 @@ mod tests {
             batch_size: 4,
             run_id: RunId::parse("test").expect("a run id"),
             processing_type: ProcessingType::Batch,
+            review_below,
         };
         let mut counts = Counts::default();
         let mut rejects = Vec::new();
@@ -384,6 +400,49 @@ mod tests {
             .flat_map(|b| b.positions.iter().map(|p| p.line))
             .collect();
         assert_eq!(lines, [2, 3, 5, 6, 8, 9, 11]);
+    }
+
+    /// Answers a confidence of source id / 10 (none for id 5).
+    struct Unsure;
+
+    impl Classifier for Unsure {
+        async fn classify(&self, txs: &[Transaction]) -> Result<Vec<Outcome>, BoxError> {
+            Ok(txs
+                .iter()
+                .map(|tx| {
+                    let n: u32 = tx.source_id().parse().unwrap_or(0);
+                    let mut p = model::ReferenceModel::predict(tx.id());
+                    p.confidence = (n != 5).then_some(f64::from(n) / 10.0);
+                    Ok(p)
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn predictions_under_the_threshold_are_queued_with_their_batch() {
+        let below = ReviewBelow::new(0.35).expect("a threshold");
+        let (counts, batches, _) = run_reviewing(&Unsure, &mut rows(8, 100), Some(below));
+        let queued: Vec<Option<f64>> = batches
+            .iter()
+            .flat_map(|b| b.reviews.iter().map(|r| r.confidence))
+            .collect();
+        // 0.1, 0.2, 0.3 and the one without a confidence; 0.4 and up are not.
+        assert_eq!(queued, [Some(0.1), Some(0.2), Some(0.3), None]);
+        assert_eq!(counts.queued, 4);
+        for b in &batches {
+            for r in &b.reviews {
+                assert!(
+                    b.predictions
+                        .iter()
+                        .any(|p| p.transaction_id == r.transaction_id)
+                );
+                assert_eq!(r.top[0].category, r.category);
+            }
+        }
+        let (counts, batches, _) = run(&Unsure, &mut rows(8, 100));
+        assert_eq!(counts.queued, 0);
+        assert!(batches.iter().all(|b| b.reviews.is_empty()));
     }
 
     #[test]

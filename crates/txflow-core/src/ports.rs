@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::category::LabelSet;
 use crate::error::BoxError;
 use crate::record::{Position, RawRecord};
+use crate::review::{Ranked, ReviewRequest};
 pub use crate::run::WriteReport;
 use crate::run::{FileOutcome, Lineage, Rejections, RunId, RunRecord, RunSummary};
 use crate::transaction::{DecimalMark, Prediction, Transaction, TransactionId};
@@ -50,6 +52,20 @@ pub trait Classifier: Send + Sync {
         &self,
         transactions: &[Transaction],
     ) -> impl Future<Output = Result<Vec<Outcome>, BoxError>> + Send;
+
+    /// The model's best `n` categories for one transaction with their
+    /// probabilities, best first; `None` when it has no distribution (a
+    /// rule, a remote service). Asked only of the predictions queued for
+    /// review.
+    fn ranked(&self, _tx: &Transaction, _n: usize) -> Option<Vec<Ranked>> {
+        None
+    }
+
+    /// The label set of a model version this classifier answered with,
+    /// when it knows it.
+    fn label_set(&self, _version: &str) -> Option<LabelSet> {
+        None
+    }
 }
 
 /// Why a classifier gave no prediction for one transaction.
@@ -105,6 +121,9 @@ pub struct Batch {
     /// The transactions of this batch the classifier failed on.
     pub unclassified: Vec<Unclassified>,
     pub rejected: Vec<RejectedRecord>,
+    /// The predictions queued for a person (see [`crate::review::route`]),
+    /// written in the same database transaction.
+    pub reviews: Vec<ReviewRequest>,
     /// For a stream: where the consumer stands once this batch is stored,
     /// written in the same database transaction as its rows.
     pub checkpoint: Option<Checkpoint>,
@@ -116,17 +135,26 @@ impl Batch {
     /// classifier failed on have none), so one walk pairs them even when two
     /// transactions share an id.
     pub fn predicted(&self) -> impl Iterator<Item = (&Transaction, &Prediction, Position)> {
-        let mut next = 0;
-        self.predictions.iter().filter_map(move |p| {
-            while next < self.transactions.len() && self.transactions[next].id() != p.transaction_id
-            {
-                next += 1;
-            }
-            let i = next;
-            next += 1;
-            Some((self.transactions.get(i)?, p, *self.positions.get(i)?))
-        })
+        paired(&self.transactions, &self.predictions)
+            .filter_map(|(i, tx, p)| Some((tx, p, *self.positions.get(i)?)))
     }
+}
+
+/// Each prediction with its transaction and the transaction's index, for
+/// predictions in the transactions' order (some transactions may have none).
+pub fn paired<'a>(
+    transactions: &'a [Transaction],
+    predictions: &'a [Prediction],
+) -> impl Iterator<Item = (usize, &'a Transaction, &'a Prediction)> {
+    let mut next = 0;
+    predictions.iter().filter_map(move |p| {
+        while next < transactions.len() && transactions[next].id() != p.transaction_id {
+            next += 1;
+        }
+        let i = next;
+        next += 1;
+        Some((i, transactions.get(i)?, p))
+    })
 }
 
 /// The next offset a consumer group reads in one partition.

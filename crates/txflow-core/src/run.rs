@@ -85,6 +85,8 @@ pub struct Counts {
     /// stopped before their batch was committed).
     pub present: u64,
     pub predictions_written: u64,
+    /// Predictions under the review threshold newly queued for a person.
+    pub queued: u64,
     /// Files finished, and files stopped by an error.
     pub files: u64,
     pub files_failed: u64,
@@ -115,6 +117,7 @@ impl Counts {
         self.written += report.transactions;
         self.present += offered.saturating_sub(report.transactions);
         self.predictions_written += report.predictions;
+        self.queued += report.queued;
     }
 }
 
@@ -209,6 +212,7 @@ impl std::ops::Sub for Counts {
             written: self.written - before.written,
             present: self.present - before.present,
             predictions_written: self.predictions_written - before.predictions_written,
+            queued: self.queued - before.queued,
             files: self.files - before.files,
             files_failed: self.files_failed - before.files_failed,
             bytes: self.bytes - before.bytes,
@@ -297,4 +301,6 @@ pub struct WriteReport {
     pub predictions: u64,
     pub rejected: u64,
     pub unclassified: u64,
+    /// Predictions newly queued for review.
+    pub queued: u64,
 }

@@ -14,6 +14,11 @@ use crate::category::Category;
 pub struct TransactionId(Uuid);
 
 impl TransactionId {
+    /// A stored id in its text form (a UUID); `None` for anything else.
+    pub fn parse(text: &str) -> Option<TransactionId> {
+        Uuid::parse_str(text.trim()).ok().map(TransactionId)
+    }
+
     pub fn from_uuid(uuid: Uuid) -> Self {
         TransactionId(uuid)
     }

@@ -1,8 +1,9 @@
 //! Labeled files: what `txflow train` and `txflow evaluate` read.
 //!
 //! A header names `description` and `category` (required) and, when
-//! present, `merchant`, `amount`, `side`, `operation_type`; other columns
-//! are ignored. Both dialects: the delimiter is detected from the header,
+//! present, `merchant`, `amount`, `side`, `operation_type` and
+//! `transaction_id` (what `txflow review import` matches labels by); other
+//! columns are ignored. Both dialects: the delimiter is detected from the header,
 //! the amount's decimal mark follows it (`;` files write `-12,50`).
 //! [`write_header`] and [`write_row`] write the common dialect.
 
@@ -22,6 +23,8 @@ pub struct LabeledRecord {
     pub amount: Option<Amount>,
     pub side: Option<Side>,
     pub operation_type: Option<String>,
+    /// The stored transaction the label is for (`txflow review export`).
+    pub transaction_id: Option<String>,
 }
 
 /// Why a labeled file cannot be read.
@@ -42,13 +45,14 @@ pub enum LabeledError {
     Empty,
 }
 
-const COLUMNS: [&str; 6] = [
+const COLUMNS: [&str; 7] = [
     "description",
     "category",
     "merchant",
     "amount",
     "side",
     "operation_type",
+    "transaction_id",
 ];
 
 /// Every row of a labeled file.
@@ -64,7 +68,7 @@ pub fn read_labeled(bytes: &[u8]) -> Result<Vec<LabeledRecord>, LabeledError> {
     let mut field: Vec<u8> = Vec::new();
     let mut buffer = [0u8; 8192];
     let mut record: Vec<String> = Vec::new();
-    let mut index: Option<[Option<usize>; 6]> = None;
+    let mut index: Option<[Option<usize>; COLUMNS.len()]> = None;
     let mut rows = Vec::new();
     let mut row = 0u64;
     loop {
@@ -98,8 +102,8 @@ pub fn read_labeled(bytes: &[u8]) -> Result<Vec<LabeledRecord>, LabeledError> {
     Ok(rows)
 }
 
-fn header(record: &[String]) -> Result<[Option<usize>; 6], LabeledError> {
-    let mut index = [None; 6];
+fn header(record: &[String]) -> Result<[Option<usize>; COLUMNS.len()], LabeledError> {
+    let mut index = [None; COLUMNS.len()];
     for (i, cell) in record.iter().enumerate() {
         let cell = cell.trim().trim_start_matches('\u{feff}');
         if let Some(c) = COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(cell)) {
@@ -120,7 +124,7 @@ fn header(record: &[String]) -> Result<[Option<usize>; 6], LabeledError> {
 fn labeled(
     row: u64,
     record: &[String],
-    index: &[Option<usize>; 6],
+    index: &[Option<usize>; COLUMNS.len()],
     decimal: DecimalMark,
 ) -> Result<LabeledRecord, LabeledError> {
     let get = |c: usize| {
@@ -164,6 +168,7 @@ fn labeled(
         amount,
         side,
         operation_type: get(5).map(str::to_owned),
+        transaction_id: get(6).map(str::to_owned),
     })
 }
 
@@ -174,6 +179,7 @@ pub struct Columns {
     pub amount: bool,
     pub side: bool,
     pub operation_type: bool,
+    pub transaction_id: bool,
 }
 
 /// One labeled row's fields, to write.
@@ -185,6 +191,7 @@ pub struct LabeledFields<'a> {
     pub amount: Option<Amount>,
     pub side: Option<Side>,
     pub operation_type: Option<&'a str>,
+    pub transaction_id: Option<&'a str>,
 }
 
 /// The header of a labeled file (common dialect) with `columns`.
@@ -194,6 +201,7 @@ pub fn write_header(out: &mut Vec<u8>, columns: Columns) {
         (columns.amount, "amount"),
         (columns.side, "side"),
         (columns.operation_type, "operation_type"),
+        (columns.transaction_id, "transaction_id"),
     ];
     let names = ["description", "category"]
         .into_iter()
@@ -216,6 +224,9 @@ pub fn write_row(out: &mut Vec<u8>, columns: Columns, row: &LabeledFields<'_>) {
     }
     if columns.operation_type {
         cells.push(row.operation_type.unwrap_or_default().to_owned());
+    }
+    if columns.transaction_id {
+        cells.push(row.transaction_id.unwrap_or_default().to_owned());
     }
     crate::write::join(out, b',', cells.iter().map(String::as_bytes));
 }
@@ -262,6 +273,7 @@ mod tests {
                 amount: Amount::from_cents(-1250),
                 side: Some(Side::Debit),
                 operation_type: None,
+                transaction_id: None,
             },
         );
         let back = read_labeled(&out).expect("reads");

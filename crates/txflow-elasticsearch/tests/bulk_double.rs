@@ -151,6 +151,7 @@ fn record(n: u128, description: &str) -> SinkRecord {
                 processing_type: ProcessingType::Streaming,
             },
             position: None,
+            needs_review: false,
         },
     }
 }

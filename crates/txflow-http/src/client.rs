@@ -578,6 +578,11 @@ impl Classifier for HttpClassifier {
         }
         Ok(outcomes)
     }
+
+    fn label_set(&self, version: &str) -> Option<LabelSet> {
+        let labels = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        labels.get(version).cloned().flatten()
+    }
 }
 
 enum Attempt {

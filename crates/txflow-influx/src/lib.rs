@@ -284,6 +284,7 @@ mod tests {
                     processing_type: ProcessingType::Streaming,
                 },
                 position: None,
+                needs_review: false,
             },
         }
     }

@@ -8,7 +8,8 @@
 //!                  "amount": "-12.50", "timestamp": "2024-03-01T07:15:00Z",
 //!                  "merchant": "Uber", "operation_type": "card", "side": "debit"},
 //!  "prediction": {"category": "Transportation", "confidence": 0.91,
-//!                 "model_version": "reference-1", "predicted_at": "2026-11-25T09:00:00.120Z"},
+//!                 "model_version": "reference-1", "predicted_at": "2026-11-25T09:00:00.120Z",
+//!                 "needs_review": false},
 //!  "lineage": {"run_id": "txflow/host-42", "processing_type": "streaming",
 //!              "source": "kafka://transactions/2", "line": 1234, "offset": 1234}}
 //! ```
@@ -72,6 +73,9 @@ struct WirePrediction {
     confidence: Option<f64>,
     model_version: String,
     predicted_at: String,
+    /// Absent in events written before it existed: false.
+    #[serde(default)]
+    needs_review: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +112,7 @@ pub fn encode(event: &PredictionEvent) -> String {
         event.predicted_at,
         &event.lineage,
         event.position,
+        event.needs_review,
     )
 }
 
@@ -118,6 +123,7 @@ pub fn encode_parts(
     predicted_at: DateTime<Utc>,
     lineage: &Lineage,
     position: Option<Position>,
+    needs_review: bool,
 ) -> String {
     let wire = Wire {
         schema: SCHEMA.into(),
@@ -136,6 +142,7 @@ pub fn encode_parts(
             confidence: p.confidence,
             model_version: p.model_version.clone(),
             predicted_at: time(predicted_at),
+            needs_review,
         },
         lineage: WireLineage {
             run_id: lineage.run_id.as_str().to_owned(),
@@ -228,6 +235,7 @@ pub fn decode(value: &[u8]) -> Result<PredictionEvent, EventError> {
             )?,
         },
         position,
+        needs_review: p.needs_review,
     })
 }
 
@@ -264,6 +272,7 @@ mod tests {
                 line: 1234,
                 offset: 1234,
             }),
+            needs_review: false,
         }
     }
 

@@ -409,6 +409,7 @@ mod tests {
                     line: offset as u64,
                     offset: offset as u64,
                 }),
+                needs_review: false,
             },
         }
     }

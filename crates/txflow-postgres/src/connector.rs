@@ -82,6 +82,7 @@ impl PostgresConnector {
                 predictions: rows.iter().map(|r| r.event.prediction.clone()).collect(),
                 unclassified: Vec::new(),
                 rejected: Vec::new(),
+                reviews: Vec::new(),
                 checkpoint,
             };
             self.sink.write(&batch).await.map_err(classify)?;

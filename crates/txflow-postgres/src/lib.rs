@@ -11,6 +11,8 @@
 //! - `models`: registered model versions, reclassification and diffs
 //!   (`txflow models`, `reclassify`, `diff`).
 //! - `replays`: the `replays` table of `txflow dlq replay`.
+//! - `review`: the review queue (written with each batch) and people's
+//!   labels: the core's `ReviewStore`.
 //! - `session`: the one connection, re-established when the server goes
 //!   away; calls wait out an outage (the core's `OutagePolicy`) and
 //!   [`Health`] tells `/health` meanwhile.
@@ -23,6 +25,7 @@ mod migrate;
 mod models;
 mod numeric;
 mod replays;
+mod review;
 mod session;
 mod sink;
 mod target;

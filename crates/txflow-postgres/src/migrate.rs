@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "model_labels",
         include_str!("../migrations/0008_model_labels.sql"),
     ),
+    (9, "review", include_str!("../migrations/0009_review.sql")),
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
-use txflow_core::{Prediction, Transaction};
+use txflow_core::{Prediction, ReviewRequest, Transaction};
 
 use crate::error::{Error, Result};
 use crate::sink::PostgresSink;
@@ -130,6 +130,39 @@ impl PostgresSink {
                     .await
                     .map_err(Error::query("describing a model"))?;
                 Ok(n == 1)
+            })
+            .await
+    }
+
+    /// Records a registered model's review threshold (`None`: none); false
+    /// when the version is not registered.
+    pub async fn set_review_below(&self, version: &str, below: Option<f64>) -> Result<bool> {
+        self.session()
+            .retrying("setting a model's review threshold", |client| async move {
+                let n = client
+                    .execute(
+                        "UPDATE models SET review_below = $2 WHERE version = $1",
+                        &[&version, &below],
+                    )
+                    .await
+                    .map_err(Error::query("setting a model's review threshold"))?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    /// The review threshold a model version was registered with.
+    pub async fn review_below(&self, version: &str) -> Result<Option<f64>> {
+        self.session()
+            .retrying("reading a model's review threshold", |client| async move {
+                let row = client
+                    .query_opt(
+                        "SELECT review_below FROM models WHERE version = $1",
+                        &[&version],
+                    )
+                    .await
+                    .map_err(Error::query("reading a model's review threshold"))?;
+                Ok(row.and_then(|r| r.get(0)))
             })
             .await
     }
@@ -278,8 +311,15 @@ impl PostgresSink {
     }
 
     /// Adds predictions (one per transaction and model version: one that
-    /// exists is kept, never overwritten); returns how many were added.
-    pub async fn add_predictions(&self, predictions: &[Prediction], run_id: &str) -> Result<u64> {
+    /// exists is kept, never overwritten) and queues those `reviews` asks
+    /// for, in one database transaction; returns how many predictions and
+    /// how many review items were added.
+    pub async fn add_predictions(
+        &self,
+        predictions: &[Prediction],
+        reviews: &[ReviewRequest],
+        run_id: &str,
+    ) -> Result<(u64, u64)> {
         let ids: Vec<uuid::Uuid> = predictions
             .iter()
             .map(|p| *p.transaction_id.as_uuid())
@@ -291,11 +331,15 @@ impl PostgresSink {
         let categories: Vec<&str> = predictions.iter().map(|p| p.category.as_str()).collect();
         let confidences: Vec<Option<f64>> = predictions.iter().map(|p| p.confidence).collect();
         self.session()
-            .retrying("writing predictions", |client| {
+            .retrying("writing predictions", |mut client| {
                 let (ids, versions, categories, confidences) =
                     (&ids, &versions, &categories, &confidences);
                 async move {
-                    client
+                    let tx = client
+                        .transaction()
+                        .await
+                        .map_err(Error::query("writing predictions"))?;
+                    let added = tx
                         .execute(
                             "INSERT INTO predictions (transaction_id, model_version, category, confidence, run_id)
                              SELECT id, v, c, conf, $5
@@ -304,7 +348,12 @@ impl PostgresSink {
                             &[ids, versions, categories, confidences, &run_id],
                         )
                         .await
-                        .map_err(Error::query("writing predictions"))
+                        .map_err(Error::query("writing predictions"))?;
+                    let queued = crate::review::queue(&tx, reviews, run_id).await?;
+                    tx.commit()
+                        .await
+                        .map_err(Error::query("writing predictions"))?;
+                    Ok((added, queued))
                 }
             })
             .await

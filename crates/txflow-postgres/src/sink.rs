@@ -15,6 +15,7 @@ use txflow_core::{
 
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
+use crate::review;
 use crate::session::{Health, Session};
 use crate::target::Target;
 
@@ -225,6 +226,10 @@ async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> 
         }
         if !batch.unclassified.is_empty() {
             report.unclassified = copy::unclassified(&tx, batch).await?;
+        }
+        if !batch.reviews.is_empty() {
+            report.queued =
+                review::queue(&tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
         }
         if let Some(c) = &batch.checkpoint {
             tx.execute(

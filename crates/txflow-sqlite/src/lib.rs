@@ -28,7 +28,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (3, include_str!("../migrations/0003_run_files.sql")),
     (4, include_str!("../migrations/0004_stream_offsets.sql")),
+    (5, include_str!("../migrations/0005_review.sql")),
 ];
+
+mod review;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -55,6 +58,8 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("SQLite database {path} holds a value txflow cannot read back: {what}")]
+    Corrupt { path: PathBuf, what: String },
     #[error("the SQLite worker thread stopped: {0}")]
     Worker(String),
 }
@@ -403,6 +408,9 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
                 ])
                 .map_err(q("inserting a classification failure"))?
                 as u64;
+        }
+        if !batch.reviews.is_empty() {
+            report.queued = review::queue(&tx, path, batch)?;
         }
         if let Some(c) = &batch.checkpoint {
             tx.execute(

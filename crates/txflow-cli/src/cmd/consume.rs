@@ -82,6 +82,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let store = Store::open_with(args.database_url.expose(), options).await?;
     let member = args.membership.name();
+    let review_below = classifier.review_below(&args.classifier, &*store).await?;
     let config = ConsumeConfig {
         connection: args.kafka.connection()?,
         group: args.group.clone(),
@@ -97,6 +98,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         rejoin_after: args.membership.rejoin_after,
         shutdown_timeout: args.membership.shutdown_timeout,
         writers: args.db_writers as usize,
+        review_below,
     };
 
     let health_store = store.clone();

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod models;
 pub mod produce;
 pub mod reclassify;
+pub mod review;
 pub mod runs;
 pub mod serve;
 pub mod sink;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use serde_json::json;
-use txflow_core::Secret;
+use txflow_core::{ReviewBelow, Secret};
 use txflow_postgres::PostgresSink;
 
 /// List, register and activate model versions.
@@ -46,6 +46,10 @@ enum ModelsCommand {
         /// Where it runs: the service's URL or the file's path.
         #[arg(long)]
         location: Option<String>,
+        /// The review threshold of runs with this model that give no
+        /// --review-below: predictions under it are queued for a person.
+        #[arg(long)]
+        review_below: Option<ReviewBelow>,
     },
     /// Make a registered version the active one.
     Activate {
@@ -122,6 +126,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             name,
             kind,
             location,
+            review_below,
         } => {
             // A model file says what it is: check it before registering.
             let described = match (kind.as_str(), location.as_deref()) {
@@ -137,6 +142,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .await?;
             if let Some((labels, metrics)) = described {
                 database.describe_model(&version, &labels, &metrics).await?;
+            }
+            if let Some(below) = review_below {
+                database
+                    .set_review_below(&version, Some(below.get()))
+                    .await?;
             }
             println!("registered {version}");
         }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use txflow_core::{Position, RunId, Secret, pipeline};
+use txflow_core::{Position, RunId, Secret, pipeline, review};
 use txflow_postgres::Selection;
 
 use crate::classifier::{AnyClassifier, ClassifierArgs};
@@ -56,7 +56,7 @@ pub struct Args {
     classifier: ClassifierArgs,
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2026-11-25T08:00:00Z: {e}"))
@@ -115,6 +115,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let database = super::models::open(args.database_url.as_ref()).await?;
     let classifier = AnyClassifier::from_args(&args.classifier).await?;
     let (version, name, kind, location) = model_of(&args.classifier, &classifier).await?;
+    let review_below = match args.classifier.review_below {
+        Some(below) => Some(below),
+        None => database
+            .review_below(&version)
+            .await?
+            .and_then(|v| txflow_core::ReviewBelow::new(v).ok()),
+    };
     let run_id = match &args.run_id {
         Some(id) => RunId::parse(id)?,
         None => RunId::generate(),
@@ -133,7 +140,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     tracing::info!(%run_id, model = %version, classifier = %classifier.describe(&args.classifier),
         dry_run = args.dry_run, "reclassifying");
     let started = Instant::now();
-    let (mut read, mut written, mut failed) = (0u64, 0u64, 0u64);
+    let (mut read, mut written, mut failed, mut queued) = (0u64, 0u64, 0u64, 0u64);
     let mut after = None;
     loop {
         let page = database
@@ -165,9 +172,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     .map(|p| p.model_version.clone())
             );
         }
-        written += database
-            .add_predictions(&predictions, run_id.as_str())
+        let reviews = review::route_predictions(&classifier, review_below, &page, &predictions);
+        let (added, queued_now) = database
+            .add_predictions(&predictions, &reviews, run_id.as_str())
             .await?;
+        written += added;
+        queued += queued_now;
     }
     let seconds = started.elapsed().as_secs_f64();
     let rate = if seconds > 0.0 {
@@ -181,7 +191,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         );
     } else {
         println!(
-            "reclassify {run_id}: {read} transaction(s) classified with {version}, {written} prediction(s) added, {failed} not classified, in {seconds:.1} s ({rate:.0}/s)"
+            "reclassify {run_id}: {read} transaction(s) classified with {version}, {written} prediction(s) added, {queued} queued for review, {failed} not classified, in {seconds:.1} s ({rate:.0}/s)"
         );
     }
     Ok(if failed > 0 {

@@ -39,6 +39,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         amount: rows.iter().any(|r| r.amount_cents.is_some()),
         side: rows.iter().any(|r| r.side.is_some()),
         operation_type: rows.iter().any(|r| r.operation_type.is_some()),
+        transaction_id: false,
     };
     let (mut train, mut test) = (Vec::new(), Vec::new());
     write_header(&mut train, columns);
@@ -59,6 +60,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             amount: r.amount_cents.and_then(txflow_core::Amount::from_cents),
             side: r.side,
             operation_type: r.operation_type.as_deref(),
+            transaction_id: None,
         };
         write_row(out, columns, &fields);
     }

@@ -28,8 +28,21 @@ The categories found make the model's label set.";
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Labeled files: paths, file:///abs/path.csv or s3://bucket/key.csv.
-    #[arg(required = true, value_name = "LABELS.csv")]
+    #[arg(required_unless_present = "from_database", value_name = "LABELS.csv")]
     labels: Vec<String>,
+
+    /// Also train on the labels people gave (`txflow review`), joined with
+    /// their transactions, from --database-url.
+    #[arg(long)]
+    from_database: bool,
+
+    /// With --from-database: only labels given at or after this time (RFC 3339).
+    #[arg(long, requires = "from_database", value_parser = super::reclassify::parse_time)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// The database of --from-database.
+    #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE, hide_env_values = true)]
+    database_url: txflow_core::Secret,
 
     /// Where to write the model: a path, file:/// or s3://.
     #[arg(long, short)]
@@ -67,7 +80,32 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let rows = crate::learned::read_labeled(&args.labels).await?;
+    let mut rows = crate::learned::read_labeled(&args.labels).await?;
+    if args.from_database {
+        let store = crate::store::Store::open(
+            args.database_url.expose(),
+            crate::store::default_max_outage(),
+        )
+        .await?;
+        let labeled = store
+            .labeled(args.since)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("reading the labels")?;
+        if labeled.is_empty() {
+            bail!(
+                "{} holds no label{}: label with `txflow review` first",
+                store.describe(),
+                if args.since.is_some() {
+                    " since --since"
+                } else {
+                    ""
+                }
+            );
+        }
+        println!("{} label(s) from {}", labeled.len(), store.describe());
+        rows.extend(labeled.iter().map(crate::learned::row_of_label));
+    }
     let name = match args.name {
         Some(name) => name,
         None => std::path::Path::new(&args.output)

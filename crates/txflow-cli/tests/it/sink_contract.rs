@@ -6,9 +6,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
-    Amount, Batch, Checkpoint, ClassifyFailure, Counts, ErrorBudget, FailureClass, FileOutcome,
-    Lineage, OffsetStore, Position, ProcessingType, ReferenceModel, RunId, RunLedger, RunSummary,
-    Side, Sink, Transaction, TransactionId, TransactionParts, Unclassified,
+    Amount, Batch, Category, Checkpoint, ClassifyFailure, Counts, ErrorBudget, FailureClass,
+    FileOutcome, Label, LabelError, LabelSource, Lineage, OffsetStore, Position, ProcessingType,
+    Progress, QueueFilter, Ranked, ReferenceModel, ReviewRequest, ReviewStore, RunId, RunLedger,
+    RunSummary, Side, Sink, Transaction, TransactionId, TransactionParts, Unclassified,
 };
 
 use crate::harness::Database;
@@ -56,8 +57,149 @@ fn batch() -> Batch {
         transactions,
         positions,
         rejected: Vec::new(),
+        reviews: Vec::new(),
         checkpoint: None,
     }
+}
+
+/// A batch whose first prediction is queued for review, as `route` makes
+/// it with `--review-below`.
+fn batch_with_review() -> Batch {
+    let mut b = batch();
+    let p = b.predictions[0].clone();
+    b.reviews = vec![ReviewRequest {
+        transaction_id: p.transaction_id,
+        model_version: p.model_version.clone(),
+        category: p.category.clone(),
+        confidence: Some(0.4),
+        top: vec![
+            Ranked {
+                category: p.category.clone(),
+                confidence: 0.4,
+            },
+            Ranked {
+                category: Category::new("Travel").expect("a category"),
+                confidence: 0.3,
+            },
+        ],
+        labels: Some(ReferenceModel::labels().clone()),
+    }];
+    b
+}
+
+/// The review queue and labels: queued in the batch's transaction (once),
+/// listed least confident first, a label checked against the queueing
+/// model's set, winning in the views, taken back, exported.
+async fn review_contract<S: Sink + ReviewStore, F: AsyncFn(&str) -> i64>(store: &S, count: F) {
+    let b = batch_with_review();
+    let id = b.reviews[0].transaction_id;
+    let predicted = b.reviews[0].category.clone();
+    assert_eq!(
+        store.write_batch(b.clone()).await.expect("a write").queued,
+        1
+    );
+    assert_eq!(store.write_batch(b).await.expect("again").queued, 0);
+    let all = QueueFilter {
+        limit: 10,
+        ..QueueFilter::default()
+    };
+    let queue = store.queue(&all).await.expect("the queue");
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].transaction_id, id);
+    assert_eq!(queue[0].description, "Coffee");
+    assert_eq!(queue[0].amount.cents(), -250);
+    assert_eq!(queue[0].confidence, Some(0.4));
+    assert_eq!(queue[0].top.len(), 2);
+    assert_eq!(queue[0].top[1].category.as_str(), "Travel");
+    assert_eq!(queue[0].labels.as_ref().map(Vec::len), Some(15));
+    let other_model = QueueFilter {
+        model_version: Some("other".into()),
+        ..all.clone()
+    };
+    assert!(
+        store
+            .queue(&other_model)
+            .await
+            .expect("filtered")
+            .is_empty()
+    );
+
+    // A label outside the model's set, or for no transaction, is refused.
+    let label = |category: &str, transaction_id| Label {
+        transaction_id,
+        category: Category::new(category).expect("a category"),
+        labeled_by: "ana".into(),
+        source: LabelSource::Review,
+    };
+    let refused = store.label(&label("Groceries", id)).await;
+    assert!(
+        matches!(refused, Err(LabelError::NotInLabelSet { .. })),
+        "{refused:?}"
+    );
+    let unknown = TransactionId::from_uuid(uuid::Uuid::new_v4());
+    let refused = store.label(&label("Travel", unknown)).await;
+    assert!(
+        matches!(refused, Err(LabelError::UnknownTransaction(_))),
+        "{refused:?}"
+    );
+
+    // The label wins in the views and closes the item.
+    let chosen = if predicted.as_str() == "Travel" {
+        "Rent"
+    } else {
+        "Travel"
+    };
+    store.label(&label(chosen, id)).await.expect("a label");
+    assert_eq!(
+        store.progress().await.expect("progress"),
+        Progress {
+            labeled: 1,
+            pending: 0
+        }
+    );
+    assert!(store.queue(&all).await.expect("the queue").is_empty());
+    let shown = format!(
+        "SELECT count(*) FROM transactions_with_latest_prediction WHERE id = '{id}'          AND category = '{chosen}' AND confidence IS NULL AND labeled_by = 'ana'"
+    );
+    assert_eq!(count(&shown).await, 1);
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM category_totals WHERE category = '{chosen}' AND transactions >= 1"
+        ))
+        .await,
+        1
+    );
+    let labeled = store.labeled(None).await.expect("the labels");
+    assert_eq!(labeled.len(), 1);
+    assert_eq!(
+        (
+            labeled[0].category.as_str(),
+            labeled[0].description.as_str()
+        ),
+        (chosen, "Coffee")
+    );
+    assert!(
+        store
+            .labeled(Some(Utc::now() + chrono::Duration::hours(1)))
+            .await
+            .expect("no labels")
+            .is_empty()
+    );
+
+    // Taken back: the model's prediction again, the item pending again.
+    assert!(store.unlabel(id).await.expect("undo"));
+    assert!(!store.unlabel(id).await.expect("undo twice"));
+    assert_eq!(
+        store.progress().await.expect("progress"),
+        Progress {
+            labeled: 0,
+            pending: 1
+        }
+    );
+    let back = format!(
+        "SELECT count(*) FROM transactions_with_latest_prediction WHERE id = '{id}'          AND category = '{predicted}' AND confidence = 1 AND labeled_by IS NULL"
+    );
+    assert_eq!(count(&back).await, 1);
 }
 
 /// Writes a batch with one unclassified transaction twice; `count` runs a
@@ -212,6 +354,28 @@ async fn the_sqlite_sink_keeps_unclassified_transactions_and_writes_each_row_onc
     let sink = txflow_sqlite::SqliteSink::open(&path, "test").expect("the sink");
     let conn = rusqlite::Connection::open(&path).expect("a second connection");
     contract(&sink, async |sql: &str| {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_postgres_review_queue_and_labels_keep_their_contract() {
+    let db = Database::create().await;
+    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+        .await
+        .expect("the sink");
+    review_contract(&sink, async |sql: &str| db.count_sql(sql).await).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_review_queue_and_labels_keep_their_contract() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("review.db");
+    let sink = txflow_sqlite::SqliteSink::open(&path, "test").expect("the sink");
+    let conn = rusqlite::Connection::open(&path).expect("a second connection");
+    review_contract(&sink, async |sql: &str| {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     })

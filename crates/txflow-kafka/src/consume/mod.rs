@@ -40,6 +40,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
+use txflow_core::review::{self, ReviewBelow};
 use txflow_core::{
     Batch, Checkpoint, Classifier, Counts, Lineage, OffsetStore, ProcessingType, RunId, Sink,
 };
@@ -87,6 +88,9 @@ pub struct ConsumeConfig {
     /// Database writes in flight at once, each for its own partitions (give
     /// the sink as many connections).
     pub writers: usize,
+    /// Predictions under this confidence are also queued for review, in the
+    /// same database transaction as the rows and the offsets.
+    pub review_below: Option<ReviewBelow>,
 }
 
 /// What a member did, for its run summary.
@@ -366,7 +370,7 @@ impl<C: Classifier> Member<'_, C> {
         c.valid = read - c.invalid;
         c.classified = prepared.predictions.len() as u64;
         c.unclassified = prepared.unclassified.len() as u64;
-        let batch = Batch {
+        let mut batch = Batch {
             lineage: Lineage {
                 run_id: self.run_id.clone(),
                 source: location.as_str().into(),
@@ -378,6 +382,7 @@ impl<C: Classifier> Member<'_, C> {
             predictions: prepared.predictions,
             unclassified: prepared.unclassified,
             rejected: prepared.rejected,
+            reviews: Vec::new(),
             checkpoint: Some(Checkpoint {
                 group: self.config.group.clone(),
                 topic: topic.to_owned(),
@@ -385,6 +390,7 @@ impl<C: Classifier> Member<'_, C> {
                 next_offset: last + 1,
             }),
         };
+        batch.reviews = review::route(self.classifier, self.config.review_below, &batch);
         self.publisher
             .publish(&batch, &prepared.dead, &prepared.traces, topic, partition)
             .await?;

@@ -147,6 +147,7 @@ fn add(total: &Mutex<Consumed>, did: &Consumed) {
     t.written += d.written;
     t.present += d.present;
     t.predictions_written += d.predictions_written;
+    t.queued += d.queued;
     total.dead_letters += did.dead_letters;
     total.predictions_published += did.predictions_published;
 }
@@ -186,6 +187,7 @@ async fn write<S: Sink + ?Sized>(
     done.counts.written = report.transactions;
     done.counts.present = offered.saturating_sub(report.transactions);
     done.counts.predictions_written = report.predictions;
+    done.counts.queued = report.queued;
 
     // For lag monitoring only: the database holds the offsets that count.
     if let Some(c) = checkpoint {

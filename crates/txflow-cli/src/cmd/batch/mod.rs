@@ -198,6 +198,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let classifier = AnyClassifier::from_args(&args.classifier).await?;
     let store = Store::open(args.database_url.expose(), args.db_max_outage).await?;
     let database = store.describe().to_owned();
+    let review_below = classifier.review_below(&args.classifier, &*store).await?;
     if args.skip_done {
         inputs::skip_done(&store, &mut inputs).await?;
     }
@@ -234,6 +235,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         batch_size: args.batch_size as usize,
         run_id: run_id.clone(),
         processing_type: ProcessingType::Batch,
+        review_below,
     };
     let mut rejects = RejectFile::new(errors_target);
     let mut progress = Progress::new(&inputs, args.no_progress);

@@ -1,0 +1,357 @@
+//! The review loop in SQLite: the queue written with each batch, and the
+//! core's [`ReviewStore`] (listing, labels, progress, export).
+
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{OptionalExtension, Transaction, params};
+use txflow_core::ports::BoxFuture;
+use txflow_core::review::{self, check_label};
+use txflow_core::transaction::{Amount, Side, TransactionId};
+use txflow_core::{
+    Batch, BoxError, Category, Label, LabelError, LabelSource, LabeledTransaction, Progress,
+    QueueFilter, QueuedItem, ReviewStore,
+};
+
+use crate::{Error, Result, SqliteSink, begin_write, query};
+
+/// The batch's review requests, in the batch's transaction: the label sets
+/// of their models once, then the items (already labeled transactions are
+/// queued as `labeled`; a rerun adds nothing). Returns the items added.
+pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<u64> {
+    let q = |what| query(path, what);
+    let mut sets = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO review_label_sets (model_version, labels) VALUES (?1, ?2)",
+        )
+        .map_err(q("preparing the label-set insert"))?;
+    let mut seen: Vec<&str> = Vec::new();
+    for request in &batch.reviews {
+        if let Some(labels) = &request.labels
+            && !seen.contains(&request.model_version.as_str())
+        {
+            seen.push(&request.model_version);
+            sets.execute(params![
+                request.model_version,
+                review::encode_labels(labels)
+            ])
+            .map_err(q("recording a review label set"))?;
+        }
+    }
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO review_queue (transaction_id, model_version, category, confidence,
+                 top, status, run_id)
+             VALUES (?1, ?2, ?3, ?4, ?5,
+                     CASE WHEN EXISTS (SELECT 1 FROM labels WHERE transaction_id = ?1)
+                          THEN 'labeled' ELSE 'pending' END,
+                     ?6)",
+        )
+        .map_err(q("preparing the review-queue insert"))?;
+    let mut queued = 0;
+    for r in &batch.reviews {
+        queued += insert
+            .execute(params![
+                r.transaction_id.to_string(),
+                r.model_version,
+                r.category.as_str(),
+                r.confidence,
+                review::encode_top(&r.top),
+                batch.lineage.run_id.as_str(),
+            ])
+            .map_err(q("queueing a prediction for review"))? as u64;
+    }
+    Ok(queued)
+}
+
+/// A value read back that is not what txflow wrote.
+fn corrupt(path: &Path, what: String) -> Error {
+    Error::Corrupt {
+        path: path.to_owned(),
+        what,
+    }
+}
+
+fn id_of(path: &Path, text: &str) -> Result<TransactionId> {
+    uuid::Uuid::parse_str(text)
+        .map(TransactionId::from_uuid)
+        .map_err(|_| corrupt(path, format!("transaction id {text:?}")))
+}
+
+fn time_of(path: &Path, text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| corrupt(path, format!("time {text:?}")))
+}
+
+fn category_of(path: &Path, name: &str) -> Result<Category> {
+    Category::new(name).map_err(|e| corrupt(path, e.to_string()))
+}
+
+fn amount_of(path: &Path, cents: i64) -> Result<Amount> {
+    Amount::from_cents(cents).ok_or_else(|| corrupt(path, format!("amount of {cents} cents")))
+}
+
+/// The queue's pending items, least confident first.
+fn queued(conn: &rusqlite::Connection, path: &Path, f: &QueueFilter) -> Result<Vec<QueuedItem>> {
+    let q = |what| query(path, what);
+    let mut select = conn
+        .prepare_cached(
+            "SELECT q.transaction_id, t.description, t.merchant, CAST(round(t.amount * 100) AS INTEGER),
+                    t.\"timestamp\", q.model_version, q.category, q.confidence, q.top, s.labels,
+                    q.queued_at
+             FROM review_queue q
+             JOIN transactions t ON t.id = q.transaction_id
+             LEFT JOIN review_label_sets s ON s.model_version = q.model_version
+             WHERE q.status = 'pending'
+               AND (?1 IS NULL OR q.model_version = ?1)
+               AND (?2 IS NULL OR q.category = ?2)
+             ORDER BY q.confidence, q.queued_at, q.transaction_id
+             LIMIT ?3",
+        )
+        .map_err(q("preparing the review-queue query"))?;
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        i64,
+        String,
+        String,
+        String,
+        Option<f64>,
+        String,
+        Option<String>,
+        String,
+    );
+    let rows = select
+        .query_map(params![f.model_version, f.category, f.limit], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+            ))
+        })
+        .map_err(q("reading the review queue"))?
+        .collect::<rusqlite::Result<Vec<Row>>>()
+        .map_err(q("reading the review queue"))?;
+    rows.into_iter()
+        .map(
+            |(id, description, merchant, cents, ts, model, cat, conf, top, labels, at)| {
+                Ok(QueuedItem {
+                    transaction_id: id_of(path, &id)?,
+                    description,
+                    merchant,
+                    amount: amount_of(path, cents)?,
+                    timestamp: time_of(path, &ts)?,
+                    model_version: model,
+                    category: category_of(path, &cat)?,
+                    confidence: conf,
+                    top: review::decode_top(&top)
+                        .ok_or_else(|| corrupt(path, format!("review item {id}: top")))?,
+                    labels: labels.map(|l| l.lines().map(str::to_owned).collect()),
+                    queued_at: time_of(path, &at)?,
+                })
+            },
+        )
+        .collect()
+}
+
+fn progress(conn: &rusqlite::Connection, path: &Path) -> Result<Progress> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM labels),
+                (SELECT count(*) FROM review_queue WHERE status = 'pending')",
+        [],
+        |r| {
+            Ok(Progress {
+                labeled: r.get(0)?,
+                pending: r.get(1)?,
+            })
+        },
+    )
+    .map_err(query(path, "reading the review progress"))
+}
+
+/// Checks and stores one label (outer result: the database; inner: the
+/// label's check).
+fn store_label(
+    conn: &mut rusqlite::Connection,
+    path: &Path,
+    label: &Label,
+) -> Result<std::result::Result<(), LabelError>> {
+    let q = |what| query(path, what);
+    let tx = begin_write(conn).map_err(q("starting a label"))?;
+    let id = label.transaction_id.to_string();
+    let exists = tx
+        .query_row(
+            "SELECT 1 FROM transactions WHERE id = ?1",
+            [&id],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(q("finding the labeled transaction"))?
+        .is_some();
+    let queued_by: Option<(String, Option<String>)> = tx
+        .query_row(
+            "SELECT q.model_version, s.labels FROM review_queue q
+             LEFT JOIN review_label_sets s ON s.model_version = q.model_version
+             WHERE q.transaction_id = ?1
+             ORDER BY q.queued_at DESC, q.model_version LIMIT 1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(q("finding the model that queued the transaction"))?;
+    let queued_by = queued_by.as_ref().map(|(m, l)| (m.as_str(), l.as_deref()));
+    if let Err(refused) = check_label(label, exists, queued_by) {
+        return Ok(Err(refused));
+    }
+    tx.execute(
+        "INSERT INTO labels (transaction_id, category, labeled_by, source) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (transaction_id) DO UPDATE SET category = excluded.category,
+             labeled_by = excluded.labeled_by, source = excluded.source,
+             labeled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        params![
+            id,
+            label.category.as_str(),
+            label.labeled_by,
+            label.source.as_str()
+        ],
+    )
+    .map_err(q("storing a label"))?;
+    tx.execute(
+        "UPDATE review_queue SET status = 'labeled' WHERE transaction_id = ?1",
+        [&id],
+    )
+    .map_err(q("closing the labeled item"))?;
+    tx.commit().map_err(q("committing a label"))?;
+    Ok(Ok(()))
+}
+
+fn remove_label(conn: &mut rusqlite::Connection, path: &Path, id: TransactionId) -> Result<bool> {
+    let q = |what| query(path, what);
+    let tx = begin_write(conn).map_err(q("starting to take a label back"))?;
+    let id = id.to_string();
+    let n = tx
+        .execute("DELETE FROM labels WHERE transaction_id = ?1", [&id])
+        .map_err(q("taking a label back"))?;
+    tx.execute(
+        "UPDATE review_queue SET status = 'pending' WHERE transaction_id = ?1",
+        [&id],
+    )
+    .map_err(q("reopening the item"))?;
+    tx.commit().map_err(q("committing the label taken back"))?;
+    Ok(n == 1)
+}
+
+fn labeled(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<LabeledTransaction>> {
+    let q = |what| query(path, what);
+    let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+    let mut select = conn
+        .prepare(
+            "SELECT t.id, t.description, t.merchant, CAST(round(t.amount * 100) AS INTEGER), t.side,
+                    t.operation_type, t.\"timestamp\", l.category, l.labeled_by, l.labeled_at, l.source
+             FROM labels l JOIN transactions t ON t.id = l.transaction_id
+             WHERE ?1 IS NULL OR l.labeled_at >= ?1
+             ORDER BY l.labeled_at, t.id",
+        )
+        .map_err(q("preparing the labels query"))?;
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
+    let rows = select
+        .query_map([since], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+            ))
+        })
+        .map_err(q("reading labels"))?
+        .collect::<rusqlite::Result<Vec<Row>>>()
+        .map_err(q("reading labels"))?;
+    rows.into_iter()
+        .map(
+            |(id, description, merchant, cents, side, op, ts, cat, by, at, source)| {
+                Ok(LabeledTransaction {
+                    transaction_id: id_of(path, &id)?,
+                    description,
+                    merchant,
+                    amount: amount_of(path, cents)?,
+                    side: Side::parse(&side)
+                        .ok_or_else(|| corrupt(path, format!("transaction {id}: side {side:?}")))?,
+                    operation_type: op,
+                    timestamp: time_of(path, &ts)?,
+                    category: category_of(path, &cat)?,
+                    labeled_by: by,
+                    labeled_at: time_of(path, &at)?,
+                    source: LabelSource::parse(&source)
+                        .ok_or_else(|| corrupt(path, format!("label {id}: source {source:?}")))?,
+                })
+            },
+        )
+        .collect()
+}
+
+impl ReviewStore for SqliteSink {
+    fn queue<'a>(
+        &'a self,
+        filter: &'a QueueFilter,
+    ) -> BoxFuture<'a, std::result::Result<Vec<QueuedItem>, BoxError>> {
+        let filter = filter.clone();
+        Box::pin(async move { Ok(self.with_conn(move |c, p| queued(c, p, &filter)).await?) })
+    }
+
+    fn progress(&self) -> BoxFuture<'_, std::result::Result<Progress, BoxError>> {
+        Box::pin(async move { Ok(self.with_conn(|c, p| progress(c, p)).await?) })
+    }
+
+    fn label<'a>(&'a self, label: &'a Label) -> BoxFuture<'a, std::result::Result<(), LabelError>> {
+        let label = label.clone();
+        Box::pin(async move {
+            self.with_conn(move |c, p| store_label(c, p, &label))
+                .await
+                .map_err(|e| LabelError::Store(Box::new(e)))?
+        })
+    }
+
+    fn unlabel(&self, id: TransactionId) -> BoxFuture<'_, std::result::Result<bool, BoxError>> {
+        Box::pin(async move { Ok(self.with_conn(move |c, p| remove_label(c, p, id)).await?) })
+    }
+
+    fn labeled<'a>(
+        &'a self,
+        since: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, std::result::Result<Vec<LabeledTransaction>, BoxError>> {
+        Box::pin(async move { Ok(self.with_conn(move |c, p| labeled(c, p, since)).await?) })
+    }
+}
