@@ -27,7 +27,7 @@ fn labeled_file() -> PathBuf {
 }
 
 /// (description, category) of every `step`-th row from `offset`.
-fn rows(offset: usize, step: usize) -> Vec<(String, String)> {
+pub fn rows(offset: usize, step: usize) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(labeled_file()).expect("the labeled file");
     text.lines()
         .skip(1)
@@ -40,7 +40,7 @@ fn rows(offset: usize, step: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn write_labeled(path: &Path, rows: &[(String, String)]) {
+pub fn write_labeled(path: &Path, rows: &[(String, String)]) {
     let mut text = String::from("description,category\n");
     for (d, c) in rows {
         let _ = writeln!(text, "{d},{c}");
@@ -50,7 +50,7 @@ fn write_labeled(path: &Path, rows: &[(String, String)]) {
 
 /// A small model trained by the binary on every 12th row, once for all the
 /// tests (training is their slowest step): (path, model).
-fn trained(_: &Path) -> (PathBuf, LearnedModel) {
+pub fn trained(_: &Path) -> (PathBuf, LearnedModel) {
     static MODEL: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
     let (_, model) = MODEL.get_or_init(|| {
         let dir = tempfile::tempdir().expect("a temp dir");

@@ -10,6 +10,7 @@ mod learned;
 mod models;
 mod observability;
 mod publish;
+mod review;
 mod secrets;
 mod serve;
 mod serve_auth;

@@ -414,6 +414,12 @@ fn summary_line(
             c.unclassified
         ));
     }
+    if c.queued > 0 {
+        line.push_str(&format!(
+            "; {} prediction(s) queued for review (txflow review list, or review serve)",
+            c.queued
+        ));
+    }
     if let Some((url, rows)) = rejected {
         line.push_str(&format!("; {rows} invalid rows in {url}"));
     }
