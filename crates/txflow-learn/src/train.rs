@@ -61,6 +61,10 @@ pub struct TrainOptions {
     /// The penalty `l2/2 * |W|^2` added to the mean cross-entropy.
     pub l2: f64,
     pub max_iterations: usize,
+    /// Weigh each row by the inverse of its category's frequency (`n / (k
+    /// n_c)`), so that every category counts alike in the loss: what
+    /// macro-F1 rewards.
+    pub balanced: bool,
     /// Share of the merchants held out to fit the temperature.
     pub calibration_fraction: f64,
     pub features: FeatureSettings,
@@ -75,6 +79,7 @@ impl Default for TrainOptions {
             seed: 42,
             l2: 2e-6,
             max_iterations: 80,
+            balanced: false,
             calibration_fraction: 0.3,
             features: FeatureSettings::default(),
             threads: thread::available_parallelism().map_or(1, usize::from),
@@ -301,7 +306,18 @@ fn fit_rows(rows: &[&LabeledRow], labels: &LabelSet, options: &TrainOptions) -> 
 
     // Fit: theta = [W (used x k), b (k)].
     let m = used.len();
-    let objective = Objective::new(&matrix, k, m, options.l2, options.threads);
+    let mut objective = Objective::new(&matrix, k, m, options.l2, options.threads);
+    if options.balanced {
+        let mut per_class = vec![0usize; k];
+        for &y in &matrix.labels {
+            per_class[usize::from(y)] += 1;
+        }
+        let n = matrix.rows() as f64;
+        objective.class_weights = per_class
+            .iter()
+            .map(|&c| if c == 0 { 0.0 } else { n / (k as f64 * c as f64) })
+            .collect();
+    }
     let (theta, iterations, final_loss) = lbfgs(&objective, options.max_iterations);
 
     let mut weights = vec![0f32; buckets * k];
@@ -383,6 +399,8 @@ struct Objective<'a> {
     m: usize,
     l2: f64,
     threads: usize,
+    /// Each category's weight in the loss (1 unless balanced).
+    class_weights: Vec<f64>,
     /// Each shard's gradient, kept between evaluations (allocating them
     /// anew each time cost more than computing them).
     shards: Vec<std::sync::Mutex<Vec<f64>>>,
@@ -396,6 +414,7 @@ impl<'a> Objective<'a> {
             m,
             l2,
             threads: threads.clamp(1, SHARDS),
+            class_weights: vec![1.0; k],
             shards: (0..SHARDS)
                 .map(|_| std::sync::Mutex::new(vec![0f64; (m + 1) * k]))
                 .collect(),
@@ -433,12 +452,16 @@ impl<'a> Objective<'a> {
                     sum += *zj;
                 }
                 let y = usize::from(self.matrix.labels[i]);
-                loss += sum.ln() - (z[y].ln());
-                // z becomes the residual p - onehot(y).
+                let weight = self.class_weights[y];
+                loss += weight * (sum.ln() - (z[y].ln()));
+                // z becomes the weighted residual w (p - onehot(y)).
                 for zj in z.iter_mut() {
                     *zj /= sum;
                 }
                 z[y] -= 1.0;
+                for zj in z.iter_mut() {
+                    *zj *= weight;
+                }
                 for (&c, &v) in cols.iter().zip(vals) {
                     let gw = &mut g[c as usize * self.k..(c as usize + 1) * self.k];
                     let v = f64::from(v);
