@@ -315,7 +315,13 @@ fn fit_rows(rows: &[&LabeledRow], labels: &LabelSet, options: &TrainOptions) -> 
         let n = matrix.rows() as f64;
         objective.class_weights = per_class
             .iter()
-            .map(|&c| if c == 0 { 0.0 } else { n / (k as f64 * c as f64) })
+            .map(|&c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    n / (k as f64 * c as f64)
+                }
+            })
             .collect();
     }
     let (theta, iterations, final_loss) = lbfgs(&objective, options.max_iterations);

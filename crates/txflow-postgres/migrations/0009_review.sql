@@ -2,6 +2,10 @@
 -- are queued for a person (written in the batch's own transaction); a
 -- person's label is a fact that wins over every model in the views.
 --
+-- A transaction has at most one item that is not `superseded`: one queued
+-- again by another model supersedes the older; a label closes the pending
+-- one (`labeled`), and taking the label back reopens it.
+--
 -- `top` is the model's best categories, one `confidence<TAB>category` line
 -- each, best first; `review_label_sets.labels` a model's categories, one per
 -- line, in its order (a category holds no control character).
@@ -22,7 +26,7 @@ CREATE TABLE review_queue (
     confidence     double precision CHECK (confidence BETWEEN 0 AND 1),
     top            text NOT NULL,
     queued_at      timestamptz NOT NULL DEFAULT now(),
-    status         text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'labeled')),
+    status         text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'labeled', 'superseded')),
     run_id         text NOT NULL,
     PRIMARY KEY (transaction_id, model_version)
 );

@@ -17,7 +17,8 @@ use crate::sink::PostgresSink;
 /// Review requests, in the caller's database transaction (a batch's, a
 /// reclassification page's): the label sets of their models once, then the
 /// items (already labeled transactions are queued as `labeled`; a rerun
-/// adds nothing). Returns the items added.
+/// adds nothing), each superseding another model's pending item for the
+/// same transaction. Returns the items added.
 pub(crate) async fn queue(tx: &DbTransaction<'_>, r: &[ReviewRequest], run: &str) -> Result<u64> {
     let mut versions: Vec<&str> = Vec::new();
     let mut sets: Vec<String> = Vec::new();
@@ -44,7 +45,7 @@ pub(crate) async fn queue(tx: &DbTransaction<'_>, r: &[ReviewRequest], run: &str
     let categories: Vec<&str> = r.iter().map(|q| q.category.as_str()).collect();
     let confidences: Vec<Option<f64>> = r.iter().map(|q| q.confidence).collect();
     let tops: Vec<String> = r.iter().map(|q| review::encode_top(&q.top)).collect();
-    tx.execute(
+    let queued = tx.execute(
         "INSERT INTO review_queue (transaction_id, model_version, category, confidence, top, status, run_id)
          SELECT q.id, q.model, q.category, q.confidence, q.top,
                 CASE WHEN EXISTS (SELECT 1 FROM labels l WHERE l.transaction_id = q.id)
@@ -56,7 +57,17 @@ pub(crate) async fn queue(tx: &DbTransaction<'_>, r: &[ReviewRequest], run: &str
         &[&ids, &models, &categories, &confidences, &tops, &run],
     )
     .await
-    .map_err(Error::query("queueing predictions for review"))
+    .map_err(Error::query("queueing predictions for review"))?;
+    tx.execute(
+        "UPDATE review_queue q SET status = 'superseded'
+         FROM unnest($1::uuid[], $2::text[]) AS n(id, model)
+         WHERE q.transaction_id = n.id AND q.model_version <> n.model
+           AND q.status IN ('pending', 'labeled')",
+        &[&ids, &models],
+    )
+    .await
+    .map_err(Error::query("superseding older review items"))?;
+    Ok(queued)
 }
 
 fn corrupt(what: String) -> Error {
@@ -181,7 +192,8 @@ impl PostgresSink {
                 .await
                 .map_err(Error::query(WHAT))?;
                 tx.execute(
-                    "UPDATE review_queue SET status = 'labeled' WHERE transaction_id = $1",
+                    "UPDATE review_queue SET status = 'labeled'
+                     WHERE transaction_id = $1 AND status = 'pending'",
                     &[&id],
                 )
                 .await
@@ -205,7 +217,8 @@ impl PostgresSink {
                     .await
                     .map_err(Error::query("taking a label back"))?;
                 tx.execute(
-                    "UPDATE review_queue SET status = 'pending' WHERE transaction_id = $1",
+                    "UPDATE review_queue SET status = 'pending'
+                     WHERE transaction_id = $1 AND status = 'labeled'",
                     &[&id],
                 )
                 .await

@@ -13,7 +13,7 @@ CREATE TABLE review_queue (
     confidence     REAL CHECK (confidence BETWEEN 0 AND 1),
     top            TEXT NOT NULL,
     queued_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    status         TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'labeled')),
+    status         TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'labeled', 'superseded')),
     run_id         TEXT NOT NULL,
     PRIMARY KEY (transaction_id, model_version)
 );

@@ -17,7 +17,8 @@ use crate::{Error, Result, SqliteSink, begin_write, query};
 
 /// The batch's review requests, in the batch's transaction: the label sets
 /// of their models once, then the items (already labeled transactions are
-/// queued as `labeled`; a rerun adds nothing). Returns the items added.
+/// queued as `labeled`; a rerun adds nothing), each superseding another
+/// model's pending item for the same transaction. Returns the items added.
 pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<u64> {
     let q = |what| query(path, what);
     let mut sets = tx
@@ -48,9 +49,15 @@ pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<
                      ?6)",
         )
         .map_err(q("preparing the review-queue insert"))?;
+    let mut supersede = tx
+        .prepare_cached(
+            "UPDATE review_queue SET status = 'superseded'
+             WHERE transaction_id = ?1 AND model_version <> ?2 AND status IN ('pending', 'labeled')",
+        )
+        .map_err(q("preparing the review-queue update"))?;
     let mut queued = 0;
     for r in &batch.reviews {
-        queued += insert
+        let added = insert
             .execute(params![
                 r.transaction_id.to_string(),
                 r.model_version,
@@ -59,7 +66,13 @@ pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<
                 review::encode_top(&r.top),
                 batch.lineage.run_id.as_str(),
             ])
-            .map_err(q("queueing a prediction for review"))? as u64;
+            .map_err(q("queueing a prediction for review"))?;
+        if added > 0 {
+            supersede
+                .execute(params![r.transaction_id.to_string(), r.model_version])
+                .map_err(q("superseding an older review item"))?;
+        }
+        queued += added as u64;
     }
     Ok(queued)
 }
@@ -227,7 +240,7 @@ fn store_label(
     )
     .map_err(q("storing a label"))?;
     tx.execute(
-        "UPDATE review_queue SET status = 'labeled' WHERE transaction_id = ?1",
+        "UPDATE review_queue SET status = 'labeled' WHERE transaction_id = ?1 AND status = 'pending'",
         [&id],
     )
     .map_err(q("closing the labeled item"))?;
@@ -243,7 +256,7 @@ fn remove_label(conn: &mut rusqlite::Connection, path: &Path, id: TransactionId)
         .execute("DELETE FROM labels WHERE transaction_id = ?1", [&id])
         .map_err(q("taking a label back"))?;
     tx.execute(
-        "UPDATE review_queue SET status = 'pending' WHERE transaction_id = ?1",
+        "UPDATE review_queue SET status = 'pending' WHERE transaction_id = ?1 AND status = 'labeled'",
         [&id],
     )
     .map_err(q("reopening the item"))?;

@@ -200,6 +200,31 @@ async fn review_contract<S: Sink + ReviewStore, F: AsyncFn(&str) -> i64>(store: 
         "SELECT count(*) FROM transactions_with_latest_prediction WHERE id = '{id}'          AND category = '{predicted}' AND confidence = 1 AND labeled_by IS NULL"
     );
     assert_eq!(count(&back).await, 1);
+
+    // Another model queues the same transaction: its item replaces the
+    // first in the queue, which still holds one item for it.
+    let mut again = batch_with_review();
+    let mut p = again.predictions[0].clone();
+    p.transaction_id = id;
+    p.model_version = "next-1".into();
+    // Only the new prediction and its item: the transaction is stored.
+    again.transactions.clear();
+    again.positions.clear();
+    again.unclassified.clear();
+    again.predictions = vec![p];
+    again.reviews[0].transaction_id = id;
+    again.reviews[0].model_version = "next-1".into();
+    assert_eq!(store.write_batch(again).await.expect("a write").queued, 1);
+    let queue = store.queue(&all).await.expect("the queue");
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].model_version, "next-1");
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM review_queue WHERE transaction_id = '{id}' AND status = 'superseded'"
+        ))
+        .await,
+        1
+    );
 }
 
 /// Writes a batch with one unclassified transaction twice; `count` runs a
