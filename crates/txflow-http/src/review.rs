@@ -146,8 +146,32 @@ fn presented(headers: &HeaderMap) -> Option<Vec<u8>> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     cookies.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
-        (name == COOKIE).then(|| value.as_bytes().to_vec())
+        (name == COOKIE).then(|| percent_decoded(value))
     })
+}
+
+/// The page stores the token with `encodeURIComponent`: `%XX` back to bytes.
+fn percent_decoded(value: &str) -> Vec<u8> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 async fn require_token(State(tokens): State<Tokens>, request: Request, next: Next) -> Response {
@@ -345,18 +369,31 @@ fn render(items: &[QueuedItem], labeled: i64, pending: i64) -> String {
         }
         rows.push_str("</div></li>");
     }
+    // The items last: their text is the only part not ours.
+    let empty = if items.is_empty() {
+        "<p id=\"empty\">Nothing to review: the queue is empty.</p>"
+    } else {
+        ""
+    };
     PAGE.replace("{{LABELED}}", &labeled.to_string())
         .replace("{{PENDING}}", &pending.to_string())
+        .replace("{{EMPTY}}", empty)
         .replace("{{ITEMS}}", &rows)
-        .replace(
-            "{{EMPTY}}",
-            if items.is_empty() {
-                "<p id=\"empty\">Nothing to review: the queue is empty.</p>"
-            } else {
-                ""
-            },
-        )
 }
 
 const PAGE: &str = include_str!("review/page.html");
 const SIGN_IN: &str = include_str!("review/sign-in.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_percent_decoded_and_text_is_escaped() {
+        assert_eq!(percent_decoded("a%2Bb%3D%zz"), b"a+b=%zz");
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

@@ -68,15 +68,21 @@ async fn uncertain_predictions_are_queued_labeled_exported_and_win_in_both_datab
     let file = d.join("review.db");
     let sqlite = format!("sqlite://{}", file.display());
 
+    // The threshold from the configuration file, as any batch flag.
+    std::fs::write(
+        d.join("txflow.toml"),
+        format!("[batch]\nreview_below = {BELOW}\n"),
+    )
+    .expect("writing the configuration");
     let run = txflow(
         d,
         &[
+            "--config",
+            "txflow.toml",
             "batch",
             &input,
             "--classifier",
             model,
-            "--review-below",
-            BELOW,
             "--database-url",
             &sqlite,
             "--no-progress",
@@ -332,11 +338,16 @@ struct ReviewServer {
 
 impl ReviewServer {
     fn start(dir: &Path, database: &str) -> ReviewServer {
+        ReviewServer::start_with(dir, database, &[])
+    }
+
+    fn start_with(dir: &Path, database: &str, extra: &[&str]) -> ReviewServer {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_txflow"))
             .current_dir(dir)
             .args(["review", "serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", database])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -672,4 +683,42 @@ async fn a_person_labels_on_the_page_by_key_and_by_click_and_undoes() {
     assert_eq!(left.len(), items.len() - 2);
     assert!(!left.iter().any(|id| id == a || id == b));
     assert!(left.iter().any(|id| id == c));
+}
+
+#[tokio::test]
+async fn with_a_token_file_the_page_and_the_api_need_a_token_by_header_or_cookie() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let d = dir.path();
+    let token = "review-token-0123456789abcdef";
+    std::fs::write(d.join("tokens"), format!("{token}\n")).expect("the token file");
+    let sqlite = format!("sqlite://{}", d.join("auth.db").display());
+    let server = ReviewServer::start_with(d, &sqlite, &["--auth-token-file", "tokens"]);
+    let client = reqwest::Client::new();
+    let get = |path: &str, header: Option<(&str, String)>| {
+        let mut request = client.get(format!("{}{path}", server.url));
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.expect("a request") }
+    };
+    assert_eq!(get("/health", None).await.status(), 200);
+    let page = get("/", None).await;
+    assert_eq!(page.status(), 401);
+    let sign_in = page.text().await.expect("a body");
+    assert!(sign_in.contains("needs a token"), "{sign_in}");
+    assert!(!sign_in.contains(token));
+    assert_eq!(get("/api/queue", None).await.status(), 401);
+    let wrong = Some(("authorization", "Bearer not-the-token-at-all".to_owned()));
+    assert_eq!(get("/api/queue", wrong).await.status(), 401);
+    let bearer = Some(("authorization", format!("Bearer {token}")));
+    assert_eq!(get("/api/queue", bearer).await.status(), 200);
+    let cookie = Some(("cookie", format!("theme=dark; txflow_token={token}")));
+    let page = get("/", cookie).await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .expect("the page")
+            .contains("Nothing to review")
+    );
 }
