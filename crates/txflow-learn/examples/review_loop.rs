@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // enough to matter here; leave it out to train faster.
     let options = TrainOptions {
         calibration_fraction: 0.0,
+        cross_fit: false,
         ..TrainOptions::default()
     };
     let full = macro_f1(&train(&pool, &options)?.model, &test);

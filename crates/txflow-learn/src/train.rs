@@ -65,6 +65,10 @@ pub struct TrainOptions {
     /// n_c)`), so that every category counts alike in the loss: what
     /// macro-F1 rewards.
     pub balanced: bool,
+    /// Fit the temperature on both halves of the merchants, each scored by
+    /// a model fitted on the other half (cross-fitted), instead of on one
+    /// held-out slice of `calibration_fraction`.
+    pub cross_fit: bool,
     /// Share of the merchants held out to fit the temperature.
     pub calibration_fraction: f64,
     pub features: FeatureSettings,
@@ -77,9 +81,10 @@ impl Default for TrainOptions {
         TrainOptions {
             name: "model".into(),
             seed: 42,
-            l2: 2e-6,
+            l2: 7e-7,
             max_iterations: 80,
-            balanced: false,
+            balanced: true,
+            cross_fit: true,
             calibration_fraction: 0.3,
             features: FeatureSettings::default(),
             threads: thread::available_parallelism().map_or(1, usize::from),
@@ -142,29 +147,50 @@ pub fn train(rows: &[LabeledRow], options: &TrainOptions) -> Result<Trained> {
     // scored on them.
     let mut extractor = Extractor::new(options.features);
     let mut calibration = Calibration {
-        method: "temperature".into(),
+        method: if options.cross_fit {
+            "temperature, cross-fitted on two halves of the merchants".into()
+        } else {
+            "temperature".into()
+        },
         temperature: 1.0,
         rows: held.len(),
         ece_before: 0.0,
         ece_after: 0.0,
     };
     let mut holdout = None;
-    if !held.is_empty() {
-        let first = fit_rows(&fit, &labels, options)?;
-        let first = first.into_model(options, &names, &labels, calibration.clone(), rows);
-        let mut logits = Vec::with_capacity(held.len());
-        let mut truth = Vec::with_capacity(held.len());
+    // (fitted on, scored on): one held-out slice, or both halves in turn.
+    let (half_a, half_b): (Vec<&LabeledRow>, Vec<&LabeledRow>) =
+        rows.iter().partition(|r| r.held_out(0.5, options.seed));
+    let plan: Vec<(&[&LabeledRow], &[&LabeledRow])> =
+        if options.cross_fit && !half_a.is_empty() && !half_b.is_empty() {
+            vec![(&half_b, &half_a), (&half_a, &half_b)]
+        } else if !held.is_empty() {
+            vec![(&fit, &held)]
+        } else {
+            Vec::new()
+        };
+    if !plan.is_empty() {
+        let mut logits = Vec::new();
+        let mut truth = Vec::new();
         let mut x = Vec::new();
         let mut z = Vec::new();
-        for row in &held {
-            extractor.extract(&row.input(), &first.idf, &mut x);
-            first.logits_of(&x, &mut z);
-            logits.push(z.clone());
-            truth.push(labels.index_of(&row.category).unwrap_or(0));
+        let mut version = String::new();
+        calibration.rows = 0;
+        for (fitted_on, scored_on) in plan {
+            let first = fit_rows(fitted_on, &labels, options)?;
+            let first = first.into_model(options, &names, &labels, calibration.clone(), rows);
+            for row in scored_on {
+                extractor.extract(&row.input(), &first.idf, &mut x);
+                first.logits_of(&x, &mut z);
+                logits.push(z.clone());
+                truth.push(labels.index_of(&row.category).unwrap_or(0));
+            }
+            calibration.rows += scored_on.len();
+            version = first.header.version.clone();
         }
-        let before = score(&first.header.version, &names, &logits, &truth, 1.0);
+        let before = score(&version, &names, &logits, &truth, 1.0);
         let t = fit_temperature(&logits, &truth);
-        let after = score(&first.header.version, &names, &logits, &truth, t);
+        let after = score(&version, &names, &logits, &truth, t);
         calibration.temperature = t;
         calibration.ece_before = before.ece;
         calibration.ece_after = after.ece;
@@ -175,7 +201,7 @@ pub fn train(rows: &[LabeledRow], options: &TrainOptions) -> Result<Trained> {
     let mut model =
         fit_rows(&all, &labels, options)?.into_model(options, &names, &labels, calibration, rows);
     model.header.training.fit_rows = all.len();
-    model.header.training.calibration_rows = held.len();
+    model.header.training.calibration_rows = model.header.calibration.rows;
     if let Some(h) = &holdout {
         model.header.training.holdout_accuracy = h.accuracy;
         model.header.training.holdout_macro_f1 = h.macro_f1;
@@ -698,8 +724,10 @@ mod tests {
     #[test]
     fn training_learns_a_separable_fixture_and_is_deterministic() {
         let rows = fixture();
+        // No calibration: this is about the fit.
         let options = TrainOptions {
             calibration_fraction: 0.0,
+            cross_fit: false,
             threads: 2,
             ..TrainOptions::default()
         };
