@@ -124,7 +124,7 @@ impl AnyClassifier {
             return Ok(None);
         };
         let registered = database
-            .registered_review_below(m.0.version())
+            .review_below(m.0.version())
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         Ok(registered.and_then(|v| ReviewBelow::new(v).ok()))

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use txflow_core::ports::BoxFuture;
-use txflow_core::{BoxError, OffsetStore, ReviewStore, RunLedger, Secret, Sink};
+use txflow_core::registry::ModelRegistry;
+use txflow_core::{OffsetStore, ReviewStore, RunLedger, Secret, Sink};
 use txflow_postgres::PostgresSink;
 use txflow_sqlite::SqliteSink;
 
@@ -49,27 +50,16 @@ pub async fn open_postgres(url: Option<&Secret>, what: &str) -> Result<PostgresS
 
 /// A database of txflow's schema: where batches are written, the run
 /// ledger, the stream's stored offsets, and whether it answers.
-pub trait Database: Sink + RunLedger + OffsetStore + ReviewStore + fmt::Debug {
+pub trait Database:
+    Sink + RunLedger + OffsetStore + ReviewStore + ModelRegistry + fmt::Debug
+{
     /// Whether the database answers now, for `/health`.
     fn is_up(&self) -> bool;
-
-    /// The review threshold a model version was registered with, if any.
-    fn registered_review_below<'a>(
-        &'a self,
-        version: &'a str,
-    ) -> BoxFuture<'a, Result<Option<f64>, BoxError>>;
 }
 
 impl Database for PostgresSink {
     fn is_up(&self) -> bool {
         self.health().is_up()
-    }
-
-    fn registered_review_below<'a>(
-        &'a self,
-        version: &'a str,
-    ) -> BoxFuture<'a, Result<Option<f64>, BoxError>> {
-        Box::pin(async move { Ok(self.review_below(version).await?) })
     }
 }
 
@@ -77,14 +67,6 @@ impl Database for SqliteSink {
     /// An embedded file always answers.
     fn is_up(&self) -> bool {
         true
-    }
-
-    /// Models are registered in PostgreSQL only.
-    fn registered_review_below<'a>(
-        &'a self,
-        _version: &'a str,
-    ) -> BoxFuture<'a, Result<Option<f64>, BoxError>> {
-        Box::pin(async { Ok(None) })
     }
 }
 

@@ -37,6 +37,7 @@ pub mod model;
 pub mod pipeline;
 pub mod ports;
 pub mod record;
+pub mod registry;
 pub mod resilience;
 pub mod review;
 pub mod run;

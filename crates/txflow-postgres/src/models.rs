@@ -2,50 +2,13 @@
 //! reclassification, writing a model's predictions, and the difference
 //! between two models over the same transactions.
 
-use chrono::{DateTime, Utc};
+use txflow_core::ports::BoxFuture;
+use txflow_core::registry::{DiffCell, ModelRegistry, ModelRow, Page, Registration, Selection};
 use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
-use txflow_core::{Prediction, ReviewRequest, Transaction};
+use txflow_core::{BoxError, Prediction, ReviewRequest, Transaction};
 
 use crate::error::{Error, Result};
 use crate::sink::PostgresSink;
-
-/// A registered model, with how many predictions it has written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelRow {
-    pub version: String,
-    pub name: String,
-    pub kind: String,
-    pub location: Option<String>,
-    pub registered_at: Option<DateTime<Utc>>,
-    pub active: bool,
-    pub predictions: i64,
-    /// The categories, as a JSON array (a registered model file's).
-    pub labels: Option<String>,
-    /// How it did when trained, as a JSON object (a model file's).
-    pub metrics: Option<String>,
-}
-
-/// Which stored transactions to reclassify.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Selection {
-    pub run: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    /// Their current category (the active model's, else the latest).
-    pub category: Option<String>,
-    /// Their source location (a file, `kafka://topic/partition`).
-    pub source: Option<String>,
-}
-
-/// A page of a reclassification.
-#[derive(Debug)]
-pub struct Page {
-    /// The last transaction of the page, selected or not: where the next
-    /// page starts. `None` when the selection is exhausted.
-    pub last: Option<TransactionId>,
-    /// The page's transactions the model has not classified yet.
-    pub todo: Vec<Transaction>,
-}
 
 /// Adds `clause` (its `?` the next parameter) and `value` to a query.
 fn filter<'a>(
@@ -78,28 +41,16 @@ fn transaction(r: &tokio_postgres::Row) -> Result<Transaction> {
     }))
 }
 
-/// One cell of the confusion matrix between two models.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiffCell {
-    pub from: String,
-    pub to: String,
-    pub count: i64,
-    /// The sum of the transactions' amounts, in cents.
-    pub amount_cents: i64,
-    /// A few transaction ids of the cell.
-    pub examples: Vec<String>,
-}
-
 impl PostgresSink {
     /// Registers a model version (again: its name, kind and location are
     /// updated, its active flag kept). Registering never activates.
-    pub async fn register_model(
-        &self,
-        version: &str,
-        name: &str,
-        kind: &str,
-        location: Option<&str>,
-    ) -> Result<()> {
+    pub async fn register_model(&self, model: Registration<'_>) -> Result<()> {
+        let (version, name, kind, location) = (
+            model.version,
+            model.name,
+            model.kind.as_str(),
+            model.location,
+        );
         self.session()
             .retrying("registering a model", |client| async move {
                 client
@@ -205,7 +156,8 @@ impl PostgresSink {
                         "WITH counts AS (SELECT model_version, count(*) AS n FROM predictions GROUP BY 1)
                          SELECT coalesce(m.version, c.model_version), coalesce(m.name, c.model_version),
                                 coalesce(m.kind, 'unregistered'), m.location, m.registered_at,
-                                coalesce(m.active, false), coalesce(c.n, 0), m.labels, m.metrics
+                                coalesce(m.active, false), coalesce(c.n, 0), m.labels, m.metrics,
+                                m.review_below
                          FROM models m FULL JOIN counts c ON c.model_version = m.version
                          ORDER BY 5 NULLS LAST, 1",
                         &[],
@@ -224,6 +176,7 @@ impl PostgresSink {
                         predictions: r.get(6),
                         labels: r.get(7),
                         metrics: r.get(8),
+                        review_below: r.get(9),
                     })
                     .collect())
             })
@@ -390,5 +343,77 @@ impl PostgresSink {
                     .collect())
             })
             .await
+    }
+}
+
+impl ModelRegistry for PostgresSink {
+    fn register<'a>(&'a self, model: Registration<'a>) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.register_model(model).await?) })
+    }
+
+    fn describe_model<'a>(
+        &'a self,
+        version: &'a str,
+        labels: &'a str,
+        metrics: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        Box::pin(async move { Ok(self.describe_model(version, labels, metrics).await?) })
+    }
+
+    fn set_review_below<'a>(
+        &'a self,
+        version: &'a str,
+        below: Option<f64>,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::set_review_below(self, version, below).await?) })
+    }
+
+    fn review_below<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Option<f64>, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::review_below(self, version).await?) })
+    }
+
+    fn activate<'a>(&'a self, version: &'a str) -> BoxFuture<'a, Result<bool, BoxError>> {
+        Box::pin(async move { Ok(self.activate_model(version).await?) })
+    }
+
+    fn models(&self) -> BoxFuture<'_, Result<Vec<ModelRow>, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::models(self).await?) })
+    }
+
+    fn transactions_to_classify<'a>(
+        &'a self,
+        selection: &'a Selection,
+        version: &'a str,
+        after: Option<TransactionId>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Page, BoxError>> {
+        Box::pin(async move {
+            Ok(
+                PostgresSink::transactions_to_classify(self, selection, version, after, limit)
+                    .await?,
+            )
+        })
+    }
+
+    fn add_predictions<'a>(
+        &'a self,
+        predictions: &'a [Prediction],
+        reviews: &'a [ReviewRequest],
+        run_id: &'a str,
+    ) -> BoxFuture<'a, Result<(u64, u64), BoxError>> {
+        Box::pin(async move {
+            Ok(PostgresSink::add_predictions(self, predictions, reviews, run_id).await?)
+        })
+    }
+
+    fn diff<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DiffCell>, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::diff(self, from, to).await?) })
     }
 }

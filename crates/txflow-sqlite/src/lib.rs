@@ -29,9 +29,12 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../migrations/0003_run_files.sql")),
     (4, include_str!("../migrations/0004_stream_offsets.sql")),
     (5, include_str!("../migrations/0005_review.sql")),
+    (6, include_str!("../migrations/0006_models.sql")),
 ];
 
+mod registry;
 mod review;
+mod values;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -410,7 +413,8 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
                 as u64;
         }
         if !batch.reviews.is_empty() {
-            report.queued = review::queue(&tx, path, batch)?;
+            report.queued =
+                review::queue(&tx, path, &batch.reviews, batch.lineage.run_id.as_str())?;
         }
         if let Some(c) = &batch.checkpoint {
             tx.execute(

@@ -7,19 +7,26 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 use txflow_core::ports::BoxFuture;
 use txflow_core::review::{self, check_label};
-use txflow_core::transaction::{Amount, Side, TransactionId};
+use txflow_core::transaction::{Side, TransactionId};
 use txflow_core::{
-    Batch, BoxError, Category, Label, LabelError, LabelSource, LabeledTransaction, Progress,
-    QueueFilter, QueuedItem, ReviewStore,
+    BoxError, Label, LabelError, LabelSource, LabeledTransaction, Progress, QueueFilter,
+    QueuedItem, ReviewRequest, ReviewStore,
 };
 
-use crate::{Error, Result, SqliteSink, begin_write, query};
+use crate::values::{amount_of, category_of, corrupt, id_of, time_of};
+use crate::{Result, SqliteSink, begin_write, query};
 
-/// The batch's review requests, in the batch's transaction: the label sets
-/// of their models once, then the items (already labeled transactions are
-/// queued as `labeled`; a rerun adds nothing), each superseding another
-/// model's pending item for the same transaction. Returns the items added.
-pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<u64> {
+/// Review requests, in the caller's transaction (a batch's, a
+/// reclassification page's): the label sets of their models once, then the
+/// items (already labeled transactions are queued as `labeled`; a rerun
+/// adds nothing), each superseding another model's pending item for the
+/// same transaction. Returns the items added.
+pub(crate) fn queue(
+    tx: &Transaction<'_>,
+    path: &Path,
+    reviews: &[ReviewRequest],
+    run: &str,
+) -> Result<u64> {
     let q = |what| query(path, what);
     let mut sets = tx
         .prepare_cached(
@@ -27,7 +34,7 @@ pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<
         )
         .map_err(q("preparing the label-set insert"))?;
     let mut seen: Vec<&str> = Vec::new();
-    for request in &batch.reviews {
+    for request in reviews {
         if let Some(labels) = &request.labels
             && !seen.contains(&request.model_version.as_str())
         {
@@ -56,7 +63,7 @@ pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<
         )
         .map_err(q("preparing the review-queue update"))?;
     let mut queued = 0;
-    for r in &batch.reviews {
+    for r in reviews {
         let added = insert
             .execute(params![
                 r.transaction_id.to_string(),
@@ -64,7 +71,7 @@ pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<
                 r.category.as_str(),
                 r.confidence,
                 review::encode_top(&r.top),
-                batch.lineage.run_id.as_str(),
+                run,
             ])
             .map_err(q("queueing a prediction for review"))?;
         if added > 0 {
@@ -75,34 +82,6 @@ pub(crate) fn queue(tx: &Transaction<'_>, path: &Path, batch: &Batch) -> Result<
         queued += added as u64;
     }
     Ok(queued)
-}
-
-/// A value read back that is not what txflow wrote.
-fn corrupt(path: &Path, what: String) -> Error {
-    Error::Corrupt {
-        path: path.to_owned(),
-        what,
-    }
-}
-
-fn id_of(path: &Path, text: &str) -> Result<TransactionId> {
-    uuid::Uuid::parse_str(text)
-        .map(TransactionId::from_uuid)
-        .map_err(|_| corrupt(path, format!("transaction id {text:?}")))
-}
-
-fn time_of(path: &Path, text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| corrupt(path, format!("time {text:?}")))
-}
-
-fn category_of(path: &Path, name: &str) -> Result<Category> {
-    Category::new(name).map_err(|e| corrupt(path, e.to_string()))
-}
-
-fn amount_of(path: &Path, cents: i64) -> Result<Amount> {
-    Amount::from_cents(cents).ok_or_else(|| corrupt(path, format!("amount of {cents} cents")))
 }
 
 /// The queue's pending items, least confident first.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use txflow_core::Secret;
-use txflow_postgres::DiffCell;
+use txflow_core::registry::DiffCell;
 
 /// Compare two model versions: a confusion matrix of old against new
 /// category, the counts and amounts that move between categories, and a
@@ -22,9 +22,10 @@ pub struct Args {
     /// The version compared to (e.g. a candidate).
     #[arg(long)]
     to: String,
-    /// The database (PostgreSQL).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<Secret>,
+    /// The database: postgres://user:password@host:port/db or
+    /// sqlite://path/to/file.db.
+    #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE, hide_env_values = true)]
+    database_url: Secret,
     /// As JSON (with a top-level `changed` count).
     #[arg(long)]
     json: bool,
@@ -75,8 +76,11 @@ fn euros(cents: i64) -> String {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let database = super::models::open(args.database_url.as_ref()).await?;
-    let cells = database.diff(&args.from, &args.to).await?;
+    let database = super::models::open(&args.database_url).await?;
+    let cells = database
+        .diff(&args.from, &args.to)
+        .await
+        .map_err(super::models::store_error)?;
     if cells.is_empty() {
         bail!(
             "no transaction has a prediction from both {:?} and {:?}: `txflow models list` shows the versions; `txflow reclassify` adds one",

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use serde_json::json;
+use txflow_core::registry::{ModelKind, Registration};
 use txflow_core::{ReviewBelow, Secret};
-use txflow_postgres::PostgresSink;
+
+use crate::store::{DEFAULT_DATABASE, Store};
 
 /// List, register and activate model versions.
 ///
@@ -18,9 +20,10 @@ pub struct Args {
     #[command(subcommand)]
     command: ModelsCommand,
 
-    /// The database (PostgreSQL).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    database_url: Option<Secret>,
+    /// The database: postgres://user:password@host:port/db or
+    /// sqlite://path/to/file.db.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE, hide_env_values = true, global = true)]
+    database_url: Secret,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -79,15 +82,20 @@ pub(crate) async fn file_description(version: &str, location: &str) -> Result<(S
 }
 
 /// The database of model versions, reclassifications and diffs.
-pub(crate) async fn open(url: Option<&Secret>) -> Result<PostgresSink> {
-    crate::store::open_postgres(url, "model versions, reclassifications and diffs").await
+pub(crate) async fn open(url: &Secret) -> Result<Store> {
+    Store::open(url.expose(), crate::store::default_max_outage()).await
+}
+
+/// A store's error, for `?` in a command.
+pub(crate) fn store_error(e: txflow_core::BoxError) -> anyhow::Error {
+    anyhow::anyhow!(e)
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let database = open(args.database_url.as_ref()).await?;
+    let database = open(&args.database_url).await?;
     match args.command {
         ModelsCommand::List { json } => {
-            let models = database.models().await?;
+            let models = database.models().await.map_err(store_error)?;
             if json {
                 let all: Vec<_> = models
                     .iter()
@@ -99,6 +107,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                             "active": m.active, "predictions": m.predictions,
                             "labels": m.labels.as_deref().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
                             "metrics": m.metrics.as_deref().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+                            "review_below": m.review_below,
                         })
                     })
                     .collect();
@@ -137,21 +146,33 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 _ => None,
             };
             let name = name.unwrap_or_else(|| crate::learned::model_name(&version).to_owned());
+            let kind = ModelKind::parse(&kind)
+                .ok_or_else(|| anyhow::anyhow!("--kind {kind:?}: use builtin, http or file"))?;
             database
-                .register_model(&version, &name, &kind, location.as_deref())
-                .await?;
+                .register(Registration {
+                    version: &version,
+                    name: &name,
+                    kind,
+                    location: location.as_deref(),
+                })
+                .await
+                .map_err(store_error)?;
             if let Some((labels, metrics)) = described {
-                database.describe_model(&version, &labels, &metrics).await?;
+                database
+                    .describe_model(&version, &labels, &metrics)
+                    .await
+                    .map_err(store_error)?;
             }
             if let Some(below) = review_below {
                 database
                     .set_review_below(&version, Some(below.get()))
-                    .await?;
+                    .await
+                    .map_err(store_error)?;
             }
             println!("registered {version}");
         }
         ModelsCommand::Activate { model: version } => {
-            if !database.activate_model(&version).await? {
+            if !database.activate(&version).await.map_err(store_error)? {
                 bail!(
                     "model {version:?} is not registered: `txflow models register {version} --kind ...` first (`txflow models list` shows the versions)"
                 );

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
+use txflow_core::registry::{ModelKind, Registration, Selection};
 use txflow_core::{Position, RunId, Secret, pipeline, review};
-use txflow_postgres::Selection;
+
+use super::models::store_error;
 
 use crate::classifier::{AnyClassifier, ClassifierArgs};
 
@@ -17,9 +19,10 @@ use crate::classifier::{AnyClassifier, ClassifierArgs};
 /// classified already, and memory stays bounded by `--batch-size`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The database (PostgreSQL).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<Secret>,
+    /// The database: postgres://user:password@host:port/db or
+    /// sqlite://path/to/file.db.
+    #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE, hide_env_values = true)]
+    database_url: Secret,
 
     /// Every stored transaction.
     #[arg(long, conflicts_with_all = ["run", "since", "until", "category", "source"])]
@@ -67,20 +70,25 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 async fn model_of(
     args: &ClassifierArgs,
     classifier: &AnyClassifier,
-) -> Result<(String, String, &'static str, Option<String>)> {
+) -> Result<(String, String, ModelKind, Option<String>)> {
     if let AnyClassifier::InProcess(m) = classifier {
         let version = m.0.version().to_owned();
         return Ok(if crate::learned::is_model_file(&args.classifier) {
             let name = crate::learned::model_name(&version).to_owned();
-            (version, name, "file", Some(args.classifier.clone()))
+            (
+                version,
+                name,
+                ModelKind::File,
+                Some(args.classifier.clone()),
+            )
         } else {
-            (version, args.classifier.clone(), "builtin", None)
+            (version, args.classifier.clone(), ModelKind::Builtin, None)
         });
     }
     let url = args.classifier.trim_end_matches('/');
     if args.classifier_model_version != "external" {
         let v = args.classifier_model_version.clone();
-        return Ok((v.clone(), v, "http", Some(url.to_owned())));
+        return Ok((v.clone(), v, ModelKind::Http, Some(url.to_owned())));
     }
     // txflow serve says which model it runs.
     let ready: serde_json::Value = reqwest::get(format!("{url}/ready"))
@@ -96,7 +104,7 @@ async fn model_of(
     Ok((
         version.to_owned(),
         name.unwrap_or(version).to_owned(),
-        "http",
+        ModelKind::Http,
         Some(url.to_owned()),
     ))
 }
@@ -112,14 +120,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if !args.all && selection == Selection::default() {
         bail!("say which transactions: --all, or --run, --since/--until, --category or --source");
     }
-    let database = super::models::open(args.database_url.as_ref()).await?;
+    let database = super::models::open(&args.database_url).await?;
     let classifier = AnyClassifier::from_args(&args.classifier).await?;
     let (version, name, kind, location) = model_of(&args.classifier, &classifier).await?;
     let review_below = match args.classifier.review_below {
         Some(below) => Some(below),
         None => database
             .review_below(&version)
-            .await?
+            .await
+            .map_err(store_error)?
             .and_then(|v| txflow_core::ReviewBelow::new(v).ok()),
     };
     let run_id = match &args.run_id {
@@ -128,13 +137,22 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     if !args.dry_run {
         database
-            .register_model(&version, &name, kind, location.as_deref())
-            .await?;
+            .register(Registration {
+                version: &version,
+                name: &name,
+                kind,
+                location: location.as_deref(),
+            })
+            .await
+            .map_err(store_error)?;
         // A model file records its label set and metrics, as `models
         // register` does.
-        if let ("file", Some(location)) = (kind, location.as_deref()) {
+        if let (ModelKind::File, Some(location)) = (kind, location.as_deref()) {
             let (labels, metrics) = super::models::file_description(&version, location).await?;
-            database.describe_model(&version, &labels, &metrics).await?;
+            database
+                .describe_model(&version, &labels, &metrics)
+                .await
+                .map_err(store_error)?;
         }
     }
     tracing::info!(%run_id, model = %version, classifier = %classifier.describe(&args.classifier),
@@ -145,7 +163,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     loop {
         let page = database
             .transactions_to_classify(&selection, &version, after, args.batch_size)
-            .await?;
+            .await
+            .map_err(store_error)?;
         let Some(last) = page.last else { break };
         after = Some(last);
         let page = page.todo;
@@ -175,7 +194,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let reviews = review::route_predictions(&classifier, review_below, &page, &predictions);
         let (added, queued_now) = database
             .add_predictions(&predictions, &reviews, run_id.as_str())
-            .await?;
+            .await
+            .map_err(store_error)?;
         written += added;
         queued += queued_now;
     }

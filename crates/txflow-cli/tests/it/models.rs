@@ -201,3 +201,134 @@ async fn history_reclassified_with_a_second_model_diffed_and_switched() {
         unknown.stderr
     );
 }
+
+/// The same, as a new user does it: no flags, the default `./txflow.db`.
+#[tokio::test]
+async fn a_new_user_reclassifies_diffs_and_switches_models_on_the_default_sqlite_file() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let d = dir.path();
+    let file = reference_file();
+    let file = file.to_str().expect("a UTF-8 path");
+    let run = |args: &[&str]| {
+        let out = txflow(d, args);
+        out.assert_code(0);
+        out.stdout
+    };
+    run(&["batch", file]);
+    let db = rusqlite::Connection::open(d.join("txflow.db")).expect("./txflow.db");
+    let count = |sql: &str| -> i64 {
+        db.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+
+    // A selection: the Food transactions of a time window, as the view and
+    // the stored times say.
+    let selected = count(
+        "SELECT count(*) FROM transactions_with_latest_prediction
+         WHERE category = 'Food' AND julianday(\"timestamp\") >= julianday('2023-06-01T00:00:00Z')",
+    );
+    assert!(selected > 0);
+    let dry = run(&[
+        "reclassify",
+        "--category",
+        "Food",
+        "--since",
+        "2023-06-01T00:00:00Z",
+        "--classifier",
+        "merchant",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains(&format!(
+            "{selected} transaction(s) have no merchant-1 prediction"
+        )),
+        "{dry}"
+    );
+    let out = run(&[
+        "reclassify",
+        "--all",
+        "--classifier",
+        "merchant",
+        "--batch-size",
+        "3000",
+    ]);
+    assert!(
+        out.contains("10000 transaction(s) classified with merchant-1, 10000 prediction(s) added"),
+        "{out}"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM predictions WHERE model_version = 'merchant-1'"),
+        10_000
+    );
+    let again = run(&["reclassify", "--all", "--classifier", "merchant"]);
+    assert!(again.contains("0 transaction(s) classified"), "{again}");
+
+    let changed = count(
+        "SELECT count(*) FROM predictions a JOIN predictions b USING (transaction_id)
+         WHERE a.model_version = 'reference-1' AND b.model_version = 'merchant-1'
+           AND a.category <> b.category",
+    );
+    assert!(changed > 0);
+    let diff: serde_json::Value = serde_json::from_str(&run(&[
+        "diff",
+        "--from",
+        "reference-1",
+        "--to",
+        "merchant-1",
+        "--json",
+    ]))
+    .expect("JSON");
+    assert_eq!(diff["compared"], 10_000);
+    assert_eq!(diff["changed"], changed);
+    let cells = diff["cells"].as_array().expect("cells");
+    for cell in cells {
+        let examples = cell["examples"].as_array().expect("examples");
+        assert!((1..=3).contains(&examples.len()), "{cell}");
+        let from = cell["from"].as_str().expect("from");
+        let to = cell["to"].as_str().expect("to");
+        let in_cell = count(&format!(
+            "SELECT count(*) FROM predictions a JOIN predictions b USING (transaction_id)
+             WHERE a.model_version = 'reference-1' AND b.model_version = 'merchant-1'
+               AND a.category = '{from}' AND b.category = '{to}'"
+        ));
+        assert_eq!(cell["count"], in_cell, "{cell}");
+    }
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&["models", "list", "--json"])).expect("JSON");
+    let kinds: Vec<(&str, &str)> = listed
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| {
+            (
+                m["version"].as_str().expect("v"),
+                m["kind"].as_str().expect("k"),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("merchant-1", "builtin")), "{listed}");
+    assert!(kinds.contains(&("reference-1", "unregistered")), "{listed}");
+    run(&["models", "register", "reference-1", "--kind", "builtin"]);
+    run(&["models", "activate", "reference-1"]);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM transactions_with_latest_prediction WHERE model_version = 'reference-1'"
+        ),
+        10_000
+    );
+    run(&["models", "activate", "merchant-1"]);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM transactions_with_latest_prediction WHERE model_version = 'merchant-1'"
+        ),
+        10_000
+    );
+    let unknown = txflow(d, &["models", "activate", "nope-9"]);
+    unknown.assert_code(1);
+    assert!(
+        unknown.stderr.contains("not registered"),
+        "{}",
+        unknown.stderr
+    );
+}

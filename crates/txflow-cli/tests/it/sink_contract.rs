@@ -12,6 +12,8 @@ use txflow_core::{
     RunSummary, Side, Sink, Transaction, TransactionId, TransactionParts, Unclassified,
 };
 
+use txflow_core::registry::{ModelKind, ModelRegistry, Registration, Selection};
+
 use crate::harness::Database;
 
 fn batch() -> Batch {
@@ -405,4 +407,167 @@ async fn the_sqlite_review_queue_and_labels_keep_their_contract() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     })
     .await;
+}
+
+/// Model versions: registered and described, one active, a
+/// reclassification's pages skipping what a version has classified, its
+/// predictions added once, and the diff of two versions.
+async fn registry_contract<S: Sink + ModelRegistry>(store: &S) {
+    let b = batch();
+    let ids: Vec<TransactionId> = b.transactions.iter().map(Transaction::id).collect();
+    store.write_batch(b.clone()).await.expect("a batch");
+    let model = Registration {
+        version: "next-1",
+        name: "next",
+        kind: ModelKind::File,
+        location: Some("file:///m.txm"),
+    };
+    store.register(model).await.expect("registered");
+    store.register(model).await.expect("registered again");
+    assert!(
+        store
+            .describe_model("next-1", "[\"a\",\"b\"]", "{}")
+            .await
+            .expect("described")
+    );
+    assert!(
+        !store
+            .describe_model("nope", "[]", "{}")
+            .await
+            .expect("not registered")
+    );
+    assert!(
+        store
+            .set_review_below("next-1", Some(0.7))
+            .await
+            .expect("threshold")
+    );
+    assert_eq!(
+        store.review_below("next-1").await.expect("threshold"),
+        Some(0.7)
+    );
+    assert_eq!(store.review_below("nope").await.expect("none"), None);
+    assert!(!store.activate("nope").await.expect("not registered"));
+    assert!(store.activate("next-1").await.expect("activated"));
+
+    // Pages of two over the three stored transactions, in id order; once
+    // `next-1` classified one, it is skipped.
+    let everything = Selection::default();
+    let todo = async |version: &str| {
+        let (mut after, mut todo, mut pages) = (None, Vec::new(), 0);
+        loop {
+            let page = store
+                .transactions_to_classify(&everything, version, after, 2)
+                .await
+                .expect("a page");
+            let Some(last) = page.last else { break };
+            pages += 1;
+            after = Some(last);
+            todo.extend(page.todo.iter().map(Transaction::id));
+        }
+        (todo, pages)
+    };
+    let mut sorted = ids.clone();
+    sorted.sort_by_key(|id| id.to_string());
+    assert_eq!(todo("next-1").await, (sorted.clone(), 2));
+    let first = &b.transactions[0];
+    let mut p = ReferenceModel::predict(first.id());
+    p.model_version = "next-1".into();
+    p.category = Category::new("Travel").expect("a category");
+    let added = store
+        .add_predictions(std::slice::from_ref(&p), &[], "reclassify-1")
+        .await
+        .expect("added");
+    assert_eq!(added, (1, 0));
+    let again = store
+        .add_predictions(std::slice::from_ref(&p), &[], "reclassify-2")
+        .await
+        .expect("added again");
+    assert_eq!(again, (0, 0));
+    let (left, _) = todo("next-1").await;
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&first.id()));
+    let page = store
+        .transactions_to_classify(&everything, "other", None, 1)
+        .await
+        .expect("a page");
+    let read = &page.todo[0];
+    let stored = b
+        .transactions
+        .iter()
+        .find(|t| t.id() == read.id())
+        .expect("stored");
+    assert_eq!(
+        (
+            read.description(),
+            read.amount(),
+            read.side(),
+            read.timestamp().timestamp_micros()
+        ),
+        (
+            stored.description(),
+            stored.amount(),
+            stored.side(),
+            stored.timestamp().timestamp_micros()
+        )
+    );
+    let by_run = Selection {
+        run: Some("elsewhere".into()),
+        ..Selection::default()
+    };
+    let none = store
+        .transactions_to_classify(&by_run, "next-1", None, 10)
+        .await
+        .expect("an empty selection");
+    assert!(none.todo.is_empty());
+
+    let models = store.models().await.expect("the models");
+    let next = models
+        .iter()
+        .find(|m| m.version == "next-1")
+        .expect("next-1");
+    assert_eq!(
+        (
+            next.kind.as_str(),
+            next.active,
+            next.predictions,
+            next.review_below
+        ),
+        ("file", true, 1, Some(0.7))
+    );
+    assert!(next.registered_at.is_some());
+    let reference = models
+        .iter()
+        .find(|m| m.version == ReferenceModel::VERSION)
+        .expect("reference-1, seen in predictions");
+    assert_eq!(
+        (reference.kind.as_str(), reference.predictions),
+        ("unregistered", 2)
+    );
+
+    let cells = store
+        .diff(ReferenceModel::VERSION, "next-1")
+        .await
+        .expect("a diff");
+    assert_eq!(cells.len(), 1, "{cells:?}");
+    assert_eq!(cells[0].to, "Travel");
+    assert_eq!((cells[0].count, cells[0].amount_cents), (1, -250));
+    assert_eq!(cells[0].examples, [first.id().to_string()]);
+}
+
+#[tokio::test]
+async fn the_postgres_model_registry_keeps_its_contract() {
+    let db = Database::create().await;
+    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+        .await
+        .expect("the sink");
+    registry_contract(&sink).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_model_registry_keeps_its_contract() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sink =
+        txflow_sqlite::SqliteSink::open(&dir.path().join("registry.db"), "test").expect("the sink");
+    registry_contract(&sink).await;
 }
