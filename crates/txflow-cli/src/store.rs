@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use txflow_core::ports::BoxFuture;
 use txflow_core::registry::ModelRegistry;
-use txflow_core::{OffsetStore, ReviewStore, RunLedger, Secret, Sink};
+use txflow_core::replay::ReplayLedger;
+use txflow_core::{OffsetStore, ReviewStore, RunLedger, Sink};
 use txflow_postgres::PostgresSink;
 use txflow_sqlite::SqliteSink;
 
@@ -33,25 +34,10 @@ pub fn default_max_outage() -> Duration {
         .expect("DEFAULT_MAX_OUTAGE is a valid duration")
 }
 
-/// The stream's PostgreSQL, for what only it holds (`what`: replays, model
-/// versions); a missing or non-PostgreSQL URL says so.
-pub async fn open_postgres(url: Option<&Secret>, what: &str) -> Result<PostgresSink> {
-    let Some(url) = url else {
-        bail!(
-            "no database: {what} live in PostgreSQL; give --database-url postgres://... (or DATABASE_URL)"
-        );
-    };
-    let url = url.expose();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        bail!("{what} live in PostgreSQL: give --database-url postgres://... (or DATABASE_URL)");
-    }
-    Ok(PostgresSink::connect(url, VERSION).await?)
-}
-
 /// A database of txflow's schema: where batches are written, the run
 /// ledger, the stream's stored offsets, and whether it answers.
 pub trait Database:
-    Sink + RunLedger + OffsetStore + ReviewStore + ModelRegistry + fmt::Debug
+    Sink + RunLedger + OffsetStore + ReviewStore + ModelRegistry + ReplayLedger + fmt::Debug
 {
     /// Whether the database answers now, for `/health`.
     fn is_up(&self) -> bool;

@@ -38,6 +38,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod record;
 pub mod registry;
+pub mod replay;
 pub mod resilience;
 pub mod review;
 pub mod run;

@@ -33,7 +33,6 @@ mod target;
 pub use connector::PostgresConnector;
 pub use error::{Error, Result};
 pub use migrate::{MIGRATIONS, migrate};
-pub use replays::{Replay, ReplayRow};
 pub use session::Health;
 pub use sink::PostgresSink;
 pub use target::{SslMode, Target};

@@ -1,36 +1,12 @@
 //! The `replays` table: what `txflow dlq replay` sent back, and whether the
 //! stream has stored it since.
 
-use chrono::{DateTime, Utc};
-use txflow_core::{Rejections, StoredRejection};
+use txflow_core::ports::BoxFuture;
+use txflow_core::replay::{Replay, ReplayLedger, ReplayRow};
+use txflow_core::{BoxError, Rejections, StoredRejection};
 
 use crate::error::{Error, Result};
 use crate::sink::PostgresSink;
-
-/// One letter replayed by one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replay {
-    pub letter_topic: String,
-    pub letter_partition: i32,
-    pub letter_offset: i64,
-    pub run_id: String,
-    pub source_topic: String,
-    pub transaction_key: Option<String>,
-    pub error_class: String,
-    pub error_rule: String,
-    /// The attempt the replayed record is (2 for a first replay).
-    pub attempt: i32,
-}
-
-/// A row of the table, with what became of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReplayRow {
-    pub replay: Replay,
-    pub replayed_at: DateTime<Utc>,
-    /// The transaction (its key, a UUID) is in the database with a
-    /// prediction.
-    pub stored: bool,
-}
 
 impl PostgresSink {
     /// Records a replay (again for the same letter and run: no change).
@@ -154,5 +130,15 @@ impl PostgresSink {
                 })
             })
             .await
+    }
+}
+
+impl ReplayLedger for PostgresSink {
+    fn record_replay<'a>(&'a self, replay: &'a Replay) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::record_replay(self, replay).await?) })
+    }
+
+    fn replays(&self) -> BoxFuture<'_, Result<Vec<ReplayRow>, BoxError>> {
+        Box::pin(async move { Ok(PostgresSink::replays(self).await?) })
     }
 }

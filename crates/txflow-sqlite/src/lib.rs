@@ -30,9 +30,11 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../migrations/0004_stream_offsets.sql")),
     (5, include_str!("../migrations/0005_review.sql")),
     (6, include_str!("../migrations/0006_models.sql")),
+    (7, include_str!("../migrations/0007_replays.sql")),
 ];
 
 mod registry;
+mod replays;
 mod review;
 mod values;
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{Value, json};
+use txflow_core::replay::{Replay, ReplayRow};
 use txflow_core::{RunId, Secret};
 use txflow_kafka::dlq::{self, Letter};
-use txflow_postgres::{PostgresSink, Replay};
 
 use crate::kafka_args::KafkaArgs;
 
@@ -79,7 +79,7 @@ enum DlqCommand {
         /// As JSON.
         #[arg(long)]
         json: bool,
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE, hide_env_values = true)]
         database_url: Secret,
         #[command(flatten)]
         kafka: KafkaArgs,
@@ -100,9 +100,10 @@ struct ReplayArgs {
     /// record that keeps failing ends here rather than looping.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
-    /// Where replays are recorded (the stream's PostgreSQL).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<Secret>,
+    /// Where replays are recorded (the stream's database):
+    /// postgres://user:password@host:port/db or sqlite://path/to/file.db.
+    #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE, hide_env_values = true)]
+    database_url: Secret,
     /// The id recorded with each replay; generated when absent.
     #[arg(long)]
     run_id: Option<String>,
@@ -383,8 +384,8 @@ fn print_letter(l: &Letter) {
     println!("  payload  {}\n", readable(l.value.as_deref()));
 }
 
-async fn open_database(url: Option<&Secret>) -> Result<PostgresSink> {
-    crate::store::open_postgres(url, "replays").await
+async fn open_database(url: &Secret) -> Result<crate::store::Store> {
+    crate::store::Store::open(url.expose(), crate::store::default_max_outage()).await
 }
 
 async fn replay(args: ReplayArgs) -> Result<ExitCode> {
@@ -428,7 +429,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let database = open_database(database_url.as_ref()).await?;
+    let database = open_database(&database_url).await?;
     let run_id = match run_id {
         Some(id) => RunId::parse(&id)?,
         None => RunId::generate(),
@@ -456,6 +457,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
                 attempt: i32::try_from(l.attempts() + 1).unwrap_or(i32::MAX),
             })
             .await
+            .map_err(|e| anyhow::anyhow!(e))
             .with_context(|| format!("recording the replay of letter {}", l.name()))?;
     }
     println!(
@@ -468,15 +470,15 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
 }
 
 async fn replays(kafka: &KafkaArgs, database_url: Secret, json: bool) -> Result<()> {
-    let database = open_database(Some(&database_url)).await?;
-    let rows = database.replays().await?;
+    let database = open_database(&database_url).await?;
+    let rows = database.replays().await.map_err(|e| anyhow::anyhow!(e))?;
     // A replayed record that failed again is a letter naming this one.
     let again: BTreeMap<String, Letter> = read(kafka, Select::default())
         .await?
         .into_iter()
         .filter_map(|l| Some((l.replay_of()?.to_owned(), l)))
         .collect();
-    let outcome = |r: &txflow_postgres::ReplayRow| -> String {
+    let outcome = |r: &ReplayRow| -> String {
         let name = format!(
             "{}/{}/{}",
             r.replay.letter_topic, r.replay.letter_partition, r.replay.letter_offset

@@ -13,6 +13,7 @@ use txflow_core::{
 };
 
 use txflow_core::registry::{ModelKind, ModelRegistry, Registration, Selection};
+use txflow_core::replay::{Replay, ReplayLedger};
 
 use crate::harness::Database;
 
@@ -570,4 +571,53 @@ async fn the_sqlite_model_registry_keeps_its_contract() {
     let sink =
         txflow_sqlite::SqliteSink::open(&dir.path().join("registry.db"), "test").expect("the sink");
     registry_contract(&sink).await;
+}
+
+/// Replays: recorded once per letter and run, listed with whether their
+/// transaction is stored with a prediction.
+async fn replay_contract<S: Sink + ReplayLedger>(store: &S) {
+    let b = batch();
+    let predicted = b.predictions[0].transaction_id;
+    let unclassified = b.unclassified[0].transaction_id;
+    store.write_batch(b).await.expect("a batch");
+    let replay = |offset: i64, key: String| Replay {
+        letter_topic: "failed".into(),
+        letter_partition: 0,
+        letter_offset: offset,
+        run_id: "replay-1".into(),
+        source_topic: "transactions".into(),
+        transaction_key: Some(key),
+        error_class: "invalid".into(),
+        error_rule: "amount_format".into(),
+        attempt: 2,
+    };
+    let stored = replay(7, predicted.to_string().to_uppercase());
+    let waiting = replay(8, unclassified.to_string());
+    for r in [&stored, &waiting, &stored] {
+        store.record_replay(r).await.expect("recorded");
+    }
+    let rows = store.replays().await.expect("the replays");
+    let seen: Vec<(i64, bool)> = rows
+        .iter()
+        .map(|r| (r.replay.letter_offset, r.stored))
+        .collect();
+    assert_eq!(seen, [(7, true), (8, false)]);
+    assert_eq!(rows[0].replay, stored);
+}
+
+#[tokio::test]
+async fn the_postgres_replay_ledger_keeps_its_contract() {
+    let db = Database::create().await;
+    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+        .await
+        .expect("the sink");
+    replay_contract(&sink).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_replay_ledger_keeps_its_contract() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sink =
+        txflow_sqlite::SqliteSink::open(&dir.path().join("replays.db"), "test").expect("the sink");
+    replay_contract(&sink).await;
 }

@@ -1,0 +1,90 @@
+//! Dead-letter replays in SQLite: the core's [`ReplayLedger`].
+
+use rusqlite::params;
+use txflow_core::BoxError;
+use txflow_core::ports::BoxFuture;
+use txflow_core::replay::{Replay, ReplayLedger, ReplayRow};
+
+use crate::values::time_of;
+use crate::{SqliteSink, query};
+
+impl ReplayLedger for SqliteSink {
+    fn record_replay<'a>(&'a self, replay: &'a Replay) -> BoxFuture<'a, Result<(), BoxError>> {
+        let r = replay.clone();
+        Box::pin(async move {
+            Ok(self
+                .with_conn(move |conn, path| {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO replays (letter_topic, letter_partition, letter_offset,
+                             run_id, source_topic, transaction_key, error_class, error_rule, attempt)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![
+                            r.letter_topic,
+                            r.letter_partition,
+                            r.letter_offset,
+                            r.run_id,
+                            r.source_topic,
+                            r.transaction_key,
+                            r.error_class,
+                            r.error_rule,
+                            r.attempt,
+                        ],
+                    )
+                    .map_err(query(path, "recording a replay"))?;
+                    Ok(())
+                })
+                .await?)
+        })
+    }
+
+    fn replays(&self) -> BoxFuture<'_, Result<Vec<ReplayRow>, BoxError>> {
+        Box::pin(async move {
+            Ok(self
+                .with_conn(|conn, path| {
+                    let q = |what| query(path, what);
+                    let mut select = conn
+                        .prepare(
+                            "SELECT r.letter_topic, r.letter_partition, r.letter_offset, r.run_id,
+                                    r.source_topic, r.transaction_key, r.error_class, r.error_rule,
+                                    r.attempt, r.replayed_at,
+                                    EXISTS (SELECT 1 FROM predictions p
+                                            WHERE p.transaction_id = lower(r.transaction_key))
+                             FROM replays r
+                             ORDER BY r.replayed_at, r.letter_topic, r.letter_partition, r.letter_offset",
+                        )
+                        .map_err(q("reading replays"))?;
+                    let rows = select
+                        .query_map([], |r| {
+                            Ok((
+                                Replay {
+                                    letter_topic: r.get(0)?,
+                                    letter_partition: r.get(1)?,
+                                    letter_offset: r.get(2)?,
+                                    run_id: r.get(3)?,
+                                    source_topic: r.get(4)?,
+                                    transaction_key: r.get(5)?,
+                                    error_class: r.get(6)?,
+                                    error_rule: r.get(7)?,
+                                    attempt: r.get(8)?,
+                                },
+                                r.get::<_, String>(9)?,
+                                r.get::<_, bool>(10)?,
+                            ))
+                        })
+                        .map_err(q("reading replays"))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map_err(q("reading replays"))?;
+                    rows.into_iter()
+                        .map(|(replay, at, stored)| {
+                            Ok(ReplayRow {
+                                replay,
+                                replayed_at: time_of(path, &at)?,
+                                stored,
+                            })
+                        })
+                        .collect()
+                })
+                .await?)
+        })
+    }
+}
