@@ -34,7 +34,6 @@ use txflow_core::{
 };
 
 use crate::auth::{self, Tokens};
-use crate::tls::TlsListener;
 
 /// The most items one queue request returns.
 pub const MAX_LIMIT: i64 = 1_000;
@@ -121,18 +120,8 @@ pub async fn serve(
     config: ReviewConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    match config.tls.clone() {
-        Some(tls) => {
-            axum::serve(TlsListener::new(listener, tls), router(config))
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, router(config))
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    let tls = config.tls.clone();
+    crate::server::serve_app(listener, tls, router(config), shutdown).await
 }
 
 /// The token of a request: its bearer header, else the page's cookie.

@@ -262,14 +262,26 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    match config.tls.clone() {
+    let tls = config.tls.clone();
+    serve_app(listener, tls, router(config), shutdown).await
+}
+
+/// Serves `app` (over TLS with `tls`) until `shutdown` resolves, then
+/// finishes the requests in flight: what every txflow server does.
+pub(crate) async fn serve_app(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
         Some(tls) => {
-            axum::serve(TlsListener::new(listener, tls), router(config))
+            axum::serve(TlsListener::new(listener, tls), app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         None => {
-            axum::serve(listener, router(config))
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }

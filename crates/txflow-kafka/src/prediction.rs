@@ -24,8 +24,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
-    Amount, Category, Lineage, PREDICTION_EVENT_VERSION, Position, Prediction, PredictionEvent,
-    ProcessingType, RunId, Side, Transaction, TransactionId, TransactionParts,
+    Amount, Batch, Category, Lineage, PREDICTION_EVENT_VERSION, Position, Prediction,
+    PredictionEvent, ProcessingType, RunId, Side, Transaction, TransactionId, TransactionParts,
 };
 
 /// The `schema` field's value.
@@ -153,6 +153,27 @@ pub fn encode_parts(
         },
     };
     serde_json::to_string(&wire).expect("an event always serialises")
+}
+
+/// A batch's predictions events: (key, JSON value, position) of each, in
+/// the batch's order, `needs_review` set for those it queued for review.
+pub fn events(
+    batch: &Batch,
+    predicted_at: DateTime<Utc>,
+) -> impl Iterator<Item = (String, String, Position)> + '_ {
+    let queued = txflow_core::review::queued_ids(batch);
+    batch.predicted().map(move |(tx, p, position)| {
+        let needs_review = queued.contains(&(p.transaction_id, p.model_version.as_str()));
+        let value = encode_parts(
+            tx,
+            p,
+            predicted_at,
+            &batch.lineage,
+            Some(position),
+            needs_review,
+        );
+        (tx.id().to_string(), value, position)
+    })
 }
 
 fn field<T>(field: &'static str, value: Option<T>, problem: &str) -> Result<T, EventError> {

@@ -56,18 +56,7 @@ impl Publisher {
     pub async fn publish(&self, batch: &Batch) -> Result<u64> {
         let predicted_at = chrono::Utc::now();
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.predictions.len());
-        let queued = txflow_core::review::queued_ids(batch);
-        for (tx, p, position) in batch.predicted() {
-            let key = tx.id().to_string();
-            let needs_review = queued.contains(&(p.transaction_id, p.model_version.as_str()));
-            let value = prediction::encode_parts(
-                tx,
-                p,
-                predicted_at,
-                &batch.lineage,
-                Some(position),
-                needs_review,
-            );
+        for (key, value, _) in prediction::events(batch, predicted_at) {
             let record = FutureRecord::to(&self.topic)
                 .key(key.as_bytes())
                 .payload(value.as_bytes())

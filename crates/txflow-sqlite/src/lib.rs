@@ -28,9 +28,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (3, include_str!("../migrations/0003_run_files.sql")),
     (4, include_str!("../migrations/0004_stream_offsets.sql")),
-    (5, include_str!("../migrations/0005_review.sql")),
-    (6, include_str!("../migrations/0006_models.sql")),
-    (7, include_str!("../migrations/0007_replays.sql")),
+    (
+        5,
+        include_str!("../migrations/0005_replays_models_review.sql"),
+    ),
 ];
 
 mod registry;
@@ -63,8 +64,6 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("SQLite database {path} holds a value txflow cannot read back: {what}")]
-    Corrupt { path: PathBuf, what: String },
     #[error("the SQLite worker thread stopped: {0}")]
     Worker(String),
 }

@@ -7,11 +7,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use txflow_core::ports::BoxFuture;
 use txflow_core::registry::{DiffCell, ModelRegistry, ModelRow, Page, Registration, Selection};
-use txflow_core::transaction::{Side, TransactionId, TransactionParts};
+use txflow_core::transaction::{TransactionId, TransactionParts};
 use txflow_core::{BoxError, Prediction, ReviewRequest, Transaction};
 
-use crate::values::{amount_of, corrupt, id_of, time_of};
-use crate::{Result, SqliteSink, begin_write, query, review};
+use crate::{Result, SqliteSink, begin_write, query, review, values};
 
 fn register(conn: &mut Connection, path: &Path, m: &Registration<'_>) -> Result<()> {
     conn.execute(
@@ -67,54 +66,28 @@ fn models(conn: &Connection, path: &Path) -> Result<Vec<ModelRow>> {
              ORDER BY registered_at IS NULL, registered_at, version",
         )
         .map_err(q("reading models"))?;
-    type Row = (
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        bool,
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<f64>,
-    );
-    let rows = select
+    select
         .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-            ))
+            let at: Option<String> = r.get(4)?;
+            Ok(ModelRow {
+                version: r.get(0)?,
+                name: r.get(1)?,
+                kind: r.get(2)?,
+                location: r.get(3)?,
+                registered_at: match at {
+                    Some(_) => Some(values::time(r, 4)?),
+                    None => None,
+                },
+                active: r.get(5)?,
+                predictions: r.get(6)?,
+                labels: r.get(7)?,
+                metrics: r.get(8)?,
+                review_below: r.get(9)?,
+            })
         })
         .map_err(q("reading models"))?
-        .collect::<rusqlite::Result<Vec<Row>>>()
-        .map_err(q("reading models"))?;
-    rows.into_iter()
-        .map(
-            |(version, name, kind, location, at, active, predictions, labels, metrics, below)| {
-                Ok(ModelRow {
-                    version,
-                    name,
-                    kind,
-                    location,
-                    registered_at: at.as_deref().map(|t| time_of(path, t)).transpose()?,
-                    active,
-                    predictions,
-                    labels,
-                    metrics,
-                    review_below: below,
-                })
-            },
-        )
-        .collect()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(q("reading models"))
 }
 
 /// A time as the bound of a `julianday` comparison (stored times are RFC
@@ -150,17 +123,7 @@ fn to_classify(
              ORDER BY t.id LIMIT ?8",
         )
         .map_err(q("preparing the reclassification query"))?;
-    type Row = (
-        String,
-        String,
-        String,
-        i64,
-        String,
-        Option<String>,
-        String,
-        String,
-        bool,
-    );
+    // (id, the transaction, whether `version` classified it).
     let rows = select
         .query_map(
             params![
@@ -174,43 +137,30 @@ fn to_classify(
                 limit,
             ],
             |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
+                let transaction = Transaction::from(TransactionParts {
+                    id: values::id(r, 0)?,
+                    source_id: r.get(1)?,
+                    description: r.get(2)?,
+                    amount: values::amount(r, 3)?,
+                    timestamp: values::time(r, 4)?,
+                    merchant: r.get(5)?,
+                    operation_type: r.get(6)?,
+                    side: values::side(r, 7)?,
+                });
+                Ok((transaction, r.get::<_, bool>(8)?))
             },
         )
         .map_err(q("reading transactions to classify"))?
-        .collect::<rusqlite::Result<Vec<Row>>>()
+        .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(q("reading transactions to classify"))?;
-    let last = rows.last().map(|r| id_of(path, &r.0)).transpose()?;
-    let todo = rows
-        .into_iter()
-        .filter(|r| !r.8)
-        .map(
-            |(id, source_id, description, cents, ts, merchant, op, side, _)| {
-                Ok(Transaction::from(TransactionParts {
-                    id: id_of(path, &id)?,
-                    source_id,
-                    description,
-                    amount: amount_of(path, cents)?,
-                    timestamp: time_of(path, &ts)?,
-                    merchant,
-                    operation_type: op,
-                    side: Side::parse(&side)
-                        .ok_or_else(|| corrupt(path, format!("transaction {id}: side {side:?}")))?,
-                }))
-            },
-        )
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Page { last, todo })
+    Ok(Page {
+        last: rows.last().map(|(t, _)| t.id()),
+        todo: rows
+            .into_iter()
+            .filter(|(_, done)| !done)
+            .map(|(t, _)| t)
+            .collect(),
+    })
 }
 
 fn add_predictions(

@@ -5,8 +5,7 @@ use txflow_core::BoxError;
 use txflow_core::ports::BoxFuture;
 use txflow_core::replay::{Replay, ReplayLedger, ReplayRow};
 
-use crate::values::time_of;
-use crate::{SqliteSink, query};
+use crate::{SqliteSink, query, values};
 
 impl ReplayLedger for SqliteSink {
     fn record_replay<'a>(&'a self, replay: &'a Replay) -> BoxFuture<'a, Result<(), BoxError>> {
@@ -53,10 +52,10 @@ impl ReplayLedger for SqliteSink {
                              ORDER BY r.replayed_at, r.letter_topic, r.letter_partition, r.letter_offset",
                         )
                         .map_err(q("reading replays"))?;
-                    let rows = select
+                    select
                         .query_map([], |r| {
-                            Ok((
-                                Replay {
+                            Ok(ReplayRow {
+                                replay: Replay {
                                     letter_topic: r.get(0)?,
                                     letter_partition: r.get(1)?,
                                     letter_offset: r.get(2)?,
@@ -67,22 +66,13 @@ impl ReplayLedger for SqliteSink {
                                     error_rule: r.get(7)?,
                                     attempt: r.get(8)?,
                                 },
-                                r.get::<_, String>(9)?,
-                                r.get::<_, bool>(10)?,
-                            ))
+                                replayed_at: values::time(r, 9)?,
+                                stored: r.get(10)?,
+                            })
                         })
                         .map_err(q("reading replays"))?
                         .collect::<rusqlite::Result<Vec<_>>>()
-                        .map_err(q("reading replays"))?;
-                    rows.into_iter()
-                        .map(|(replay, at, stored)| {
-                            Ok(ReplayRow {
-                                replay,
-                                replayed_at: time_of(path, &at)?,
-                                stored,
-                            })
-                        })
-                        .collect()
+                        .map_err(q("reading replays"))
                 })
                 .await?)
         })

@@ -7,13 +7,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 use txflow_core::ports::BoxFuture;
 use txflow_core::review::{self, check_label};
-use txflow_core::transaction::{Side, TransactionId};
+use txflow_core::transaction::TransactionId;
 use txflow_core::{
-    BoxError, Label, LabelError, LabelSource, LabeledTransaction, Progress, QueueFilter,
-    QueuedItem, ReviewRequest, ReviewStore,
+    BoxError, Label, LabelError, LabeledTransaction, Progress, QueueFilter, QueuedItem,
+    ReviewRequest, ReviewStore,
 };
 
-use crate::values::{amount_of, category_of, corrupt, id_of, time_of};
+use crate::values;
 use crate::{Result, SqliteSink, begin_write, query};
 
 /// Review requests, in the caller's transaction (a batch's, a
@@ -102,58 +102,26 @@ fn queued(conn: &rusqlite::Connection, path: &Path, f: &QueueFilter) -> Result<V
              LIMIT ?3",
         )
         .map_err(q("preparing the review-queue query"))?;
-    type Row = (
-        String,
-        String,
-        Option<String>,
-        i64,
-        String,
-        String,
-        String,
-        Option<f64>,
-        String,
-        Option<String>,
-        String,
-    );
-    let rows = select
+    select
         .query_map(params![f.model_version, f.category, f.limit], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-            ))
+            let labels: Option<String> = r.get(9)?;
+            Ok(QueuedItem {
+                transaction_id: values::id(r, 0)?,
+                description: r.get(1)?,
+                merchant: r.get(2)?,
+                amount: values::amount(r, 3)?,
+                timestamp: values::time(r, 4)?,
+                model_version: r.get(5)?,
+                category: values::category(r, 6)?,
+                confidence: r.get(7)?,
+                top: values::top(r, 8)?,
+                labels: labels.map(|l| l.lines().map(str::to_owned).collect()),
+                queued_at: values::time(r, 10)?,
+            })
         })
         .map_err(q("reading the review queue"))?
-        .collect::<rusqlite::Result<Vec<Row>>>()
-        .map_err(q("reading the review queue"))?;
-    rows.into_iter()
-        .map(
-            |(id, description, merchant, cents, ts, model, cat, conf, top, labels, at)| {
-                Ok(QueuedItem {
-                    transaction_id: id_of(path, &id)?,
-                    description,
-                    merchant,
-                    amount: amount_of(path, cents)?,
-                    timestamp: time_of(path, &ts)?,
-                    model_version: model,
-                    category: category_of(path, &cat)?,
-                    confidence: conf,
-                    top: review::decode_top(&top)
-                        .ok_or_else(|| corrupt(path, format!("review item {id}: top")))?,
-                    labels: labels.map(|l| l.lines().map(str::to_owned).collect()),
-                    queued_at: time_of(path, &at)?,
-                })
-            },
-        )
-        .collect()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(q("reading the review queue"))
 }
 
 fn progress(conn: &rusqlite::Connection, path: &Path) -> Result<Progress> {
@@ -259,59 +227,25 @@ fn labeled(
              ORDER BY l.labeled_at, t.id",
         )
         .map_err(q("preparing the labels query"))?;
-    type Row = (
-        String,
-        String,
-        Option<String>,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-    );
-    let rows = select
+    select
         .query_map([since], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-            ))
+            Ok(LabeledTransaction {
+                transaction_id: values::id(r, 0)?,
+                description: r.get(1)?,
+                merchant: r.get(2)?,
+                amount: values::amount(r, 3)?,
+                side: values::side(r, 4)?,
+                operation_type: r.get(5)?,
+                timestamp: values::time(r, 6)?,
+                category: values::category(r, 7)?,
+                labeled_by: r.get(8)?,
+                labeled_at: values::time(r, 9)?,
+                source: values::source(r, 10)?,
+            })
         })
         .map_err(q("reading labels"))?
-        .collect::<rusqlite::Result<Vec<Row>>>()
-        .map_err(q("reading labels"))?;
-    rows.into_iter()
-        .map(
-            |(id, description, merchant, cents, side, op, ts, cat, by, at, source)| {
-                Ok(LabeledTransaction {
-                    transaction_id: id_of(path, &id)?,
-                    description,
-                    merchant,
-                    amount: amount_of(path, cents)?,
-                    side: Side::parse(&side)
-                        .ok_or_else(|| corrupt(path, format!("transaction {id}: side {side:?}")))?,
-                    operation_type: op,
-                    timestamp: time_of(path, &ts)?,
-                    category: category_of(path, &cat)?,
-                    labeled_by: by,
-                    labeled_at: time_of(path, &at)?,
-                    source: LabelSource::parse(&source)
-                        .ok_or_else(|| corrupt(path, format!("label {id}: source {source:?}")))?,
-                })
-            },
-        )
-        .collect()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(q("reading labels"))
 }
 
 impl ReviewStore for SqliteSink {

@@ -1,38 +1,81 @@
-//! Reading back what txflow wrote: a value that does not parse is a
-//! corrupt database, named with the file.
+//! Reading back what txflow wrote, column by column: a value that does not
+//! parse is a conversion error naming its column, which the caller's
+//! `query(path, what)` turns into an error naming the file.
 
-use std::path::Path;
+use std::fmt;
 
 use chrono::{DateTime, Utc};
-use txflow_core::Category;
-use txflow_core::transaction::{Amount, TransactionId};
+use rusqlite::Row;
+use rusqlite::types::Type;
+use txflow_core::review::{self, Ranked};
+use txflow_core::transaction::{Amount, Side, TransactionId};
+use txflow_core::{Category, LabelSource};
 
-use crate::{Error, Result};
+/// What a column held that txflow did not write.
+#[derive(Debug)]
+struct Unreadable(String);
 
-/// A value read back that is not what txflow wrote.
-pub(crate) fn corrupt(path: &Path, what: String) -> Error {
-    Error::Corrupt {
-        path: path.to_owned(),
-        what,
+impl fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not what txflow writes: {}", self.0)
     }
 }
 
-pub(crate) fn id_of(path: &Path, text: &str) -> Result<TransactionId> {
-    uuid::Uuid::parse_str(text)
-        .map(TransactionId::from_uuid)
-        .map_err(|_| corrupt(path, format!("transaction id {text:?}")))
+impl std::error::Error for Unreadable {}
+
+/// Column `i` as text, parsed by `parse`.
+fn parsed<T>(
+    r: &Row<'_>,
+    i: usize,
+    what: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            Type::Text,
+            Box::new(Unreadable(format!("{what} {text:?}"))),
+        )
+    })
 }
 
-pub(crate) fn time_of(path: &Path, text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| corrupt(path, format!("time {text:?}")))
+pub(crate) fn id(r: &Row<'_>, i: usize) -> rusqlite::Result<TransactionId> {
+    parsed(r, i, "transaction id", TransactionId::parse)
 }
 
-pub(crate) fn category_of(path: &Path, name: &str) -> Result<Category> {
-    Category::new(name).map_err(|e| corrupt(path, e.to_string()))
+pub(crate) fn time(r: &Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    parsed(r, i, "time", |t| {
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    })
 }
 
-pub(crate) fn amount_of(path: &Path, cents: i64) -> Result<Amount> {
-    Amount::from_cents(cents).ok_or_else(|| corrupt(path, format!("amount of {cents} cents")))
+pub(crate) fn category(r: &Row<'_>, i: usize) -> rusqlite::Result<Category> {
+    parsed(r, i, "category", |c| Category::new(c).ok())
+}
+
+pub(crate) fn side(r: &Row<'_>, i: usize) -> rusqlite::Result<Side> {
+    parsed(r, i, "side", Side::parse)
+}
+
+pub(crate) fn source(r: &Row<'_>, i: usize) -> rusqlite::Result<LabelSource> {
+    parsed(r, i, "label source", LabelSource::parse)
+}
+
+pub(crate) fn top(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<Ranked>> {
+    parsed(r, i, "ranking", review::decode_top)
+}
+
+/// Column `i` holds cents (`CAST(round(amount * 100) AS INTEGER)`).
+pub(crate) fn amount(r: &Row<'_>, i: usize) -> rusqlite::Result<Amount> {
+    let cents: i64 = r.get(i)?;
+    Amount::from_cents(cents).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            Type::Integer,
+            Box::new(Unreadable(format!("amount of {cents} cents"))),
+        )
+    })
 }

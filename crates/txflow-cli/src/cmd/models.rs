@@ -8,7 +8,7 @@ use serde_json::json;
 use txflow_core::registry::{ModelKind, Registration};
 use txflow_core::{ReviewBelow, Secret};
 
-use crate::store::{DEFAULT_DATABASE, Store};
+use crate::store::{DEFAULT_DATABASE, Database, Store};
 
 /// List, register and activate model versions.
 ///
@@ -81,6 +81,26 @@ pub(crate) async fn file_description(version: &str, location: &str) -> Result<(S
     Ok((serde_json::to_string(&header.labels)?, metrics.to_string()))
 }
 
+/// Registers a model; a model file is read first (it must hold the
+/// version) and its label set and training metrics recorded with it.
+pub(crate) async fn register(database: &dyn Database, model: Registration<'_>) -> Result<()> {
+    let described = match (model.kind, model.location) {
+        (ModelKind::File, Some(location)) => Some(file_description(model.version, location).await?),
+        (ModelKind::File, None) => {
+            bail!("--kind file needs --location, the model file's path or URL")
+        }
+        _ => None,
+    };
+    database.register(model).await.map_err(store_error)?;
+    if let Some((labels, metrics)) = described {
+        database
+            .describe_model(model.version, &labels, &metrics)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
+}
+
 /// The database of model versions, reclassifications and diffs.
 pub(crate) async fn open(url: &Secret) -> Result<Store> {
     Store::open(url.expose(), crate::store::default_max_outage()).await
@@ -137,32 +157,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             location,
             review_below,
         } => {
-            // A model file says what it is: check it before registering.
-            let described = match (kind.as_str(), location.as_deref()) {
-                ("file", Some(location)) => Some(file_description(&version, location).await?),
-                ("file", None) => {
-                    bail!("--kind file needs --location, the model file's path or URL")
-                }
-                _ => None,
-            };
             let name = name.unwrap_or_else(|| crate::learned::model_name(&version).to_owned());
             let kind = ModelKind::parse(&kind)
                 .ok_or_else(|| anyhow::anyhow!("--kind {kind:?}: use builtin, http or file"))?;
-            database
-                .register(Registration {
-                    version: &version,
-                    name: &name,
-                    kind,
-                    location: location.as_deref(),
-                })
-                .await
-                .map_err(store_error)?;
-            if let Some((labels, metrics)) = described {
-                database
-                    .describe_model(&version, &labels, &metrics)
-                    .await
-                    .map_err(store_error)?;
-            }
+            let model = Registration {
+                version: &version,
+                name: &name,
+                kind,
+                location: location.as_deref(),
+            };
+            register(&*database, model).await?;
             if let Some(below) = review_below {
                 database
                     .set_review_below(&version, Some(below.get()))

@@ -136,24 +136,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None => RunId::generate(),
     };
     if !args.dry_run {
-        database
-            .register(Registration {
-                version: &version,
-                name: &name,
-                kind,
-                location: location.as_deref(),
-            })
-            .await
-            .map_err(store_error)?;
-        // A model file records its label set and metrics, as `models
-        // register` does.
-        if let (ModelKind::File, Some(location)) = (kind, location.as_deref()) {
-            let (labels, metrics) = super::models::file_description(&version, location).await?;
-            database
-                .describe_model(&version, &labels, &metrics)
-                .await
-                .map_err(store_error)?;
-        }
+        let model = Registration {
+            version: &version,
+            name: &name,
+            kind,
+            location: location.as_deref(),
+        };
+        super::models::register(&*database, model).await?;
     }
     tracing::info!(%run_id, model = %version, classifier = %classifier.describe(&args.classifier),
         dry_run = args.dry_run, "reclassifying");

@@ -102,18 +102,7 @@ impl Publisher<'_> {
         let mut deliveries: Vec<(&str, DeliveryFuture)> =
             Vec::with_capacity(batch.predictions.len() + dead.len());
         let predicted_at = Utc::now();
-        let queued = txflow_core::review::queued_ids(batch);
-        for (tx, p, position) in batch.predicted() {
-            let key = tx.id().to_string();
-            let needs_review = queued.contains(&(p.transaction_id, p.model_version.as_str()));
-            let value = prediction::encode_parts(
-                tx,
-                p,
-                predicted_at,
-                &batch.lineage,
-                Some(position),
-                needs_review,
-            );
+        for (key, value, position) in prediction::events(batch, predicted_at) {
             // The sinks continue the record's trace.
             let mut headers = prediction::headers();
             let traceparent = traces.traceparent(position.offset as i64);

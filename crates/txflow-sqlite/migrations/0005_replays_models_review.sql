@@ -1,5 +1,36 @@
--- Version 5: the review loop (see the PostgreSQL migration of the same
--- name): the review queue, people's labels, and views where a label wins.
+-- Version 5: SQLite catches up with the PostgreSQL migrations 6 to 9 (see
+-- those files for the reasons): dead-letter replays, models as versions
+-- (one may be active; a model's label set, training metrics and default
+-- review threshold), and the review loop (the queue, people's labels).
+-- The view of each transaction's category prefers a label, then the
+-- active model's prediction, then the latest.
+
+CREATE TABLE replays (
+    letter_topic      TEXT NOT NULL,
+    letter_partition  INTEGER NOT NULL,
+    letter_offset     INTEGER NOT NULL,
+    run_id            TEXT NOT NULL,
+    source_topic      TEXT NOT NULL,
+    transaction_key   TEXT,
+    error_class       TEXT NOT NULL,
+    error_rule        TEXT NOT NULL,
+    attempt           INTEGER NOT NULL,
+    replayed_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (letter_topic, letter_partition, letter_offset, run_id)
+);
+
+CREATE TABLE models (
+    version        TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('builtin', 'http', 'file')),
+    location       TEXT,
+    registered_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    active         INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+    labels         TEXT,
+    metrics        TEXT,
+    review_below   REAL CHECK (review_below > 0 AND review_below <= 1)
+);
+CREATE UNIQUE INDEX models_one_active ON models (active) WHERE active = 1;
 
 CREATE TABLE review_label_sets (
     model_version TEXT PRIMARY KEY,
@@ -45,7 +76,8 @@ LEFT JOIN labels l ON l.transaction_id = t.id
 LEFT JOIN predictions p
   ON p.rowid = (SELECT rowid FROM predictions
                 WHERE transaction_id = t.id
-                ORDER BY predicted_at DESC, model_version DESC
+                ORDER BY model_version IS (SELECT version FROM models WHERE active = 1) DESC,
+                         predicted_at DESC, model_version DESC
                 LIMIT 1);
 
 CREATE VIEW category_totals AS
