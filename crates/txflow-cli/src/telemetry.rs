@@ -1,7 +1,12 @@
-//! Logging (human-readable on a terminal, JSON lines otherwise) and, when
-//! asked for, traces exported over OTLP (see `txflow_trace`).
+//! Logging (human-readable on a terminal, JSON lines otherwise), when
+//! asked for, traces exported over OTLP (see `txflow_trace`), and the
+//! operators' `/health` and `/metrics` of a long-running command.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use txflow_http::server::HealthChecks;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -73,4 +78,20 @@ pub fn init(
         .with(traces)
         .init();
     Ok(Some(guard))
+}
+
+/// Binds `listen` and serves `/health` (from `checks`) and `/metrics` there
+/// in the background; returns the bound address.
+pub async fn serve_ops(listen: SocketAddr, checks: HealthChecks) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} for /metrics (try --metrics-listen)"))?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move {
+        let router = txflow_http::server::ops_router(checks);
+        if let Err(e) = txflow_http::server::serve_router(listener, router).await {
+            tracing::error!(error = %e, "the /metrics server stopped");
+        }
+    });
+    Ok(address)
 }

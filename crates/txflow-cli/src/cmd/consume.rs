@@ -103,7 +103,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 
     let health_store = store.clone();
     let checks: HealthChecks = Arc::new(move || vec![("database", health_store.is_up())]);
-    let metrics_address = serve_ops(args.metrics_listen, checks).await?;
+    let metrics_address = crate::telemetry::serve_ops(args.metrics_listen, checks).await?;
 
     let run_id = RunId::parse(&format!("{}/{}", args.group, member))?;
     let mut summary = RunSummary::start(run_id.clone(), ProcessingType::Streaming, Utc::now());
@@ -146,18 +146,3 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Binds `listen` and serves `/health` (from `checks`) and `/metrics` there
-/// in the background; returns the bound address.
-pub(crate) async fn serve_ops(listen: SocketAddr, checks: HealthChecks) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen} for /metrics (try --metrics-listen)"))?;
-    let address = listener.local_addr()?;
-    tokio::spawn(async move {
-        let router = txflow_http::server::ops_router(checks);
-        if let Err(e) = txflow_http::server::serve_router(listener, router).await {
-            tracing::error!(error = %e, "the /metrics server stopped");
-        }
-    });
-    Ok(address)
-}

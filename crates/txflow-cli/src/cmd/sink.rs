@@ -122,7 +122,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let up = Arc::new(AtomicBool::new(true));
     let store_up = Arc::clone(&up);
     let checks: HealthChecks = Arc::new(move || vec![("store", store_up.load(Ordering::Relaxed))]);
-    let metrics_address = super::consume::serve_ops(args.metrics_listen, checks).await?;
+    let metrics_address = crate::telemetry::serve_ops(args.metrics_listen, checks).await?;
     tracing::info!(%group, %member, topic = %config.topic, store = %connector.describe(),
         metrics = %metrics_address, "sinking");
     let done = sink::run(&config, connector, up, crate::signal::shutdown()).await?;

@@ -191,7 +191,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let report = report::Report::new(crate::catalogue::install(), gateway);
     if let Some(listen) = args.metrics_listen {
-        let address = super::consume::serve_ops(listen, std::sync::Arc::new(Vec::new)).await?;
+        let address = crate::telemetry::serve_ops(listen, std::sync::Arc::new(Vec::new)).await?;
         tracing::info!(%address, "serving /metrics and /health");
     }
 
