@@ -145,4 +145,3 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
-

@@ -267,95 +267,67 @@ fn quantile(
 }
 
 fn view(url: &str, before: &Scrape, after: &Scrape, seconds: f64) -> View {
+    // The names from the crates' catalogues, which docs/METRICS.md is
+    // checked against.
+    use txflow_http::client::metric as client;
+    use txflow_http::server::metric as serve;
+    use txflow_kafka::consume::metric as stream;
+    use txflow_kafka::sink::metric as sink;
+    use txflow_postgres::metric as database;
     let has = |name: &str| after.samples.iter().any(|s| s.metric == name);
     let mut v = View {
         url: url.to_owned(),
         ..View::default()
     };
     let db_write = [("operation", "writing a batch")];
-    if has("txflow_stream_records_consumed_total") {
+    if has(stream::CONSUMED) {
         v.kind = "consume".into();
-        v.in_rate = rate(
-            before,
-            after,
-            "txflow_stream_records_consumed_total",
-            &[],
-            seconds,
-        );
-        v.out_rate = rate(
-            before,
-            after,
-            "txflow_stream_transactions_written_total",
-            &[],
-            seconds,
-        );
-        v.dead_rate = rate(
-            before,
-            after,
-            "txflow_stream_dead_letters_total",
-            &[],
-            seconds,
-        )
-        .or(Some(0.0));
-        v.p99 = quantile(before, after, "txflow_stream_end_to_end_seconds", &[], 0.99);
-    } else if has("txflow_sink_records_read_total") {
+        v.in_rate = rate(before, after, stream::CONSUMED, &[], seconds);
+        v.out_rate = rate(before, after, stream::WRITTEN, &[], seconds);
+        v.dead_rate = rate(before, after, stream::DEAD_LETTERS, &[], seconds).or(Some(0.0));
+        v.p99 = quantile(before, after, stream::END_TO_END_SECONDS, &[], 0.99);
+    } else if has(sink::READ) {
         let sink = after
             .samples
             .iter()
-            .find(|s| s.metric == "txflow_sink_records_read_total")
+            .find(|s| s.metric == sink::READ)
             .and_then(|s| s.labels.get("sink"))
             .unwrap_or("?");
         v.kind = format!("sink {sink}");
-        v.in_rate = rate(
-            before,
-            after,
-            "txflow_sink_records_read_total",
-            &[],
-            seconds,
-        );
-        v.out_rate = rate(
-            before,
-            after,
-            "txflow_sink_records_written_total",
-            &[],
-            seconds,
-        );
+        v.in_rate = rate(before, after, sink::READ, &[], seconds);
+        v.out_rate = rate(before, after, sink::WRITTEN, &[], seconds);
         let refused = rate(
             before,
             after,
-            "txflow_sink_errors_total",
+            sink::ERRORS,
             &[("class", "refused")],
             seconds,
         );
-        let decode = rate(
-            before,
-            after,
-            "txflow_sink_errors_total",
-            &[("class", "decode")],
-            seconds,
-        );
+        let decode = rate(before, after, sink::ERRORS, &[("class", "decode")], seconds);
         v.dead_rate = Some(refused.unwrap_or(0.0) + decode.unwrap_or(0.0));
-        v.p99 = quantile(before, after, "txflow_sink_write_seconds", &[], 0.99);
-    } else if has("txflow_http_requests_total") {
+        v.p99 = quantile(before, after, sink::WRITE_SECONDS, &[], 0.99);
+    } else if has(serve::REQUESTS) {
         v.kind = "serve".into();
         // Transactions received: the sum of the request sizes.
-        v.in_rate = rate(before, after, "txflow_predict_batch_size_sum", &[], seconds);
-        v.out_rate = rate(before, after, "txflow_predictions_total", &[], seconds);
+        v.in_rate = rate(
+            before,
+            after,
+            &format!("{}_sum", serve::BATCH_SIZE),
+            &[],
+            seconds,
+        );
+        v.out_rate = rate(before, after, serve::PREDICTIONS, &[], seconds);
         v.p99 = quantile(
             before,
             after,
-            "txflow_http_request_duration_seconds",
+            serve::LATENCY,
             &[("route", "/predict")],
             0.99,
         );
     } else {
         v.kind = "?".into();
     }
-    for s in after
-        .samples
-        .iter()
-        .filter(|s| s.metric == "txflow_consumer_lag")
-    {
+    for s in after.samples.iter().filter(|s| s.metric == stream::LAG) {
         if let Value::Gauge(n) = s.value {
             let topic = s.labels.get("topic").unwrap_or("?");
             let partition = s.labels.get("partition").unwrap_or("?");
@@ -363,20 +335,13 @@ fn view(url: &str, before: &Scrape, after: &Scrape, seconds: f64) -> View {
         }
     }
     v.lag.sort_by(|a, b| a.0.cmp(&b.0));
-    v.circuit =
-        total(after, "txflow_classifier_circuit_state", &[]).map(|state| match state as i64 {
-            0 => "closed",
-            1 => "open",
-            2 => "half-open",
-            _ => "?",
-        });
-    v.db_write_p99 = quantile(
-        before,
-        after,
-        "txflow_database_operation_seconds",
-        &db_write,
-        0.99,
-    );
+    v.circuit = total(after, client::CIRCUIT, &[]).map(|state| match state as i64 {
+        0 => "closed",
+        1 => "open",
+        2 => "half-open",
+        _ => "?",
+    });
+    v.db_write_p99 = quantile(before, after, database::OPERATION_SECONDS, &db_write, 0.99);
     v
 }
 
