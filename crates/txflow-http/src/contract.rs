@@ -8,10 +8,9 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use txflow_core::transaction::{DecimalMark, parse_timestamp};
-use txflow_core::{Amount, Side, Transaction, TransactionId, TransactionParts};
+use txflow_core::transaction::DecimalMark;
+use txflow_core::{Column, Position, RawRecord, Transaction, Validator};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 /// One transaction to classify.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -56,65 +55,43 @@ impl<'a> PredictItem<'a> {
         }
     }
 
-    /// The transaction this item describes, or what is wrong with it.
-    pub fn parse(&self, index: usize) -> Result<Transaction, Vec<Problem>> {
-        let mut problems = Vec::new();
-        let mut problem = |field: &str, message: String| {
-            problems.push(Problem {
-                index: Some(index),
-                field: Some(field.to_owned()),
-                message,
-            })
+    /// The transaction this item describes, or the rule it breaks: the
+    /// item is judged by the core's [`Validator`] as a CSV row or a stream
+    /// event is (the same rules and rule names), with ids that must be UUIDs.
+    pub fn parse(&self, index: usize, validator: &Validator) -> Result<Transaction, Problem> {
+        let amount = self.amount.to_string();
+        let fields = Column::ALL.map(|column| match column {
+            Column::Id => Some(self.id.as_bytes()),
+            Column::Description => Some(self.description.as_bytes()),
+            Column::Amount => Some(amount.as_bytes()),
+            Column::Timestamp => Some(self.timestamp.as_bytes()),
+            Column::Merchant => self.merchant.as_deref().map(str::as_bytes),
+            Column::OperationType => Some(self.operation_type.as_bytes()),
+            Column::Side => Some(self.side.as_bytes()),
+        });
+        let record = RawRecord {
+            position: Position {
+                line: index as u64,
+                offset: 0,
+            },
+            raw: b"",
+            fields,
+            field_count: Column::ALL.len(),
+            expected_fields: Column::ALL.len(),
+            oversized: None,
         };
-        let id = Uuid::try_parse(&self.id)
-            .map_err(|_| problem("id", format!("{:?} is not a UUID", self.id)))
-            .ok();
-        let amount = if self.amount.is_finite() {
-            Amount::parse(&self.amount.to_string(), DecimalMark::Point)
-                .map_err(|e| problem("amount", format!("{}: {e}", self.amount)))
-                .ok()
-        } else {
-            problem("amount", "must be a finite number".into());
-            None
-        };
-        let timestamp = parse_timestamp(&self.timestamp);
-        if timestamp.is_none() {
-            problem(
-                "timestamp",
-                format!("{:?} is not an ISO 8601 date and time", self.timestamp),
-            );
-        }
-        let side = Side::parse(&self.side);
-        if side.is_none() {
-            problem(
-                "side",
-                format!("{:?} is neither \"debit\" nor \"credit\"", self.side),
-            );
-        }
-        for (field, value) in [
-            ("description", &self.description),
-            ("operation_type", &self.operation_type),
-        ] {
-            if value.trim().is_empty() {
-                problem(field, "must not be empty".into());
-            }
-        }
-        match (id, amount, timestamp, side) {
-            (Some(id), Some(amount), Some(timestamp), Some(side)) if problems.is_empty() => {
-                Ok(Transaction::from(TransactionParts {
-                    id: TransactionId::from_uuid(id),
-                    source_id: self.id.to_string(),
-                    description: self.description.to_string(),
-                    amount,
-                    timestamp,
-                    merchant: self.merchant.as_ref().map(|m| m.to_string()),
-                    operation_type: self.operation_type.to_string(),
-                    side,
-                }))
-            }
-            _ => Err(problems),
-        }
+        validator.validate(&record).map_err(|v| Problem {
+            index: Some(index),
+            field: v.field.map(|c| c.name().to_owned()),
+            rule: Some(v.rule.name().to_owned()),
+            message: v.message,
+        })
     }
+}
+
+/// The validator of `/predict` items: point decimals, UUID ids.
+pub fn validator() -> Validator {
+    Validator::new("http://predict".into(), DecimalMark::Point).requiring_uuid_ids()
 }
 
 /// The classification of one transaction.
@@ -139,6 +116,10 @@ pub struct Problem {
     /// The item's position in the request array; absent for the whole body.
     pub index: Option<usize>,
     pub field: Option<String>,
+    /// The validation rule broken (as CSV rows and stream events name it:
+    /// `amount_format`, `side_sign`, ...); absent for a problem of shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     pub message: String,
 }
 
@@ -176,6 +157,7 @@ pub fn shape_problems(body: &[u8]) -> Vec<Problem> {
         vec![Problem {
             index: None,
             field: None,
+            rule: None,
             message,
         }]
     };
@@ -192,6 +174,7 @@ pub fn shape_problems(body: &[u8]) -> Vec<Problem> {
             problems.push(Problem {
                 index: Some(index),
                 field: None,
+                rule: None,
                 message: "each item must be a JSON object".into(),
             });
             continue;
@@ -215,6 +198,7 @@ pub fn shape_problems(body: &[u8]) -> Vec<Problem> {
                 problems.push(Problem {
                     index: Some(index),
                     field: Some(name.to_owned()),
+                    rule: None,
                     message,
                 });
             }

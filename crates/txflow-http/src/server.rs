@@ -89,6 +89,8 @@ impl Default for ServerConfig {
 struct AppState {
     config: ServerConfig,
     metrics: PrometheusHandle,
+    /// The core's rules, as for CSV rows and stream events.
+    validator: txflow_core::Validator,
 }
 
 /// The process's Prometheus recorder, installed on first use.
@@ -166,6 +168,7 @@ pub fn router(config: ServerConfig) -> Router {
     let state = Arc::new(AppState {
         config,
         metrics: metrics_handle(),
+        validator: crate::contract::validator(),
     });
     let mut guarded = Router::new().route("/predict", post(predict));
     let mut open = Router::new()
@@ -318,7 +321,7 @@ async fn predict(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         .get(txflow_trace::HEADER)
         .map(axum::http::HeaderValue::as_bytes);
     let span = txflow_trace::span("txflow.predict", "server", parent);
-    let response = span.in_scope(|| classify(&state.config, &body));
+    let response = span.in_scope(|| classify(&state.config, &state.validator, &body));
     let status = response.status();
     metrics::counter!(metric::REQUESTS, "route" => "/predict", "status" => status.as_str().to_owned())
         .increment(1);
@@ -327,7 +330,7 @@ async fn predict(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     response
 }
 
-fn classify(config: &ServerConfig, body: &[u8]) -> Response {
+fn classify(config: &ServerConfig, validator: &txflow_core::Validator, body: &[u8]) -> Response {
     let items: Vec<PredictItem<'_>> = match serde_json::from_slice(body) {
         Ok(items) => items,
         Err(_) => return problems(shape_problems(body)),
@@ -350,9 +353,9 @@ fn classify(config: &ServerConfig, body: &[u8]) -> Response {
     let mut all_problems = Vec::new();
     let mut transactions = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        match item.parse(index) {
+        match item.parse(index, validator) {
             Ok(tx) => transactions.push(tx),
-            Err(p) => all_problems.extend(p),
+            Err(p) => all_problems.push(p),
         }
     }
     if !all_problems.is_empty() {

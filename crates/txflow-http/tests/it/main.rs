@@ -139,18 +139,44 @@ async fn a_malformed_request_gets_422_listing_every_problem() {
             (json!(2), Value::Null),
         ]
     );
-    // Once the shape is right, the values are checked, all of them.
-    let body = json!([{"id": "not-a-uuid", "description": "x", "amount": -1.234, "timestamp": "yesterday",
-        "operation_type": "card", "side": "sideways"}]);
+    // Once the shape is right, each item is judged by the core's rules, as
+    // a CSV row or a stream event is: its first broken rule, by name.
+    let long = "d".repeat(1_025);
+    let body = json!([
+        {"id": "not-a-uuid", "description": "x", "amount": -1.234, "timestamp": "yesterday",
+         "operation_type": "card", "side": "sideways"},
+        {"id": "b9fa6684-502b-4695-8f92-247432ba610d", "description": "Refund", "amount": 12.5,
+         "timestamp": "2024-03-01T08:15:00Z", "operation_type": "card", "side": "debit"},
+        {"id": "b9fa6684-502b-4695-8f92-247432ba610d", "description": long, "amount": -1,
+         "timestamp": "2024-03-01T08:15:00Z", "operation_type": "card", "side": "debit"},
+        {"id": "not-a-uuid", "description": "x", "amount": -1,
+         "timestamp": "2024-03-01T08:15:00Z", "operation_type": "card", "side": "debit"},
+        {"id": "b9fa6684-502b-4695-8f92-247432ba610d", "description": "x", "amount": -1,
+         "timestamp": "2024-03-01T08:15:00Z", "operation_type": "card", "side": "debit"}
+    ]);
     let (status, answer) = post(server.addr, &body).await;
     assert_eq!(status, 422);
-    let fields: Vec<&str> = answer["problems"]
+    let judged: Vec<(i64, &str, &str)> = answer["problems"]
         .as_array()
         .expect("problems")
         .iter()
-        .map(|p| p["field"].as_str().expect("a field"))
+        .map(|p| {
+            (
+                p["index"].as_i64().expect("an index"),
+                p["field"].as_str().expect("a field"),
+                p["rule"].as_str().expect("a rule"),
+            )
+        })
         .collect();
-    assert_eq!(fields, ["id", "amount", "timestamp", "side"]);
+    assert_eq!(
+        judged,
+        [
+            (0, "amount", "amount_precision"),
+            (1, "amount", "side_sign"),
+            (2, "description", "field_length"),
+            (3, "id", "id_format"),
+        ]
+    );
     let (status, _) = post_raw(server.addr, b"{not json".to_vec()).await;
     assert_eq!(status, 422);
 }
