@@ -145,6 +145,30 @@ impl RunStatus {
             RunStatus::Failed => "failed",
         }
     }
+
+    /// The status a store wrote with [`RunStatus::as_str`].
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::SucceededWithRejects,
+            RunStatus::ErrorRateExceeded,
+            RunStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+
+    /// Whether the run finished within its error budget.
+    pub fn is_success(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::SucceededWithRejects)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A rejected row as a sink stored it (`rejected_records`): what `txflow
@@ -172,7 +196,7 @@ pub struct Rejections {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
     pub run_id: String,
-    pub status: String,
+    pub status: RunStatus,
     pub files: u64,
     pub files_failed: u64,
     pub rows_read: u64,

@@ -164,19 +164,23 @@ impl PostgresSink {
                     )
                     .await
                     .map_err(Error::query("reading runs"))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| RunRecord {
-                        run_id: r.get(0),
-                        status: r.get(1),
-                        files: r.get::<_, i64>(2) as u64,
-                        files_failed: r.get::<_, i64>(3) as u64,
-                        rows_read: r.get::<_, i64>(4) as u64,
-                        rows_invalid: r.get::<_, i64>(5) as u64,
-                        rows_written: r.get::<_, i64>(6) as u64,
-                        error: r.get(7),
+                rows.iter()
+                    .map(|r| {
+                        let status: &str = r.get(1);
+                        Ok(RunRecord {
+                            run_id: r.get(0),
+                            status: txflow_core::RunStatus::parse(status).ok_or_else(|| Error::Corrupt {
+                                what: format!("run status {status:?}"),
+                            })?,
+                            files: r.get::<_, i64>(2) as u64,
+                            files_failed: r.get::<_, i64>(3) as u64,
+                            rows_read: r.get::<_, i64>(4) as u64,
+                            rows_invalid: r.get::<_, i64>(5) as u64,
+                            rows_written: r.get::<_, i64>(6) as u64,
+                            error: r.get(7),
+                        })
                     })
-                    .collect())
+                    .collect()
             })
             .await
     }

@@ -198,7 +198,7 @@ impl SqliteSink {
                 .query_map([&prefix], |r| {
                     Ok(RunRecord {
                         run_id: r.get(0)?,
-                        status: r.get(1)?,
+                        status: values::run_status(r, 1)?,
                         files: r.get::<_, i64>(2)? as u64,
                         files_failed: r.get::<_, i64>(3)? as u64,
                         rows_read: r.get::<_, i64>(4)? as u64,

@@ -64,6 +64,10 @@ pub(crate) fn source(r: &Row<'_>, i: usize) -> rusqlite::Result<LabelSource> {
     parsed(r, i, "label source", LabelSource::parse)
 }
 
+pub(crate) fn run_status(r: &Row<'_>, i: usize) -> rusqlite::Result<txflow_core::RunStatus> {
+    parsed(r, i, "run status", txflow_core::RunStatus::parse)
+}
+
 pub(crate) fn top(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<Ranked>> {
     parsed(r, i, "ranking", review::decode_top)
 }

@@ -93,13 +93,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn succeeded(r: &RunRecord) -> bool {
-    matches!(r.status.as_str(), "succeeded" | "succeeded_with_rejects")
+    r.status.is_success()
 }
 
 fn to_json(r: &RunRecord) -> serde_json::Value {
     serde_json::json!({
         "run_id": r.run_id,
-        "status": r.status,
+        "status": r.status.as_str(),
         "files": r.files,
         "files_failed": r.files_failed,
         "rows_read": r.rows_read,

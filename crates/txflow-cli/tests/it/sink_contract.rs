@@ -336,7 +336,7 @@ async fn ledger<L: RunLedger>(ledger: &L) {
     assert_eq!(runs.len(), 1, "{runs:?}");
     let record = &runs[0];
     assert_eq!(record.run_id, "ledger-1");
-    assert_eq!(record.status, run.status.as_str());
+    assert_eq!(record.status, run.status);
     assert_eq!(
         (
             record.files_failed,
