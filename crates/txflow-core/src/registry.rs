@@ -14,9 +14,8 @@ use crate::transaction::{Prediction, Transaction, TransactionId};
 pub struct ModelRow {
     pub version: String,
     pub name: String,
-    /// `builtin`, `http`, `file`, or `unregistered` (only seen in
-    /// predictions).
-    pub kind: String,
+    /// How it runs; `None` for a version only seen in predictions.
+    pub kind: Option<ModelKind>,
     pub location: Option<String>,
     pub registered_at: Option<DateTime<Utc>>,
     pub active: bool,
@@ -27,6 +26,14 @@ pub struct ModelRow {
     pub metrics: Option<String>,
     /// The review threshold runs with it use by default.
     pub review_below: Option<f64>,
+}
+
+impl ModelRow {
+    /// Its kind's name, `unregistered` for a version only seen in
+    /// predictions.
+    pub fn kind_name(&self) -> &'static str {
+        self.kind.map_or("unregistered", ModelKind::as_str)
+    }
 }
 
 /// How a model runs, as registered.

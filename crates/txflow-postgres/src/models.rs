@@ -3,7 +3,9 @@
 //! between two models over the same transactions.
 
 use txflow_core::ports::BoxFuture;
-use txflow_core::registry::{DiffCell, ModelRegistry, ModelRow, Page, Registration, Selection};
+use txflow_core::registry::{
+    DiffCell, ModelKind, ModelRegistry, ModelRow, Page, Registration, Selection,
+};
 use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
 use txflow_core::{BoxError, Prediction, ReviewRequest, Transaction};
 
@@ -155,7 +157,7 @@ impl PostgresSink {
                     .query(
                         "WITH counts AS (SELECT model_version, count(*) AS n FROM predictions GROUP BY 1)
                          SELECT coalesce(m.version, c.model_version), coalesce(m.name, c.model_version),
-                                coalesce(m.kind, 'unregistered'), m.location, m.registered_at,
+                                m.kind, m.location, m.registered_at,
                                 coalesce(m.active, false), coalesce(c.n, 0), m.labels, m.metrics,
                                 m.review_below
                          FROM models m FULL JOIN counts c ON c.model_version = m.version
@@ -169,7 +171,7 @@ impl PostgresSink {
                     .map(|r| ModelRow {
                         version: r.get(0),
                         name: r.get(1),
-                        kind: r.get(2),
+                        kind: r.get::<_, Option<&str>>(2).and_then(ModelKind::parse),
                         location: r.get(3),
                         registered_at: r.get(4),
                         active: r.get(5),

@@ -60,7 +60,7 @@ fn models(conn: &Connection, path: &Path) -> Result<Vec<ModelRow>> {
                         m.labels, m.metrics, m.review_below
                  FROM models m LEFT JOIN counts c ON c.model_version = m.version
                  UNION ALL
-                 SELECT c.model_version, c.model_version, 'unregistered', NULL, NULL, 0, c.n,
+                 SELECT c.model_version, c.model_version, NULL, NULL, NULL, 0, c.n,
                         NULL, NULL, NULL
                  FROM counts c WHERE c.model_version NOT IN (SELECT version FROM models))
              ORDER BY registered_at IS NULL, registered_at, version",
@@ -72,7 +72,10 @@ fn models(conn: &Connection, path: &Path) -> Result<Vec<ModelRow>> {
             Ok(ModelRow {
                 version: r.get(0)?,
                 name: r.get(1)?,
-                kind: r.get(2)?,
+                kind: match r.get::<_, Option<String>>(2)? {
+                    Some(_) => Some(values::model_kind(r, 2)?),
+                    None => None,
+                },
                 location: r.get(3)?,
                 registered_at: match at {
                     Some(_) => Some(values::time(r, 4)?),

@@ -68,6 +68,13 @@ pub(crate) fn run_status(r: &Row<'_>, i: usize) -> rusqlite::Result<txflow_core:
     parsed(r, i, "run status", txflow_core::RunStatus::parse)
 }
 
+pub(crate) fn model_kind(
+    r: &Row<'_>,
+    i: usize,
+) -> rusqlite::Result<txflow_core::registry::ModelKind> {
+    parsed(r, i, "model kind", txflow_core::registry::ModelKind::parse)
+}
+
 pub(crate) fn top(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<Ranked>> {
     parsed(r, i, "ranking", review::decode_top)
 }

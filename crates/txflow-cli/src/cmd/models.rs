@@ -121,7 +121,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     .iter()
                     .map(|m| {
                         json!({
-                            "version": m.version, "name": m.name, "kind": m.kind,
+                            "version": m.version, "name": m.name, "kind": m.kind_name(),
                             "location": m.location,
                             "registered_at": m.registered_at.map(|t| t.to_rfc3339()),
                             "active": m.active, "predictions": m.predictions,
@@ -143,7 +143,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                         if m.active { "*" } else { "" },
                         m.version,
                         m.name,
-                        m.kind,
+                        m.kind_name(),
                         m.predictions,
                         m.location.as_deref().unwrap_or("-")
                     );

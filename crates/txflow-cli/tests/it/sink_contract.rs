@@ -529,7 +529,7 @@ async fn registry_contract<S: Sink + ModelRegistry>(store: &S) {
         .expect("next-1");
     assert_eq!(
         (
-            next.kind.as_str(),
+            next.kind_name(),
             next.active,
             next.predictions,
             next.review_below
@@ -542,7 +542,7 @@ async fn registry_contract<S: Sink + ModelRegistry>(store: &S) {
         .find(|m| m.version == ReferenceModel::VERSION)
         .expect("reference-1, seen in predictions");
     assert_eq!(
-        (reference.kind.as_str(), reference.predictions),
+        (reference.kind_name(), reference.predictions),
         ("unregistered", 2)
     );
 
