@@ -10,7 +10,7 @@ use txflow_core::{Connector, Secret};
 use txflow_elasticsearch::ElasticsearchConnector;
 use txflow_influx::InfluxConnector;
 use txflow_parquet::{LakeDate, ParquetConnector};
-use txflow_postgres::{PostgresConnector, PostgresSink};
+use txflow_postgres::{PostgresConnector, PostgresStore};
 use txflow_storage::Location;
 
 use crate::inputs::S3Args;
@@ -112,7 +112,7 @@ async fn influx(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> 
 }
 
 async fn postgres(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {
-    let sink = PostgresSink::connect(url, VERSION).await?;
+    let sink = PostgresStore::connect(url, VERSION).await?;
     Ok(Arc::new(PostgresConnector::new(
         Arc::new(sink),
         options.group.to_owned(),

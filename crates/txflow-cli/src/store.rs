@@ -14,8 +14,8 @@ use txflow_core::ports::BoxFuture;
 use txflow_core::registry::ModelRegistry;
 use txflow_core::replay::ReplayLedger;
 use txflow_core::{OffsetStore, ReviewStore, RunLedger, Sink};
-use txflow_postgres::PostgresSink;
-use txflow_sqlite::SqliteSink;
+use txflow_postgres::PostgresStore;
+use txflow_sqlite::SqliteStore;
 
 /// The version stored with every run.
 pub const VERSION: &str = concat!("txflow ", env!("CARGO_PKG_VERSION"));
@@ -43,13 +43,13 @@ pub trait Database:
     fn is_up(&self) -> bool;
 }
 
-impl Database for PostgresSink {
+impl Database for PostgresStore {
     fn is_up(&self) -> bool {
         self.health().is_up()
     }
 }
 
-impl Database for SqliteSink {
+impl Database for SqliteStore {
     /// An embedded file always answers.
     fn is_up(&self) -> bool {
         true
@@ -92,7 +92,7 @@ pub const DATABASES: &[Entry] = &[
 ];
 
 async fn postgres(url: &str, options: Options) -> Result<Store> {
-    let sink = PostgresSink::connect(url, VERSION)
+    let sink = PostgresStore::connect(url, VERSION)
         .await?
         .with_max_outage(options.max_outage)
         .with_writers(options.writers)
@@ -109,7 +109,7 @@ async fn sqlite(url: &str, _: Options) -> Result<Store> {
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     let path = PathBuf::from(path);
-    let sink = tokio::task::spawn_blocking(move || SqliteSink::open(&path, VERSION))
+    let sink = tokio::task::spawn_blocking(move || SqliteStore::open(&path, VERSION))
         .await
         .context("opening SQLite")??;
     let description = format!("sqlite://{}", sink.path().display());

@@ -15,12 +15,12 @@ use txflow_core::{
 };
 
 use crate::error::Error;
-use crate::sink::PostgresSink;
+use crate::sink::PostgresStore;
 
 /// Writes predictions events as transactions and predictions rows.
 #[derive(Debug)]
 pub struct PostgresConnector {
-    sink: Arc<PostgresSink>,
+    sink: Arc<PostgresStore>,
     /// The sink's consumer group: the offsets are stored under it.
     group: String,
     /// The URL, password hidden, for logs.
@@ -28,7 +28,7 @@ pub struct PostgresConnector {
 }
 
 impl PostgresConnector {
-    pub fn new(sink: Arc<PostgresSink>, group: String, shown: String) -> PostgresConnector {
+    pub fn new(sink: Arc<PostgresStore>, group: String, shown: String) -> PostgresConnector {
         PostgresConnector { sink, group, shown }
     }
 

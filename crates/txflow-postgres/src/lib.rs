@@ -3,7 +3,7 @@
 //! - [`migrate`]: the embedded schema migrations, applied under an advisory
 //!   lock so that parallel workers (Airflow tasks, consumers) can all start
 //!   at once.
-//! - [`PostgresSink`]: each batch is one database transaction: binary `COPY`
+//! - [`PostgresStore`]: each batch is one database transaction: binary `COPY`
 //!   into temporary staging tables, then `INSERT … SELECT … ON CONFLICT DO
 //!   NOTHING` into the real ones, so a rerun adds nothing.
 //! - [`Target`]: the database URL with libpq's `sslmode`/`sslrootcert`;
@@ -34,7 +34,7 @@ pub use connector::PostgresConnector;
 pub use error::{Error, Result};
 pub use migrate::{MIGRATIONS, migrate};
 pub use session::Health;
-pub use sink::PostgresSink;
+pub use sink::PostgresStore;
 pub use target::{SslMode, Target};
 
 /// The URL with its password (in the user part or a `password=`

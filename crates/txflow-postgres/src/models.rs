@@ -10,7 +10,7 @@ use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
 use txflow_core::{BoxError, Prediction, ReviewRequest, Transaction};
 
 use crate::error::{Error, Result};
-use crate::sink::PostgresSink;
+use crate::sink::PostgresStore;
 
 /// Adds `clause` (its `?` the next parameter) and `value` to a query.
 fn filter<'a>(
@@ -43,7 +43,7 @@ fn transaction(r: &tokio_postgres::Row) -> Result<Transaction> {
     }))
 }
 
-impl PostgresSink {
+impl PostgresStore {
     /// Registers a model version (again: its name, kind and location are
     /// updated, its active flag kept). Registering never activates.
     pub async fn register_model(&self, model: Registration<'_>) -> Result<()> {
@@ -348,7 +348,7 @@ impl PostgresSink {
     }
 }
 
-impl ModelRegistry for PostgresSink {
+impl ModelRegistry for PostgresStore {
     fn register<'a>(&'a self, model: Registration<'a>) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move { Ok(self.register_model(model).await?) })
     }
@@ -367,14 +367,14 @@ impl ModelRegistry for PostgresSink {
         version: &'a str,
         below: Option<f64>,
     ) -> BoxFuture<'a, Result<bool, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::set_review_below(self, version, below).await?) })
+        Box::pin(async move { Ok(PostgresStore::set_review_below(self, version, below).await?) })
     }
 
     fn review_below<'a>(
         &'a self,
         version: &'a str,
     ) -> BoxFuture<'a, Result<Option<f64>, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::review_below(self, version).await?) })
+        Box::pin(async move { Ok(PostgresStore::review_below(self, version).await?) })
     }
 
     fn activate<'a>(&'a self, version: &'a str) -> BoxFuture<'a, Result<bool, BoxError>> {
@@ -382,7 +382,7 @@ impl ModelRegistry for PostgresSink {
     }
 
     fn models(&self) -> BoxFuture<'_, Result<Vec<ModelRow>, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::models(self).await?) })
+        Box::pin(async move { Ok(PostgresStore::models(self).await?) })
     }
 
     fn transactions_to_classify<'a>(
@@ -394,7 +394,7 @@ impl ModelRegistry for PostgresSink {
     ) -> BoxFuture<'a, Result<Page, BoxError>> {
         Box::pin(async move {
             Ok(
-                PostgresSink::transactions_to_classify(self, selection, version, after, limit)
+                PostgresStore::transactions_to_classify(self, selection, version, after, limit)
                     .await?,
             )
         })
@@ -407,7 +407,7 @@ impl ModelRegistry for PostgresSink {
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<(u64, u64), BoxError>> {
         Box::pin(async move {
-            Ok(PostgresSink::add_predictions(self, predictions, reviews, run_id).await?)
+            Ok(PostgresStore::add_predictions(self, predictions, reviews, run_id).await?)
         })
     }
 
@@ -416,6 +416,6 @@ impl ModelRegistry for PostgresSink {
         from: &'a str,
         to: &'a str,
     ) -> BoxFuture<'a, Result<Vec<DiffCell>, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::diff(self, from, to).await?) })
+        Box::pin(async move { Ok(PostgresStore::diff(self, from, to).await?) })
     }
 }

@@ -6,9 +6,9 @@ use txflow_core::replay::{Replay, ReplayLedger, ReplayRow};
 use txflow_core::{BoxError, Rejections, StoredRejection};
 
 use crate::error::{Error, Result};
-use crate::sink::PostgresSink;
+use crate::sink::PostgresStore;
 
-impl PostgresSink {
+impl PostgresStore {
     /// Records a replay (again for the same letter and run: no change).
     pub async fn record_replay(&self, r: &Replay) -> Result<()> {
         self.session()
@@ -133,12 +133,12 @@ impl PostgresSink {
     }
 }
 
-impl ReplayLedger for PostgresSink {
+impl ReplayLedger for PostgresStore {
     fn record_replay<'a>(&'a self, replay: &'a Replay) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::record_replay(self, replay).await?) })
+        Box::pin(async move { Ok(PostgresStore::record_replay(self, replay).await?) })
     }
 
     fn replays(&self) -> BoxFuture<'_, Result<Vec<ReplayRow>, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::replays(self).await?) })
+        Box::pin(async move { Ok(PostgresStore::replays(self).await?) })
     }
 }

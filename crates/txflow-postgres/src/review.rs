@@ -12,7 +12,7 @@ use txflow_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::sink::PostgresSink;
+use crate::sink::PostgresStore;
 
 /// Review requests, in the caller's database transaction (a batch's, a
 /// reclassification page's): the label sets of their models once, then the
@@ -82,7 +82,7 @@ fn amount(cents: i64, id: uuid::Uuid) -> Result<Amount> {
     Amount::from_cents(cents).ok_or_else(|| corrupt(format!("transaction {id}: amount")))
 }
 
-impl PostgresSink {
+impl PostgresStore {
     async fn queued(&self, filter: &QueueFilter) -> Result<Vec<QueuedItem>> {
         self.session()
             .retrying("reading the review queue", |client| async move {
@@ -273,7 +273,7 @@ impl PostgresSink {
     }
 }
 
-impl ReviewStore for PostgresSink {
+impl ReviewStore for PostgresStore {
     fn queue<'a>(
         &'a self,
         filter: &'a QueueFilter,

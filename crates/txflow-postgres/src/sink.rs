@@ -20,22 +20,22 @@ use crate::session::{Health, Session};
 use crate::target::Target;
 
 /// Writes batches to PostgreSQL over one connection (or one per writer, see
-/// [`PostgresSink::with_writers`]), re-established when it breaks (see
-/// [`PostgresSink::with_max_outage`]).
+/// [`PostgresStore::with_writers`]), re-established when it breaks (see
+/// [`PostgresStore::with_max_outage`]).
 #[derive(Debug)]
-pub struct PostgresSink {
+pub struct PostgresStore {
     /// Everything but stream writes goes through the first.
     sessions: Vec<Session>,
     version: &'static str,
 }
 
-impl PostgresSink {
+impl PostgresStore {
     /// Connects, applies pending migrations and prepares the session's
     /// staging tables. `version` is stored with every run. The first
     /// connection is not retried: a wrong URL, or no server at start, is
     /// reported at once. Later outages are waited out (without bound unless
-    /// [`PostgresSink::with_max_outage`] says otherwise).
-    pub async fn connect(url: &str, version: &'static str) -> Result<PostgresSink> {
+    /// [`PostgresStore::with_max_outage`] says otherwise).
+    pub async fn connect(url: &str, version: &'static str) -> Result<PostgresStore> {
         let target = Target::parse(url)?;
         let mut client = target.connect().await?;
         let applied = crate::migrate(&mut client).await?;
@@ -46,7 +46,7 @@ impl PostgresSink {
             .batch_execute(copy::CREATE_STAGING)
             .await
             .map_err(Error::query("creating staging tables"))?;
-        Ok(PostgresSink {
+        Ok(PostgresStore {
             sessions: vec![Session::new(
                 target,
                 client,
@@ -58,7 +58,7 @@ impl PostgresSink {
 
     /// How long a call may wait for the database to come back before it
     /// fails (default: without bound).
-    pub fn with_max_outage(mut self, max_outage: Duration) -> PostgresSink {
+    pub fn with_max_outage(mut self, max_outage: Duration) -> PostgresStore {
         for session in &mut self.sessions {
             session.set_max_outage(max_outage);
         }
@@ -69,7 +69,7 @@ impl PostgresSink {
     /// different partitions are then written side by side, a partition's
     /// always on the same connection (`partition % writers`), so its
     /// offsets move in order.
-    pub async fn with_writers(mut self, writers: usize) -> Result<PostgresSink> {
+    pub async fn with_writers(mut self, writers: usize) -> Result<PostgresStore> {
         while self.sessions.len() < writers {
             let client = self.session().target().connect().await?;
             client
@@ -356,7 +356,7 @@ fn like_escape(prefix: &str) -> String {
         .replace('_', "\\_")
 }
 
-impl OffsetStore for PostgresSink {
+impl OffsetStore for PostgresStore {
     fn stored_offsets<'a>(
         &'a self,
         group: &'a str,
@@ -366,13 +366,13 @@ impl OffsetStore for PostgresSink {
     }
 }
 
-impl Sink for PostgresSink {
+impl Sink for PostgresStore {
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
         Box::pin(async move { Ok(self.write(&batch).await?) })
     }
 }
 
-impl RunLedger for PostgresSink {
+impl RunLedger for PostgresStore {
     fn start_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move { Ok(self.upsert_run(run).await?) })
     }
@@ -393,11 +393,11 @@ impl RunLedger for PostgresSink {
         &'a self,
         locations: &'a [String],
     ) -> BoxFuture<'a, Result<HashSet<String>, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::done_files(self, locations).await?) })
+        Box::pin(async move { Ok(PostgresStore::done_files(self, locations).await?) })
     }
 
     fn runs<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::runs(self, prefix).await?) })
+        Box::pin(async move { Ok(PostgresStore::runs(self, prefix).await?) })
     }
 
     fn rejections<'a>(
@@ -406,6 +406,6 @@ impl RunLedger for PostgresSink {
         rule: Option<&'a str>,
         limit: i64,
     ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
-        Box::pin(async move { Ok(PostgresSink::rejections(self, run, rule, limit).await?) })
+        Box::pin(async move { Ok(PostgresStore::rejections(self, run, rule, limit).await?) })
     }
 }

@@ -81,15 +81,15 @@ fn begin_write(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<
 
 /// A sink over one SQLite file.
 #[derive(Debug, Clone)]
-pub struct SqliteSink {
+pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     version: &'static str,
 }
 
-impl SqliteSink {
+impl SqliteStore {
     /// Opens (or creates) the database and applies pending migrations.
-    pub fn open(path: &Path, version: &'static str) -> Result<SqliteSink> {
+    pub fn open(path: &Path, version: &'static str) -> Result<SqliteStore> {
         let open_err = |source| Error::Open {
             path: path.to_owned(),
             source,
@@ -117,7 +117,7 @@ impl SqliteSink {
             }
         }
         migrate(&mut conn, path)?;
-        Ok(SqliteSink {
+        Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
             version,
@@ -477,7 +477,7 @@ fn upsert_run(conn: &mut Connection, path: &Path, run: &RunSummary, version: &st
     Ok(())
 }
 
-impl OffsetStore for SqliteSink {
+impl OffsetStore for SqliteStore {
     fn stored_offsets<'a>(
         &'a self,
         group: &'a str,
@@ -487,13 +487,13 @@ impl OffsetStore for SqliteSink {
     }
 }
 
-impl Sink for SqliteSink {
+impl Sink for SqliteStore {
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
         Box::pin(async move { Ok(self.with_conn(move |c, p| write(c, p, &batch)).await?) })
     }
 }
 
-impl RunLedger for SqliteSink {
+impl RunLedger for SqliteStore {
     fn start_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
         let (run, version) = (run.clone(), self.version);
         Box::pin(async move {
@@ -524,11 +524,11 @@ impl RunLedger for SqliteSink {
         &'a self,
         locations: &'a [String],
     ) -> BoxFuture<'a, Result<HashSet<String>, BoxError>> {
-        Box::pin(async move { Ok(SqliteSink::done_files(self, locations).await?) })
+        Box::pin(async move { Ok(SqliteStore::done_files(self, locations).await?) })
     }
 
     fn runs<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, BoxError>> {
-        Box::pin(async move { Ok(SqliteSink::runs(self, prefix).await?) })
+        Box::pin(async move { Ok(SqliteStore::runs(self, prefix).await?) })
     }
 
     fn rejections<'a>(
@@ -537,6 +537,6 @@ impl RunLedger for SqliteSink {
         rule: Option<&'a str>,
         limit: i64,
     ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
-        Box::pin(async move { Ok(SqliteSink::rejections(self, run, rule, limit).await?) })
+        Box::pin(async move { Ok(SqliteStore::rejections(self, run, rule, limit).await?) })
     }
 }

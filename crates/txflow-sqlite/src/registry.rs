@@ -10,7 +10,7 @@ use txflow_core::registry::{DiffCell, ModelRegistry, ModelRow, Page, Registratio
 use txflow_core::transaction::{TransactionId, TransactionParts};
 use txflow_core::{BoxError, Prediction, ReviewRequest, Transaction};
 
-use crate::{Result, SqliteSink, begin_write, query, review, values};
+use crate::{Result, SqliteStore, begin_write, query, review, values};
 
 fn register(conn: &mut Connection, path: &Path, m: &Registration<'_>) -> Result<()> {
     conn.execute(
@@ -238,7 +238,7 @@ fn diff(conn: &Connection, path: &Path, from: &str, to: &str) -> Result<Vec<Diff
     Ok(cells)
 }
 
-impl ModelRegistry for SqliteSink {
+impl ModelRegistry for SqliteStore {
     fn register<'a>(&'a self, model: Registration<'a>) -> BoxFuture<'a, Result<(), BoxError>> {
         let (version, name, kind, location) = (
             model.version.to_owned(),

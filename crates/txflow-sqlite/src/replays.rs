@@ -5,9 +5,9 @@ use txflow_core::BoxError;
 use txflow_core::ports::BoxFuture;
 use txflow_core::replay::{Replay, ReplayLedger, ReplayRow};
 
-use crate::{SqliteSink, query, values};
+use crate::{SqliteStore, query, values};
 
-impl ReplayLedger for SqliteSink {
+impl ReplayLedger for SqliteStore {
     fn record_replay<'a>(&'a self, replay: &'a Replay) -> BoxFuture<'a, Result<(), BoxError>> {
         let r = replay.clone();
         Box::pin(async move {

@@ -14,7 +14,7 @@ use txflow_core::{
 };
 
 use crate::values;
-use crate::{Result, SqliteSink, begin_write, query};
+use crate::{Result, SqliteStore, begin_write, query};
 
 /// Review requests, in the caller's transaction (a batch's, a
 /// reclassification page's): the label sets of their models once, then the
@@ -248,7 +248,7 @@ fn labeled(
         .map_err(q("reading labels"))
 }
 
-impl ReviewStore for SqliteSink {
+impl ReviewStore for SqliteStore {
     fn queue<'a>(
         &'a self,
         filter: &'a QueueFilter,

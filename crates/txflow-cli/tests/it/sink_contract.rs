@@ -352,7 +352,7 @@ async fn ledger<L: RunLedger>(ledger: &L) {
 #[tokio::test]
 async fn the_postgres_ledger_keeps_runs_and_their_files() {
     let db = Database::create().await;
-    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+    let sink = txflow_postgres::PostgresStore::connect(&db.url, "test")
         .await
         .expect("the sink");
     ledger(&sink).await;
@@ -362,14 +362,14 @@ async fn the_postgres_ledger_keeps_runs_and_their_files() {
 async fn the_sqlite_ledger_keeps_runs_and_their_files() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let sink =
-        txflow_sqlite::SqliteSink::open(&dir.path().join("ledger.db"), "test").expect("the sink");
+        txflow_sqlite::SqliteStore::open(&dir.path().join("ledger.db"), "test").expect("the sink");
     ledger(&sink).await;
 }
 
 #[tokio::test]
 async fn the_postgres_sink_keeps_unclassified_transactions_and_writes_each_row_once() {
     let db = Database::create().await;
-    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+    let sink = txflow_postgres::PostgresStore::connect(&db.url, "test")
         .await
         .expect("the sink");
     contract(&sink, async |sql: &str| db.count_sql(sql).await).await;
@@ -379,7 +379,7 @@ async fn the_postgres_sink_keeps_unclassified_transactions_and_writes_each_row_o
 async fn the_sqlite_sink_keeps_unclassified_transactions_and_writes_each_row_once() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("contract.db");
-    let sink = txflow_sqlite::SqliteSink::open(&path, "test").expect("the sink");
+    let sink = txflow_sqlite::SqliteStore::open(&path, "test").expect("the sink");
     let conn = rusqlite::Connection::open(&path).expect("a second connection");
     contract(&sink, async |sql: &str| {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -391,7 +391,7 @@ async fn the_sqlite_sink_keeps_unclassified_transactions_and_writes_each_row_onc
 #[tokio::test]
 async fn the_postgres_review_queue_and_labels_keep_their_contract() {
     let db = Database::create().await;
-    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+    let sink = txflow_postgres::PostgresStore::connect(&db.url, "test")
         .await
         .expect("the sink");
     review_contract(&sink, async |sql: &str| db.count_sql(sql).await).await;
@@ -401,7 +401,7 @@ async fn the_postgres_review_queue_and_labels_keep_their_contract() {
 async fn the_sqlite_review_queue_and_labels_keep_their_contract() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("review.db");
-    let sink = txflow_sqlite::SqliteSink::open(&path, "test").expect("the sink");
+    let sink = txflow_sqlite::SqliteStore::open(&path, "test").expect("the sink");
     let conn = rusqlite::Connection::open(&path).expect("a second connection");
     review_contract(&sink, async |sql: &str| {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -559,7 +559,7 @@ async fn registry_contract<S: Sink + ModelRegistry>(store: &S) {
 #[tokio::test]
 async fn the_postgres_model_registry_keeps_its_contract() {
     let db = Database::create().await;
-    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+    let sink = txflow_postgres::PostgresStore::connect(&db.url, "test")
         .await
         .expect("the sink");
     registry_contract(&sink).await;
@@ -568,8 +568,8 @@ async fn the_postgres_model_registry_keeps_its_contract() {
 #[tokio::test]
 async fn the_sqlite_model_registry_keeps_its_contract() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let sink =
-        txflow_sqlite::SqliteSink::open(&dir.path().join("registry.db"), "test").expect("the sink");
+    let sink = txflow_sqlite::SqliteStore::open(&dir.path().join("registry.db"), "test")
+        .expect("the sink");
     registry_contract(&sink).await;
 }
 
@@ -608,7 +608,7 @@ async fn replay_contract<S: Sink + ReplayLedger>(store: &S) {
 #[tokio::test]
 async fn the_postgres_replay_ledger_keeps_its_contract() {
     let db = Database::create().await;
-    let sink = txflow_postgres::PostgresSink::connect(&db.url, "test")
+    let sink = txflow_postgres::PostgresStore::connect(&db.url, "test")
         .await
         .expect("the sink");
     replay_contract(&sink).await;
@@ -618,6 +618,6 @@ async fn the_postgres_replay_ledger_keeps_its_contract() {
 async fn the_sqlite_replay_ledger_keeps_its_contract() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let sink =
-        txflow_sqlite::SqliteSink::open(&dir.path().join("replays.db"), "test").expect("the sink");
+        txflow_sqlite::SqliteStore::open(&dir.path().join("replays.db"), "test").expect("the sink");
     replay_contract(&sink).await;
 }

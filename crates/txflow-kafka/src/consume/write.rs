@@ -35,7 +35,7 @@ pub(super) struct Staged {
 /// The writing tasks ("lanes") and their queues. A partition always goes
 /// to the same lane (`partition % lanes`), so its batches are written in
 /// order; lanes write side by side (with a sink that has a connection for
-/// each, see `PostgresSink::with_writers`).
+/// each, see `PostgresStore::with_writers`).
 pub(super) struct Writer {
     queues: Vec<mpsc::Sender<Staged>>,
     tasks: Vec<JoinHandle<Result<()>>>,
