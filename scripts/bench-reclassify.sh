@@ -15,21 +15,17 @@ cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100000 1000000)
 
-cargo build --release --locked -p txflow-cli >&2
-txflow=$PWD/target/release/txflow
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-reclassify.XXXXXX")
-chmod 755 "$work"
-harness="$work/harness"
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_build
+bench_work bench-reclassify
 serve_pid=
-trap '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
-TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness" 2>/dev/null
-# shellcheck disable=SC1091
-source "$harness/env"
+on_exit '[ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null'
+bench_harness
 admin=$TXFLOW_TEST_DATABASE_URL
 base=${admin%/*}
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$txflow" serve --listen "127.0.0.1:$port" --model merchant >/dev/null 2>&1 &
 serve_pid=$!
 sleep 1
@@ -49,7 +45,7 @@ print(secs, re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1
 PY
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+machine
 for rows in "${sizes[@]}"; do
   db=bench_reclassify_$rows
   psql -q "$admin" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"

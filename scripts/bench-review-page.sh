@@ -18,25 +18,20 @@ cd "$(dirname "$0")/.."
 rows=${1:-100000}
 seconds=${2:-10}
 labeled=${LABELED:-../shared/data/labeled/transactions_labeled_us.csv}
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 # shellcheck source=scripts/wrk-lib.sh
 source scripts/wrk-lib.sh
 ensure_wrk
-
-cargo build --release --locked -p txflow-cli >&2
-txflow=$PWD/target/release/txflow
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-review.XXXXXX")
-chmod 755 "$work"
-harness="$work/harness"
+bench_build
+bench_work bench-review
 page_pid=
-trap '[ -n "$page_pid" ] && kill "$page_pid" 2>/dev/null; scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
-TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness" 2>/dev/null
-# shellcheck disable=SC1091
-source "$harness/env"
+on_exit '[ -n "$page_pid" ] && kill "$page_pid" 2>/dev/null'
+bench_harness
 admin=$TXFLOW_TEST_DATABASE_URL
 base=${admin%/*}
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+machine
 awk 'NR == 1 || NR % 5 == 2' "$labeled" >"$work/labels.csv"
 "$txflow" train "$work/labels.csv" --output "$work/model.txm" --name bench --iterations 30 >&2
 "$txflow" generate --rows "$rows" --seed 11 -o "$work/in.csv"
@@ -61,7 +56,7 @@ psql -q "$admin" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXI
 for database in "sqlite://$work/review.db" "$base/bench_review"; do
   "$txflow" batch "$work/in.csv" --classifier "$work/model.txm" --review-below 1 \
     --database-url "$database" --no-progress | tail -1 | sed 's/.*; //' >&2
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   "$txflow" review serve --listen "127.0.0.1:$port" --database-url "$database" >"$work/page.log" 2>&1 &
   page_pid=$!
   url="http://127.0.0.1:$port"

@@ -1,0 +1,52 @@
+# Shared by the benchmark scripts (sourced, not run): the release binary, a
+# work directory, the harness's servers, a free port, and one cleanup on
+# exit that runs what each step registered, last first.
+
+bench_cleanups=()
+
+# on_exit CMD: runs CMD (a shell string) when the script exits.
+on_exit() {
+  bench_cleanups+=("$1")
+}
+
+bench_cleanup() {
+  local i
+  for ((i = ${#bench_cleanups[@]} - 1; i >= 0; i--)); do
+    eval "${bench_cleanups[$i]}" || true
+  done
+}
+trap bench_cleanup EXIT
+
+# bench_build: the release binary, built if needed; sets txflow.
+bench_build() {
+  cargo build --release --locked -p txflow-cli >&2
+  txflow=$PWD/target/release/txflow
+}
+
+# bench_work NAME: a temporary directory, removed on exit; sets work.
+bench_work() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-$1.XXXXXX")
+  chmod 755 "$work"
+  on_exit "rm -rf '$work'"
+}
+
+# bench_harness: the harness's servers in $work/harness (PostgreSQL with
+# fsync on unless TXFLOW_PG_DURABLE says otherwise), their variables
+# sourced, stopped on exit; sets harness.
+bench_harness() {
+  harness="$work/harness"
+  on_exit "scripts/harness.sh stop '$harness'"
+  TXFLOW_PG_DURABLE=${TXFLOW_PG_DURABLE:-1} scripts/harness.sh start "$harness" 2>/dev/null
+  # shellcheck disable=SC1091
+  source "$harness/env"
+}
+
+# free_port: a free loopback port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# machine: one line on the machine the figures come from.
+machine() {
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+}
