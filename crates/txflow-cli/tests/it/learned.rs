@@ -510,3 +510,41 @@ async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databa
         model.header().training.data_sha256
     );
 }
+
+#[tokio::test]
+async fn split_keeps_each_merchant_on_one_side_and_writes_files_train_reads() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let d = dir.path();
+    let all = d.join("all.csv");
+    write_labeled(&all, &rows(0, 10));
+    let (train, test) = (d.join("train.csv"), d.join("test.csv"));
+    let run = txflow(
+        d,
+        &[
+            "split",
+            all.to_str().expect("utf-8"),
+            "--train",
+            train.to_str().expect("utf-8"),
+            "--test",
+            test.to_str().expect("utf-8"),
+        ],
+    );
+    run.assert_code(0);
+    let read = |path: &Path| {
+        txflow_csv::labeled::read_labeled(&std::fs::read(path).expect("a split file"))
+            .expect("a labeled file")
+    };
+    let (train_rows, test_rows) = (read(&train), read(&test));
+    assert_eq!(train_rows.len() + test_rows.len(), rows(0, 10).len());
+    assert!(!test_rows.is_empty() && test_rows.len() < train_rows.len());
+    let merchants = |rows: &[txflow_csv::labeled::LabeledRecord]| -> BTreeSet<String> {
+        rows.iter()
+            .map(|r| txflow_learn::split::merchant_key(&r.description, r.merchant.as_deref()))
+            .collect()
+    };
+    let shared: Vec<String> = merchants(&train_rows)
+        .intersection(&merchants(&test_rows))
+        .cloned()
+        .collect();
+    assert!(shared.is_empty(), "merchants on both sides: {shared:?}");
+}
