@@ -288,3 +288,21 @@ pub fn promtool_check(text: &str, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Stops a `txflow` server process: SIGTERM first (it finishes its requests
+/// and exits, and an instrumented build writes its coverage profile),
+/// SIGKILL after 5 s.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -58,21 +58,8 @@ impl Serve {
 }
 
 impl Drop for Serve {
-    /// SIGTERM first (the service drains and exits, and an instrumented
-    /// build writes its coverage profile), SIGKILL after 5 s.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::harness::stop(&mut self.child);
     }
 }
 
