@@ -34,6 +34,7 @@ use txflow_core::{
 };
 
 use crate::auth::{self, Tokens};
+use crate::html::escape;
 
 /// The most items one queue request returns.
 pub const MAX_LIMIT: i64 = 1_000;
@@ -60,22 +61,6 @@ impl std::fmt::Debug for ReviewConfig {
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// Text made safe inside HTML (elements and attribute values).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// One queued item as JSON: what `GET /api/queue` and `txflow review list
@@ -378,7 +363,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_are_percent_decoded_and_text_is_escaped() {
+    fn cookies_are_percent_decoded() {
         assert_eq!(percent_decoded("a%2Bb%3D%zz"), b"a+b=%zz");
         assert_eq!(
             escape("<a href=\"x\">'&'</a>"),

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use txflow_core::Secret;
 use txflow_core::registry::DiffCell;
+use txflow_http::html::escape;
 
 /// Compare two model versions: a confusion matrix of old against new
 /// category, the counts and amounts that move between categories, and a
@@ -156,14 +157,6 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 /// A column heading of at most 7 characters.
 fn abbreviate(category: &str) -> String {
     category.chars().take(7).collect()
-}
-
-/// Text made safe inside HTML (elements and attribute values).
-pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The page: the matrix as a table whose cells are shaded by their share

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use txflow_core::Model;
 use txflow_learn::{Evaluation, Input};
 
-use super::diff::escape;
+use txflow_http::html::escape;
 
 /// Score a model on labeled files: accuracy, macro-F1, per-category
 /// precision, recall, F1 and support, the confusion matrix, and the expected
