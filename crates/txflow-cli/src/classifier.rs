@@ -109,25 +109,19 @@ impl AnyClassifier {
         Ok(AnyClassifier::Http(Box::new(HttpClassifier::new(config)?)))
     }
 
-    /// The review threshold of a run: `--review-below`, else the one the
-    /// in-process model was registered with (`models register
-    /// --review-below`), else none.
+    /// The review threshold of a run: [`review_threshold`] for the
+    /// in-process model's version (a service's is known only once it
+    /// answers).
     pub async fn review_below(
         &self,
         args: &ClassifierArgs,
         database: &dyn crate::store::Database,
     ) -> Result<Option<ReviewBelow>> {
-        if args.review_below.is_some() {
-            return Ok(args.review_below);
-        }
-        let AnyClassifier::InProcess(m) = self else {
-            return Ok(None);
+        let version = match self {
+            AnyClassifier::InProcess(m) => Some(m.0.version()),
+            AnyClassifier::Http(_) => None,
         };
-        let registered = database
-            .review_below(m.0.version())
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        Ok(registered.and_then(|v| ReviewBelow::new(v).ok()))
+        review_threshold(args.review_below, database, version).await
     }
 
     /// For logs and summaries.
@@ -160,6 +154,23 @@ impl Classifier for AnyClassifier {
             AnyClassifier::Http(h) => h.label_set(version),
         }
     }
+}
+
+/// The review threshold of a run: `--review-below`, else the one `version`
+/// was registered with (`models register --review-below`), else none.
+pub async fn review_threshold(
+    flag: Option<ReviewBelow>,
+    database: &dyn crate::store::Database,
+    version: Option<&str>,
+) -> Result<Option<ReviewBelow>> {
+    let (None, Some(version)) = (flag, version) else {
+        return Ok(flag);
+    };
+    let registered = database
+        .review_below(version)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(registered.and_then(|v| ReviewBelow::new(v).ok()))
 }
 
 /// `250ms`, `30s`, `10m`, `1h 30m` (humantime's forms); a bare number is

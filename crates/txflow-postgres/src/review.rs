@@ -20,6 +20,9 @@ use crate::sink::PostgresStore;
 /// adds nothing), each superseding another model's pending item for the
 /// same transaction. Returns the items added.
 pub(crate) async fn queue(tx: &DbTransaction<'_>, r: &[ReviewRequest], run: &str) -> Result<u64> {
+    if r.is_empty() {
+        return Ok(0);
+    }
     let mut versions: Vec<&str> = Vec::new();
     let mut sets: Vec<String> = Vec::new();
     for request in r {

@@ -231,10 +231,7 @@ async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> 
         if !batch.unclassified.is_empty() {
             report.unclassified = copy::unclassified(&tx, batch).await?;
         }
-        if !batch.reviews.is_empty() {
-            report.queued =
-                review::queue(&tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
-        }
+        report.queued = review::queue(&tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
         if let Some(c) = &batch.checkpoint {
             tx.execute(
                 "INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)

@@ -413,10 +413,7 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
                 .map_err(q("inserting a classification failure"))?
                 as u64;
         }
-        if !batch.reviews.is_empty() {
-            report.queued =
-                review::queue(&tx, path, &batch.reviews, batch.lineage.run_id.as_str())?;
-        }
+        report.queued = review::queue(&tx, path, &batch.reviews, batch.lineage.run_id.as_str())?;
         if let Some(c) = &batch.checkpoint {
             tx.execute(
                 "INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)

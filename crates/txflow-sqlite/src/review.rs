@@ -27,6 +27,9 @@ pub(crate) fn queue(
     reviews: &[ReviewRequest],
     run: &str,
 ) -> Result<u64> {
+    if reviews.is_empty() {
+        return Ok(0);
+    }
     let q = |what| query(path, what);
     let mut sets = tx
         .prepare_cached(

@@ -123,14 +123,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let database = super::models::open(&args.database_url).await?;
     let classifier = AnyClassifier::from_args(&args.classifier).await?;
     let (version, name, kind, location) = model_of(&args.classifier, &classifier).await?;
-    let review_below = match args.classifier.review_below {
-        Some(below) => Some(below),
-        None => database
-            .review_below(&version)
-            .await
-            .map_err(store_error)?
-            .and_then(|v| txflow_core::ReviewBelow::new(v).ok()),
-    };
+    let review_below = crate::classifier::review_threshold(
+        args.classifier.review_below,
+        &*database,
+        Some(&version),
+    )
+    .await?;
     let run_id = match &args.run_id {
         Some(id) => RunId::parse(id)?,
         None => RunId::generate(),
