@@ -4,6 +4,7 @@
 mod batch_outages;
 mod connectors;
 mod dlq;
+mod fuzz_replay;
 mod harness;
 mod kafka_settings;
 mod learned;
