@@ -258,6 +258,38 @@ impl Member {
         }
     }
 
+    /// How many partitions the member's latest assignment holds (its log's
+    /// last "partitions assigned"), if it logged one.
+    fn assigned(&self) -> Option<usize> {
+        self.log().lines().rev().find_map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+            let fields = entry.get("fields").unwrap_or(&entry);
+            if fields.get("message")?.as_str()? != "partitions assigned" {
+                return None;
+            }
+            Some(fields.get("partitions")?.as_str()?.matches('@').count())
+        })
+    }
+
+    /// Waits until every member holds some partitions and together they
+    /// hold `partitions`, each once: the group has settled.
+    pub fn wait_settled(members: &[&Member], partitions: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let held: Vec<Option<usize>> = members.iter().map(|m| m.assigned()).collect();
+            if held.iter().all(|h| h.is_some_and(|n| n > 0))
+                && held.iter().flatten().sum::<usize>() == partitions
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group did not settle within {within:?}: latest assignments {held:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// What the member logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
@@ -527,7 +559,7 @@ async fn two_members_of_one_group_split_the_partitions_and_write_each_record_onc
     let first = Member::start(&topics, &db, &group, "m1", &[]);
     let second = Member::start(&topics, &db, &group, "m2", &[]);
     // Let the group settle before the records arrive.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    Member::wait_settled(&[&first, &second], 3, Duration::from_secs(60));
     topics.produce(6_000);
     wait_for(&db, "predictions", 6_000, Duration::from_secs(90)).await;
     first.stop();

@@ -94,7 +94,11 @@ async fn three_members_one_killed_the_others_take_its_partitions_and_write_every
         .map(|_| Member::start_on(&topics, &db.url, &group, None, &[]))
         .collect();
     // Let the group settle before the events arrive.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    Member::wait_settled(
+        &members.iter().collect::<Vec<_>>(),
+        3,
+        Duration::from_secs(60),
+    );
     let producer = topics.producer(30_000, 3_000);
     wait_count(&db.url, TRANSACTIONS, 3_000, Duration::from_secs(60)).await;
     let mut members = members.into_iter();
