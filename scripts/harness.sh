@@ -37,6 +37,11 @@ free_port() {
 }
 
 install() {
+  install_packages
+  install_tools
+}
+
+install_packages() {
   # openssl makes the tests' throwaway certificates; libssl-dev and
   # pkg-config let librdkafka build with TLS (rdkafka's ssl feature).
   local missing=()
@@ -57,6 +62,11 @@ install() {
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+}
+
+# The servers built from crates.io (the biggest cost of a fresh machine;
+# scripts/test.sh runs this beside the project's own build).
+install_tools() {
   if [ ! -x "$CACHE/bin/s3s-fs" ]; then
     log "installing s3s-fs $S3S_VERSION into $CACHE (a few minutes, once)"
     cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$CACHE" >&2
@@ -228,7 +238,9 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
+  install-packages) install_packages ;;
+  install-tools) install_tools ;;
   start) start "${2:?usage: harness.sh start DIR}" ;;
   stop) stop "${2:?usage: harness.sh stop DIR}" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 install | install-packages | install-tools | start DIR | stop DIR" >&2; exit 2 ;;
 esac

@@ -7,11 +7,10 @@
 #      broken file's task fails and the final check fails the DAG run.
 #
 # Needs the harness's variables (scripts/test.sh sources them) and TXFLOW_BIN.
-# Airflow is installed once into $TXFLOW_CACHE/airflow-venv (about a minute).
+# Airflow is installed once into $TXFLOW_CACHE/airflow-venv (about a minute;
+# `scripts/test-airflow.sh install` does only that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${TXFLOW_TEST_DATABASE_URL:?run inside the harness (scripts/test.sh)}"
-: "${TXFLOW_BIN:?set TXFLOW_BIN to the txflow binary}"
 CACHE=${TXFLOW_CACHE:-$HOME/.cache/txflow}
 venv=$CACHE/airflow-venv
 AIRFLOW_VERSION=3.3.2
@@ -24,6 +23,12 @@ if [ ! -f "$venv/.installed-$AIRFLOW_VERSION" ]; then
   "$venv/bin/pip" install -q "apache-airflow==$AIRFLOW_VERSION"
   touch "$venv/.installed-$AIRFLOW_VERSION"
 fi
+# `scripts/test-airflow.sh install`: only that (scripts/test.sh installs
+# ahead, beside the build).
+[ "${1:-}" != install ] || exit 0
+
+: "${TXFLOW_TEST_DATABASE_URL:?run inside the harness (scripts/test.sh)}"
+: "${TXFLOW_BIN:?set TXFLOW_BIN to the txflow binary}"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-airflow.XXXXXX")
 trap 'rm -rf "$work"' EXIT
