@@ -8,6 +8,7 @@ mod classifier;
 mod cmd;
 mod config;
 mod connectors;
+mod errors;
 mod inputs;
 mod kafka_args;
 mod learned;
@@ -97,7 +98,7 @@ fn main() -> ExitCode {
     let args = match config::apply(std::env::args_os().collect(), &Cli::command()) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", errors::chain(e.as_ref()));
             return ExitCode::from(2);
         }
     };
@@ -147,7 +148,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", errors::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -123,7 +123,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         crate::signal::shutdown(),
     )
     .await;
-    let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    let error = outcome.as_ref().err().map(|e| crate::errors::chain(e));
     if let Ok(done) = &outcome {
         summary.counts = done.counts;
     }

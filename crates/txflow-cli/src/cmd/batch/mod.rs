@@ -325,7 +325,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             None
         }
     };
-    summary.finish(Utc::now(), fatal.as_ref().map(|e| format!("{e:#}")), budget);
+    summary.finish(
+        Utc::now(),
+        fatal.as_ref().map(|e| crate::errors::chain(e.as_ref())),
+        budget,
+    );
     if let Err(e) = store.finish_run(&summary).await {
         tracing::error!(error = %e, "could not record the run's end");
         fatal.get_or_insert(anyhow!(e).context("recording the run's end"));
