@@ -32,6 +32,56 @@ pub struct ReplayRow {
     pub stored: bool,
 }
 
+impl Replay {
+    /// The replayed letter's name: `topic/partition/offset`.
+    pub fn letter(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.letter_topic, self.letter_partition, self.letter_offset
+        )
+    }
+}
+
+/// What became of a replayed letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Its transaction is in the database with a prediction.
+    Stored,
+    /// The replayed record failed again: the new letter's name and class.
+    DeadLetteredAgain { letter: String, class: String },
+    /// Neither yet: the stream has not reached it.
+    NotProcessedYet,
+}
+
+impl ReplayOutcome {
+    /// The outcome of `row`, given the letter (if any) that names the
+    /// replayed one as its origin: `(name, class)`.
+    pub fn of(row: &ReplayRow, failed_again: Option<(&str, &str)>) -> ReplayOutcome {
+        if row.stored {
+            ReplayOutcome::Stored
+        } else if let Some((letter, class)) = failed_again {
+            ReplayOutcome::DeadLetteredAgain {
+                letter: letter.to_owned(),
+                class: class.to_owned(),
+            }
+        } else {
+            ReplayOutcome::NotProcessedYet
+        }
+    }
+}
+
+impl std::fmt::Display for ReplayOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayOutcome::Stored => f.write_str("stored"),
+            ReplayOutcome::DeadLetteredAgain { letter, class } => {
+                write!(f, "dead-lettered again as {letter} ({class})")
+            }
+            ReplayOutcome::NotProcessedYet => f.write_str("not processed yet"),
+        }
+    }
+}
+
 /// The replays of dead letters, kept beside the rows.
 pub trait ReplayLedger: Send + Sync {
     /// Records a replay (again for the same letter and run: no change).
@@ -39,4 +89,43 @@ pub trait ReplayLedger: Send + Sync {
 
     /// Every replay, oldest first, with whether its transaction is stored.
     fn replays(&self) -> BoxFuture<'_, Result<Vec<ReplayRow>, BoxError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(stored: bool) -> ReplayRow {
+        ReplayRow {
+            replay: Replay {
+                letter_topic: "t-failed".into(),
+                letter_partition: 0,
+                letter_offset: 7,
+                run_id: "r".into(),
+                source_topic: "t".into(),
+                transaction_key: None,
+                error_class: "classification".into(),
+                error_rule: "classifier".into(),
+                attempt: 2,
+            },
+            replayed_at: DateTime::<Utc>::UNIX_EPOCH,
+            stored,
+        }
+    }
+
+    #[test]
+    fn stored_wins_then_a_new_letter_then_not_yet() {
+        let again = Some(("t-failed/1/3", "decode"));
+        assert_eq!(ReplayOutcome::of(&row(true), again), ReplayOutcome::Stored);
+        let failed = ReplayOutcome::of(&row(false), again);
+        assert_eq!(
+            failed.to_string(),
+            "dead-lettered again as t-failed/1/3 (decode)"
+        );
+        assert_eq!(
+            ReplayOutcome::of(&row(false), None).to_string(),
+            "not processed yet"
+        );
+        assert_eq!(row(false).replay.letter(), "t-failed/0/7");
+    }
 }

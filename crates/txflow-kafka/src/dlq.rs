@@ -116,6 +116,52 @@ impl Letter {
     }
 }
 
+/// Which letters a command works on: every condition given must hold (an
+/// empty list or `None` lets every letter through).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    /// Error classes (decode, validation, classification, sink).
+    pub classes: Vec<String>,
+    /// Rules (event_format, amount_format, refused, ...).
+    pub rules: Vec<String>,
+    /// Written at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Written before.
+    pub until: Option<DateTime<Utc>>,
+    /// From this partition of their source topic.
+    pub source_partition: Option<i32>,
+    /// At these offsets of their source partition, both ends included.
+    pub source_offsets: Option<(i64, i64)>,
+    /// With one of these keys (transaction ids, any case).
+    pub ids: Vec<String>,
+    /// These letters: (partition, offset) of the dead-letter topic.
+    pub letters: Vec<(i32, i64)>,
+}
+
+impl Selection {
+    pub fn keeps(&self, l: &Letter) -> bool {
+        let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|x| x == value);
+        any(&self.classes, l.class())
+            && any(&self.rules, l.rule())
+            && self
+                .since
+                .is_none_or(|t| l.timestamp.is_some_and(|at| at >= t))
+            && self
+                .until
+                .is_none_or(|t| l.timestamp.is_some_and(|at| at < t))
+            && self
+                .source_partition
+                .is_none_or(|p| l.source_partition() == Some(p))
+            && self.source_offsets.is_none_or(|(from, to)| {
+                l.source_offset().is_some_and(|o| (from..=to).contains(&o))
+            })
+            && (self.ids.is_empty()
+                || l.key_text()
+                    .is_some_and(|k| self.ids.iter().any(|i| i.eq_ignore_ascii_case(k))))
+            && (self.letters.is_empty() || self.letters.contains(&(l.partition, l.offset)))
+    }
+}
+
 /// Every letter of `topic` up to its end when the read starts (and any
 /// that arrive while it reads), in partition then offset order, that
 /// `keep` keeps.
@@ -294,4 +340,86 @@ pub async fn replay(producer: &FutureProducer, letter: &Letter) -> Result<()> {
 /// record given up after 30 s (the command then fails, naming it).
 pub fn producer(connection: &Connection) -> Result<FutureProducer> {
     crate::consume::membership::idempotent_producer(connection, &[("message.timeout.ms", "30000")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(partition: i32, offset: i64, class: &str, rule: &str, key: &str) -> Letter {
+        let header = |k: &str, v: &str| (k.to_owned(), Some(v.as_bytes().to_vec()));
+        Letter {
+            topic: "t-failed".into(),
+            partition,
+            offset,
+            timestamp: DateTime::from_timestamp(1_700_000_000 + offset, 0),
+            key: Some(key.as_bytes().to_vec()),
+            value: None,
+            headers: vec![
+                header(dead_letter::ERROR_CLASS, class),
+                header(dead_letter::ERROR_RULE, rule),
+                header(dead_letter::SOURCE_PARTITION, "2"),
+                header(dead_letter::SOURCE_OFFSET, &(100 + offset).to_string()),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_selection_keeps_what_every_given_condition_keeps() {
+        let letters = [
+            letter(0, 1, "decode", "event_format", "A1"),
+            letter(0, 2, "validation", "amount_format", "b2"),
+            letter(1, 3, "validation", "side_sign", "c3"),
+        ];
+        let kept = |s: &Selection| -> Vec<i64> {
+            letters
+                .iter()
+                .filter(|l| s.keeps(l))
+                .map(|l| l.offset)
+                .collect()
+        };
+        assert_eq!(kept(&Selection::default()), [1, 2, 3]);
+        let validation = Selection {
+            classes: vec!["validation".into()],
+            ..Selection::default()
+        };
+        assert_eq!(kept(&validation), [2, 3]);
+        assert_eq!(
+            kept(&Selection {
+                rules: vec!["side_sign".into()],
+                ..validation.clone()
+            }),
+            [3]
+        );
+        assert_eq!(
+            kept(&Selection {
+                ids: vec!["a1".into(), "C3".into()],
+                ..Selection::default()
+            }),
+            [1, 3]
+        );
+        assert_eq!(
+            kept(&Selection {
+                source_offsets: Some((101, 102)),
+                source_partition: Some(2),
+                ..Selection::default()
+            }),
+            [1, 2]
+        );
+        assert_eq!(
+            kept(&Selection {
+                since: DateTime::from_timestamp(1_700_000_002, 0),
+                until: DateTime::from_timestamp(1_700_000_003, 0),
+                ..Selection::default()
+            }),
+            [2]
+        );
+        assert_eq!(
+            kept(&Selection {
+                letters: vec![(1, 3)],
+                ..Selection::default()
+            }),
+            [3]
+        );
+    }
 }

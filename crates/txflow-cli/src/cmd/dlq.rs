@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{Value, json};
-use txflow_core::replay::{Replay, ReplayRow};
+use txflow_core::replay::{Replay, ReplayOutcome, ReplayRow};
 use txflow_core::{RunId, Secret};
 use txflow_kafka::dlq::{self, Letter};
 
@@ -56,23 +56,10 @@ enum DlqCommand {
     },
     /// Publish the selected letters' records to their source topic again.
     Replay(ReplayArgs),
-    /// Batch rows that failed validation (`rejected_records`): counts by
-    /// rule and file, then the rows. A rerun of the fixed file stores them.
-    Rejected {
-        /// Only the rows of this run.
-        #[arg(long)]
-        run: Option<String>,
-        /// Only this rule (amount_format, ...).
-        #[arg(long)]
-        rule: Option<String>,
-        /// At most this many rows.
-        #[arg(long, default_value_t = 20)]
-        limit: i64,
-        #[arg(long)]
-        json: bool,
-        #[arg(long, env = "DATABASE_URL", default_value = crate::store::DEFAULT_DATABASE, hide_env_values = true)]
-        database_url: Secret,
-    },
+    /// Moved: `txflow runs rejected` (batch rows, not the topic); kept so
+    /// that scripts calling it go on working.
+    #[command(hide = true)]
+    Rejected(crate::cmd::runs::RejectedArgs),
     /// What was replayed, and what became of it: stored, dead-lettered
     /// again, or not yet processed.
     Replays {
@@ -143,27 +130,18 @@ struct Select {
     letters: Vec<(i32, i64)>,
 }
 
-impl Select {
-    fn keeps(&self, l: &Letter) -> bool {
-        let any = |list: &[String], value: &str| list.is_empty() || list.iter().any(|x| x == value);
-        any(&self.class, l.class())
-            && any(&self.rule, l.rule())
-            && self
-                .since
-                .is_none_or(|t| l.timestamp.is_some_and(|at| at >= t))
-            && self
-                .until
-                .is_none_or(|t| l.timestamp.is_some_and(|at| at < t))
-            && self
-                .source_partition
-                .is_none_or(|p| l.source_partition() == Some(p))
-            && self.source_offsets.is_none_or(|(from, to)| {
-                l.source_offset().is_some_and(|o| (from..=to).contains(&o))
-            })
-            && (self.ids.is_empty()
-                || l.key_text()
-                    .is_some_and(|k| self.ids.iter().any(|i| i.eq_ignore_ascii_case(k))))
-            && (self.letters.is_empty() || self.letters.contains(&(l.partition, l.offset)))
+impl From<Select> for dlq::Selection {
+    fn from(s: Select) -> dlq::Selection {
+        dlq::Selection {
+            classes: s.class,
+            rules: s.rule,
+            since: s.since,
+            until: s.until,
+            source_partition: s.source_partition,
+            source_offsets: s.source_offsets,
+            ids: s.ids,
+            letters: s.letters,
+        }
     }
 }
 
@@ -221,13 +199,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
         DlqCommand::Replay(args) => return replay(args).await,
-        DlqCommand::Rejected {
-            run,
-            rule,
-            limit,
-            json,
-            database_url,
-        } => rejected(run, rule, limit, json, &database_url).await?,
+        DlqCommand::Rejected(args) => {
+            eprintln!("note: `txflow dlq rejected` is now `txflow runs rejected`");
+            crate::cmd::runs::rejected(args).await?;
+        }
         DlqCommand::Replays {
             json,
             database_url,
@@ -240,7 +215,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 async fn read(kafka: &KafkaArgs, select: Select) -> Result<Vec<Letter>> {
     let connection = kafka.connection()?;
     let topic = &kafka.dead_letter_topic;
-    dlq::read(&connection, topic, move |l| select.keeps(l))
+    let selection = dlq::Selection::from(select);
+    dlq::read(&connection, topic, move |l| selection.keeps(l))
         .await
         .with_context(|| format!("reading the dead-letter topic {topic:?}"))
 }
@@ -478,25 +454,16 @@ async fn replays(kafka: &KafkaArgs, database_url: Secret, json: bool) -> Result<
         .into_iter()
         .filter_map(|l| Some((l.replay_of()?.to_owned(), l)))
         .collect();
-    let outcome = |r: &ReplayRow| -> String {
-        let name = format!(
-            "{}/{}/{}",
-            r.replay.letter_topic, r.replay.letter_partition, r.replay.letter_offset
-        );
-        if r.stored {
-            "stored".into()
-        } else if let Some(l) = again.get(&name) {
-            format!("dead-lettered again as {} ({})", l.name(), l.class())
-        } else {
-            "not processed yet".into()
-        }
+    let outcome = |r: &ReplayRow| -> ReplayOutcome {
+        let failed_again = again.get(&r.replay.letter()).map(|l| (l.name(), l.class()));
+        ReplayOutcome::of(r, failed_again.as_ref().map(|(n, c)| (n.as_str(), *c)))
     };
     if json {
         let all: Vec<Value> = rows
             .iter()
             .map(|r| {
                 json!({
-                    "letter": format!("{}/{}/{}", r.replay.letter_topic, r.replay.letter_partition, r.replay.letter_offset),
+                    "letter": r.replay.letter(),
                     "run_id": r.replay.run_id,
                     "replayed_at": r.replayed_at.to_rfc3339(),
                     "source_topic": r.replay.source_topic,
@@ -504,7 +471,7 @@ async fn replays(kafka: &KafkaArgs, database_url: Secret, json: bool) -> Result<
                     "class": r.replay.error_class,
                     "rule": r.replay.error_rule,
                     "attempt": r.replay.attempt,
-                    "outcome": outcome(r),
+                    "outcome": outcome(r).to_string(),
                 })
             })
             .collect();
@@ -524,53 +491,5 @@ async fn replays(kafka: &KafkaArgs, database_url: Secret, json: bool) -> Result<
         );
     }
     println!("{} replay(s)", rows.len());
-    Ok(())
-}
-
-async fn rejected(
-    run: Option<String>,
-    rule: Option<String>,
-    limit: i64,
-    json: bool,
-    database_url: &Secret,
-) -> Result<()> {
-    let store = crate::store::Store::open(database_url.expose(), Duration::from_secs(30)).await?;
-    let r = store
-        .rejections(run.as_deref(), rule.as_deref(), limit)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("reading the rejected rows")?;
-    let total: i64 = r.counts.iter().map(|c| c.2).sum();
-    if json {
-        let out = json!({
-            "total": total,
-            "by_rule": r.counts.iter().map(|(rule, source, n)| json!({"rule": rule, "source": source, "count": n})).collect::<Vec<_>>(),
-            "rows": r.rows.iter().map(|x| json!({
-                "source": x.source_location, "line": x.source_line, "rule": x.rule,
-                "field": x.field, "message": x.message, "raw": x.raw, "run_id": x.run_id,
-            })).collect::<Vec<_>>(),
-        });
-        println!("{out:#}");
-        return Ok(());
-    }
-    println!("{total} rejected row(s)\n");
-    println!("{:<24} {:>8}  SOURCE", "RULE", "ROWS");
-    for (rule, source, n) in &r.counts {
-        println!("{rule:<24} {n:>8}  {source}");
-    }
-    println!();
-    for x in &r.rows {
-        println!(
-            "{}:{}  {}{}  {}\n  raw  {}",
-            x.source_location,
-            x.source_line,
-            x.rule,
-            x.field
-                .as_deref()
-                .map_or(String::new(), |f| format!(" ({f})")),
-            x.message,
-            x.raw
-        );
-    }
     Ok(())
 }

@@ -229,7 +229,7 @@ async fn rejected_batch_rows_are_listed_by_rule_from_either_database() {
         )
         .assert_code(0);
         let list = |extra: &[&str]| -> serde_json::Value {
-            let mut args = vec!["dlq", "rejected", "--json", "--database-url", url];
+            let mut args = vec!["runs", "rejected", "--json", "--database-url", url];
             args.extend_from_slice(extra);
             let run = txflow(dir.path(), &args);
             run.assert_code(0);
@@ -251,5 +251,18 @@ async fn rejected_batch_rows_are_listed_by_rule_from_either_database() {
         assert_eq!(amounts["rows"].as_array().map(Vec::len), Some(1));
         assert_eq!(amounts["rows"][0]["rule"], "amount_format");
         assert_eq!(list(&["--run", "another"])["total"], 0);
+        // Its old name still answers, saying where it moved.
+        let old = txflow(
+            dir.path(),
+            &["dlq", "rejected", "--json", "--database-url", url],
+        );
+        old.assert_code(0);
+        assert!(
+            old.stderr.contains("txflow runs rejected"),
+            "{}",
+            old.stderr
+        );
+        let old: serde_json::Value = serde_json::from_str(&old.stdout).expect("JSON");
+        assert_eq!(old["total"], 7);
     }
 }
