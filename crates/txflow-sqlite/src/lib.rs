@@ -169,17 +169,14 @@ impl SqliteStore {
     async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
         let (group, topic) = (group.to_owned(), topic.to_owned());
         self.with_conn(move |conn, path| {
-            let mut select = conn
-                .prepare_cached(
-                    "SELECT partition, next_offset FROM stream_offsets
-                     WHERE consumer_group = ?1 AND topic = ?2",
-                )
-                .map_err(query(path, "preparing the offsets query"))?;
-            let rows = select
-                .query_map([&group, &topic], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(query(path, "reading stream offsets"))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(query(path, "reading stream offsets"))
+            values::all(
+                conn,
+                "SELECT partition, next_offset FROM stream_offsets
+                 WHERE consumer_group = ?1 AND topic = ?2",
+                [&group, &topic],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(query(path, "reading stream offsets"))
         })
         .await
     }
@@ -188,14 +185,12 @@ impl SqliteStore {
     pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
         let prefix = prefix.to_owned();
         self.with_conn(move |conn, path| {
-            let mut select = conn
-                .prepare(
-                    "SELECT run_id, status, files, files_failed, rows_read, rows_invalid, rows_written, error
-                     FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 ORDER BY started_at, run_id",
-                )
-                .map_err(query(path, "preparing the runs query"))?;
-            let rows = select
-                .query_map([&prefix], |r| {
+            values::all(
+                conn,
+                "SELECT run_id, status, files, files_failed, rows_read, rows_invalid, rows_written, error
+                 FROM runs WHERE substr(run_id, 1, length(?1)) = ?1 ORDER BY started_at, run_id",
+                [&prefix],
+                |r| {
                     Ok(RunRecord {
                         run_id: r.get(0)?,
                         status: values::run_status(r, 1)?,
@@ -206,10 +201,9 @@ impl SqliteStore {
                         rows_written: r.get::<_, i64>(6)? as u64,
                         error: r.get(7)?,
                     })
-                })
-                .map_err(query(path, "reading runs"))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(query(path, "reading runs"))
+                },
+            )
+            .map_err(query(path, "reading runs"))
         })
         .await
     }
@@ -225,28 +219,25 @@ impl SqliteStore {
         let (run, rule) = (run.map(str::to_owned), rule.map(str::to_owned));
         self.with_conn(move |conn, path| {
             let filter = "(?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR rule = ?2)";
-            let mut counts = conn
-                .prepare(&format!(
+            let counts = values::all(
+                conn,
+                &format!(
                     "SELECT rule, source_location, count(*) FROM rejected_records
                      WHERE {filter} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
-                ))
-                .map_err(query(path, "reading rejected rows"))?;
-            let counts = counts
-                .query_map(params![run, rule], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .map_err(query(path, "reading rejected rows"))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(query(path, "reading rejected rows"))?;
-            let mut rows = conn
-                .prepare(&format!(
+                ),
+                params![run, rule],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(query(path, "reading rejected rows"))?;
+            let rows = values::all(
+                conn,
+                &format!(
                     "SELECT source_location, source_line, rule, field, message, raw, run_id
                      FROM rejected_records WHERE {filter}
                      ORDER BY rejected_at, source_location, source_line LIMIT ?3"
-                ))
-                .map_err(query(path, "reading rejected rows"))?;
-            let rows = rows
-                .query_map(params![run, rule, limit], |r| {
+                ),
+                params![run, rule, limit],
+                |r| {
                     Ok(StoredRejection {
                         source_location: r.get(0)?,
                         source_line: r.get(1)?,
@@ -256,10 +247,9 @@ impl SqliteStore {
                         raw: r.get(5)?,
                         run_id: r.get(6)?,
                     })
-                })
-                .map_err(query(path, "reading rejected rows"))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(query(path, "reading rejected rows"))?;
+                },
+            )
+            .map_err(query(path, "reading rejected rows"))?;
             Ok(Rejections { counts, rows })
         })
         .await

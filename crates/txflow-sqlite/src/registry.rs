@@ -51,9 +51,9 @@ fn activate(conn: &mut Connection, path: &Path, version: &str) -> Result<bool> {
 
 fn models(conn: &Connection, path: &Path) -> Result<Vec<ModelRow>> {
     let q = |what| query(path, what);
-    let mut select = conn
-        .prepare(
-            "WITH counts AS (SELECT model_version, count(*) AS n FROM predictions GROUP BY 1)
+    values::all(
+        conn,
+        "WITH counts AS (SELECT model_version, count(*) AS n FROM predictions GROUP BY 1)
              SELECT * FROM (
                  SELECT m.version AS version, m.name, m.kind, m.location,
                         m.registered_at AS registered_at, m.active, coalesce(c.n, 0),
@@ -64,10 +64,8 @@ fn models(conn: &Connection, path: &Path) -> Result<Vec<ModelRow>> {
                         NULL, NULL, NULL
                  FROM counts c WHERE c.model_version NOT IN (SELECT version FROM models))
              ORDER BY registered_at IS NULL, registered_at, version",
-        )
-        .map_err(q("reading models"))?;
-    select
-        .query_map([], |r| {
+        [],
+        |r| {
             let at: Option<String> = r.get(4)?;
             Ok(ModelRow {
                 version: r.get(0)?,
@@ -87,10 +85,9 @@ fn models(conn: &Connection, path: &Path) -> Result<Vec<ModelRow>> {
                 metrics: r.get(8)?,
                 review_below: r.get(9)?,
             })
-        })
-        .map_err(q("reading models"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(q("reading models"))
+        },
+    )
+    .map_err(q("reading models"))
 }
 
 /// A time as the bound of a `julianday` comparison (stored times are RFC
@@ -109,9 +106,10 @@ fn to_classify(
 ) -> Result<Page> {
     let q = |what| query(path, what);
     // Every filter is a parameter; an absent one is NULL and drops out.
-    let mut select = conn
-        .prepare_cached(
-            "SELECT t.id, t.source_id, t.description, CAST(round(t.amount * 100) AS INTEGER),
+    // (id, the transaction, whether `version` classified it).
+    let rows = values::all(
+        conn,
+        "SELECT t.id, t.source_id, t.description, CAST(round(t.amount * 100) AS INTEGER),
                     t.\"timestamp\", t.merchant, t.operation_type, t.side,
                     EXISTS (SELECT 1 FROM predictions p
                             WHERE p.transaction_id = t.id AND p.model_version = ?1)
@@ -124,38 +122,31 @@ fn to_classify(
                                            WHERE category = ?6))
                AND (?7 IS NULL OR t.source_location = ?7)
              ORDER BY t.id LIMIT ?8",
-        )
-        .map_err(q("preparing the reclassification query"))?;
-    // (id, the transaction, whether `version` classified it).
-    let rows = select
-        .query_map(
-            params![
-                version,
-                after.map(|id| id.to_string()),
-                selection.run,
-                selection.since.map(bound),
-                selection.until.map(bound),
-                selection.category,
-                selection.source,
-                limit,
-            ],
-            |r| {
-                let transaction = Transaction::from(TransactionParts {
-                    id: values::id(r, 0)?,
-                    source_id: r.get(1)?,
-                    description: r.get(2)?,
-                    amount: values::amount(r, 3)?,
-                    timestamp: values::time(r, 4)?,
-                    merchant: r.get(5)?,
-                    operation_type: r.get(6)?,
-                    side: values::side(r, 7)?,
-                });
-                Ok((transaction, r.get::<_, bool>(8)?))
-            },
-        )
-        .map_err(q("reading transactions to classify"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(q("reading transactions to classify"))?;
+        params![
+            version,
+            after.map(|id| id.to_string()),
+            selection.run,
+            selection.since.map(bound),
+            selection.until.map(bound),
+            selection.category,
+            selection.source,
+            limit,
+        ],
+        |r| {
+            let transaction = Transaction::from(TransactionParts {
+                id: values::id(r, 0)?,
+                source_id: r.get(1)?,
+                description: r.get(2)?,
+                amount: values::amount(r, 3)?,
+                timestamp: values::time(r, 4)?,
+                merchant: r.get(5)?,
+                operation_type: r.get(6)?,
+                side: values::side(r, 7)?,
+            });
+            Ok((transaction, r.get::<_, bool>(8)?))
+        },
+    )
+    .map_err(q("reading transactions to classify"))?;
     Ok(Page {
         last: rows.last().map(|(t, _)| t.id()),
         todo: rows
@@ -202,9 +193,9 @@ fn add_predictions(
 
 fn diff(conn: &Connection, path: &Path, from: &str, to: &str) -> Result<Vec<DiffCell>> {
     let q = |what| query(path, what);
-    let mut select = conn
-        .prepare(
-            "WITH pairs AS (
+    let cells = values::all(
+        conn,
+        "WITH pairs AS (
                  SELECT a.category AS f, b.category AS g, t.id AS id,
                         CAST(round(t.amount * 100) AS INTEGER) AS cents,
                         row_number() OVER (PARTITION BY a.category, b.category ORDER BY t.id) AS k
@@ -215,10 +206,8 @@ fn diff(conn: &Connection, path: &Path, from: &str, to: &str) -> Result<Vec<Diff
              SELECT f, g, count(*), coalesce(sum(cents), 0),
                     group_concat(CASE WHEN k <= 3 THEN id END)
              FROM pairs GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .map_err(q("comparing two models"))?;
-    let cells = select
-        .query_map([from, to], |r| {
+        [from, to],
+        |r| {
             let examples: Option<String> = r.get(4)?;
             let mut examples: Vec<String> = examples
                 .map(|e| e.split(',').map(str::to_owned).collect())
@@ -231,10 +220,9 @@ fn diff(conn: &Connection, path: &Path, from: &str, to: &str) -> Result<Vec<Diff
                 amount_cents: r.get(3)?,
                 examples,
             })
-        })
-        .map_err(q("comparing two models"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(q("comparing two models"))?;
+        },
+    )
+    .map_err(q("comparing two models"))?;
     Ok(cells)
 }
 

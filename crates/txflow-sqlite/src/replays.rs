@@ -41,8 +41,8 @@ impl ReplayLedger for SqliteStore {
             Ok(self
                 .with_conn(|conn, path| {
                     let q = |what| query(path, what);
-                    let mut select = conn
-                        .prepare(
+                    values::all(
+                        conn,
                             "SELECT r.letter_topic, r.letter_partition, r.letter_offset, r.run_id,
                                     r.source_topic, r.transaction_key, r.error_class, r.error_rule,
                                     r.attempt, r.replayed_at,
@@ -50,10 +50,7 @@ impl ReplayLedger for SqliteStore {
                                             WHERE p.transaction_id = lower(r.transaction_key))
                              FROM replays r
                              ORDER BY r.replayed_at, r.letter_topic, r.letter_partition, r.letter_offset",
-                        )
-                        .map_err(q("reading replays"))?;
-                    select
-                        .query_map([], |r| {
+                        [], |r| {
                             Ok(ReplayRow {
                                 replay: Replay {
                                     letter_topic: r.get(0)?,
@@ -69,10 +66,9 @@ impl ReplayLedger for SqliteStore {
                                 replayed_at: values::time(r, 9)?,
                                 stored: r.get(10)?,
                             })
-                        })
-                        .map_err(q("reading replays"))?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                        .map_err(q("reading replays"))
+                        },
+                    )
+                    .map_err(q("reading replays"))
                 })
                 .await?)
         })

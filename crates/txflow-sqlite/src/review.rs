@@ -90,8 +90,8 @@ pub(crate) fn queue(
 /// The queue's pending items, least confident first.
 fn queued(conn: &rusqlite::Connection, path: &Path, f: &QueueFilter) -> Result<Vec<QueuedItem>> {
     let q = |what| query(path, what);
-    let mut select = conn
-        .prepare_cached(
+    values::all(
+        conn,
             "SELECT q.transaction_id, t.description, t.merchant, CAST(round(t.amount * 100) AS INTEGER),
                     t.\"timestamp\", q.model_version, q.category, q.confidence, q.top, s.labels,
                     q.queued_at
@@ -103,10 +103,7 @@ fn queued(conn: &rusqlite::Connection, path: &Path, f: &QueueFilter) -> Result<V
                AND (?2 IS NULL OR q.category = ?2)
              ORDER BY q.confidence, q.queued_at, q.transaction_id
              LIMIT ?3",
-        )
-        .map_err(q("preparing the review-queue query"))?;
-    select
-        .query_map(params![f.model_version, f.category, f.limit], |r| {
+        params![f.model_version, f.category, f.limit], |r| {
             let labels: Option<String> = r.get(9)?;
             Ok(QueuedItem {
                 transaction_id: values::id(r, 0)?,
@@ -121,10 +118,9 @@ fn queued(conn: &rusqlite::Connection, path: &Path, f: &QueueFilter) -> Result<V
                 labels: labels.map(|l| l.lines().map(str::to_owned).collect()),
                 queued_at: values::time(r, 10)?,
             })
-        })
-        .map_err(q("reading the review queue"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(q("reading the review queue"))
+        },
+    )
+    .map_err(q("reading the review queue"))
 }
 
 fn progress(conn: &rusqlite::Connection, path: &Path) -> Result<Progress> {
@@ -221,17 +217,14 @@ fn labeled(
 ) -> Result<Vec<LabeledTransaction>> {
     let q = |what| query(path, what);
     let since = since.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
-    let mut select = conn
-        .prepare(
+    values::all(
+        conn,
             "SELECT t.id, t.description, t.merchant, CAST(round(t.amount * 100) AS INTEGER), t.side,
                     t.operation_type, t.\"timestamp\", l.category, l.labeled_by, l.labeled_at, l.source
              FROM labels l JOIN transactions t ON t.id = l.transaction_id
              WHERE ?1 IS NULL OR l.labeled_at >= ?1
              ORDER BY l.labeled_at, t.id",
-        )
-        .map_err(q("preparing the labels query"))?;
-    select
-        .query_map([since], |r| {
+        [since], |r| {
             Ok(LabeledTransaction {
                 transaction_id: values::id(r, 0)?,
                 description: r.get(1)?,
@@ -245,10 +238,9 @@ fn labeled(
                 labeled_at: values::time(r, 9)?,
                 source: values::source(r, 10)?,
             })
-        })
-        .map_err(q("reading labels"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(q("reading labels"))
+        },
+    )
+    .map_err(q("reading labels"))
 }
 
 impl ReviewStore for SqliteStore {

@@ -11,6 +11,18 @@ use txflow_core::review::{self, Ranked};
 use txflow_core::transaction::{Amount, Side, TransactionId};
 use txflow_core::{Category, LabelSource};
 
+/// Every row `sql` gives for `params`, each made by `row`; the statement is
+/// prepared once per connection and kept. One error to map, whichever step
+/// failed.
+pub(crate) fn all<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare_cached(sql)?.query_map(params, row)?.collect()
+}
+
 /// What a column held that txflow did not write.
 #[derive(Debug)]
 struct Unreadable(String);
