@@ -21,6 +21,11 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// What the producer logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Waits for the producer; fails the test with its log unless every
     /// event was delivered.
     pub fn wait(mut self) {
