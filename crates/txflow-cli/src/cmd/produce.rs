@@ -181,3 +181,19 @@ async fn load_samples(file: &str, s3: &S3Args) -> Result<Vec<Transaction>> {
     }
     Ok(samples)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_producer;
+
+    #[test]
+    fn a_producer_is_min_max_at_an_interval_and_a_bad_one_says_the_form() {
+        let spec = parse_producer("2-10@250ms").expect("valid");
+        assert_eq!((spec.min, spec.max), (2, 10));
+        assert_eq!(spec.interval, std::time::Duration::from_millis(250));
+        for bad in ["2-10", "10@1s", "a-3@1s", "5-2@1s", "0-0@1s"] {
+            let e = parse_producer(bad).expect_err(bad);
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+}

@@ -601,3 +601,60 @@ async fn with_the_classifier_down_nothing_is_dead_lettered_and_all_is_written_af
     assert_eq!(topics.count(&topics.dead_letters), 0);
     assert_eq!(db.count("classification_failures", "").await, 0);
 }
+
+#[tokio::test]
+async fn produce_from_a_csv_file_with_simulated_producers_publishes_the_file_s_transactions() {
+    let topics = Topics::create();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../samples/transactions_sample.csv"
+    );
+    let mut args = vec![
+        "produce",
+        "--from-csv",
+        sample,
+        "--producer",
+        "5-10@50ms",
+        "--producer",
+        "1-2@20ms",
+        "--count",
+        "120",
+        "--seed",
+        "7",
+    ];
+    let flags = topics.flags();
+    args.extend(flags.iter().map(String::as_str));
+    let run = txflow(&std::env::temp_dir(), &args);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("120 events published"),
+        "{}",
+        run.stdout
+    );
+    let descriptions: HashSet<String> = std::fs::read_to_string(sample)
+        .expect("the sample")
+        .lines()
+        .skip(1)
+        .filter_map(|l| Some(l.split(';').nth(1)?.trim_matches('"').to_owned()))
+        .collect();
+    let records = topics.read_all(&topics.transactions);
+    assert_eq!(records.len(), 120);
+    let mut ids = HashSet::new();
+    for record in &records {
+        let event: serde_json::Value =
+            serde_json::from_slice(record.payload().expect("a value")).expect("JSON");
+        let description = event["description"].as_str().expect("a description");
+        assert!(
+            descriptions.contains(description),
+            "{description:?} is not a description of the sample"
+        );
+        ids.insert(event["id"].as_str().expect("an id").to_owned());
+    }
+    assert_eq!(ids.len(), 120, "each event gets a new id");
+    // A rate of 0 is refused with the fix.
+    let mut zero = vec!["produce", "--rate", "0", "--count", "1"];
+    zero.extend(flags.iter().map(String::as_str));
+    let refused = txflow(&std::env::temp_dir(), &zero);
+    refused.assert_code(1);
+    assert!(refused.stderr.contains("--flat"), "{}", refused.stderr);
+}
