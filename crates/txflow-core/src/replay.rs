@@ -56,14 +56,11 @@ pub enum ReplayOutcome {
 impl ReplayOutcome {
     /// The outcome of `row`, given the letter (if any) that names the
     /// replayed one as its origin: `(name, class)`.
-    pub fn of(row: &ReplayRow, failed_again: Option<(&str, &str)>) -> ReplayOutcome {
+    pub fn of(row: &ReplayRow, failed_again: Option<(String, String)>) -> ReplayOutcome {
         if row.stored {
             ReplayOutcome::Stored
         } else if let Some((letter, class)) = failed_again {
-            ReplayOutcome::DeadLetteredAgain {
-                letter: letter.to_owned(),
-                class: class.to_owned(),
-            }
+            ReplayOutcome::DeadLetteredAgain { letter, class }
         } else {
             ReplayOutcome::NotProcessedYet
         }
@@ -115,9 +112,12 @@ mod tests {
 
     #[test]
     fn stored_wins_then_a_new_letter_then_not_yet() {
-        let again = Some(("t-failed/1/3", "decode"));
-        assert_eq!(ReplayOutcome::of(&row(true), again), ReplayOutcome::Stored);
-        let failed = ReplayOutcome::of(&row(false), again);
+        let again = || Some(("t-failed/1/3".to_owned(), "decode".to_owned()));
+        assert_eq!(
+            ReplayOutcome::of(&row(true), again()),
+            ReplayOutcome::Stored
+        );
+        let failed = ReplayOutcome::of(&row(false), again());
         assert_eq!(
             failed.to_string(),
             "dead-lettered again as t-failed/1/3 (decode)"

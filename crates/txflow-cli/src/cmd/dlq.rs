@@ -455,8 +455,10 @@ async fn replays(kafka: &KafkaArgs, database_url: Secret, json: bool) -> Result<
         .filter_map(|l| Some((l.replay_of()?.to_owned(), l)))
         .collect();
     let outcome = |r: &ReplayRow| -> ReplayOutcome {
-        let failed_again = again.get(&r.replay.letter()).map(|l| (l.name(), l.class()));
-        ReplayOutcome::of(r, failed_again.as_ref().map(|(n, c)| (n.as_str(), *c)))
+        let failed_again = again
+            .get(&r.replay.letter())
+            .map(|l| (l.name(), l.class().to_owned()));
+        ReplayOutcome::of(r, failed_again)
     };
     if json {
         let all: Vec<Value> = rows

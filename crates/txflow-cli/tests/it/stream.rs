@@ -11,7 +11,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::harness::{Database, harness_var, scrape_checked, txflow, unique};
+use crate::harness::{Database, Run, harness_var, scrape_checked, txflow, unique};
 use crate::servers::free_port;
 
 /// A `txflow produce` process and where its log goes.
@@ -61,21 +61,25 @@ impl Topics {
             predictions: format!("{name}-predictions"),
             dead_letters: format!("{name}-failed"),
         };
-        let dir = std::env::temp_dir();
-        let mut args = vec![
+        let run = topics.txflow(&[
             "topics",
             "create",
             "--partitions",
             "3",
             "--replication",
             "1",
-        ];
-        let flags = topics.flags();
-        args.extend(flags.iter().map(String::as_str));
-        let run = txflow(&dir, &args);
+        ]);
         run.assert_code(0);
         assert!(run.stdout.contains("created"), "{}", run.stdout);
         topics
+    }
+
+    /// `txflow ARGS...` with these topics' flags added.
+    pub fn txflow(&self, args: &[&str]) -> Run {
+        let flags = self.flags();
+        let mut all = args.to_vec();
+        all.extend(flags.iter().map(String::as_str));
+        txflow(&std::env::temp_dir(), &all)
     }
 
     pub fn flags(&self) -> Vec<String> {
@@ -609,7 +613,7 @@ async fn produce_from_a_csv_file_with_simulated_producers_publishes_the_file_s_t
         env!("CARGO_MANIFEST_DIR"),
         "/../../samples/transactions_sample.csv"
     );
-    let mut args = vec![
+    let run = topics.txflow(&[
         "produce",
         "--from-csv",
         sample,
@@ -621,10 +625,7 @@ async fn produce_from_a_csv_file_with_simulated_producers_publishes_the_file_s_t
         "120",
         "--seed",
         "7",
-    ];
-    let flags = topics.flags();
-    args.extend(flags.iter().map(String::as_str));
-    let run = txflow(&std::env::temp_dir(), &args);
+    ]);
     run.assert_code(0);
     assert!(
         run.stdout.contains("120 events published"),
@@ -652,9 +653,7 @@ async fn produce_from_a_csv_file_with_simulated_producers_publishes_the_file_s_t
     }
     assert_eq!(ids.len(), 120, "each event gets a new id");
     // A rate of 0 is refused with the fix.
-    let mut zero = vec!["produce", "--rate", "0", "--count", "1"];
-    zero.extend(flags.iter().map(String::as_str));
-    let refused = txflow(&std::env::temp_dir(), &zero);
+    let refused = topics.txflow(&["produce", "--rate", "0", "--count", "1"]);
     refused.assert_code(1);
     assert!(refused.stderr.contains("--flat"), "{}", refused.stderr);
 }
