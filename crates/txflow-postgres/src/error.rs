@@ -21,12 +21,8 @@ pub enum Error {
         hint: &'static str,
         cause: tokio_postgres::Error,
     },
-    #[error("applying migration {version} ({name}): {}", describe(.cause))]
-    Migration {
-        version: i32,
-        name: &'static str,
-        cause: tokio_postgres::Error,
-    },
+    #[error("migrating the schema: {}", describe_migration(.cause))]
+    Migration { cause: refinery::Error },
     #[error(
         "the database schema is at version {found}, newer than this txflow knows ({known}); \
          upgrade txflow"
@@ -61,7 +57,8 @@ impl Error {
                 Some(db) => connection_lost_code(db.code().code()),
                 None => true,
             },
-            Error::Migration { cause, .. } | Error::Query { cause, .. } => connection_lost(cause),
+            Error::Migration { cause } => migration_cause(cause).is_some_and(connection_lost),
+            Error::Query { cause, .. } => connection_lost(cause),
             Error::Config { .. }
             | Error::Tls { .. }
             | Error::SchemaTooNew { .. }
@@ -127,6 +124,44 @@ fn tls_hint(e: &tokio_postgres::Error) -> Option<&'static str> {
 
 /// The server's message, with its detail and SQLSTATE, or the client's
 /// error and its cause (I/O, TLS, protocol).
+impl Error {
+    /// A refinery failure; an applied version this txflow does not know is
+    /// [`Error::SchemaTooNew`] (`known`: the embedded migrations).
+    pub(crate) fn migration(cause: refinery::Error, known: &[(i32, String)]) -> Error {
+        let latest = known.last().map_or(0, |m| m.0);
+        match cause.kind() {
+            refinery::error::Kind::MissingVersion(m) if m.version() > latest => {
+                Error::SchemaTooNew {
+                    found: m.version(),
+                    known: latest,
+                }
+            }
+            _ => Error::Migration { cause },
+        }
+    }
+}
+
+/// The server's error under a refinery failure, if it was one.
+fn migration_cause(e: &refinery::Error) -> Option<&tokio_postgres::Error> {
+    match e.kind() {
+        refinery::error::Kind::Connection(_, source) => source.downcast_ref(),
+        _ => None,
+    }
+}
+
+fn describe_migration(e: &refinery::Error) -> String {
+    match (e.kind(), migration_cause(e)) {
+        (refinery::error::Kind::Connection(what, _), Some(cause)) => {
+            format!("{what}: {}", describe(cause))
+        }
+        (refinery::error::Kind::DivergentVersion(applied, _), _) => format!(
+            "migration {applied} was applied from a different file than this txflow's; \
+             the database was migrated by another build of txflow"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut text = format!(

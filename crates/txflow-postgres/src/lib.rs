@@ -1,8 +1,8 @@
 //! txflow's PostgreSQL adapter: a [`txflow_core::Sink`].
 //!
-//! - [`migrate`]: the embedded schema migrations, applied under an advisory
-//!   lock so that parallel workers (Airflow tasks, consumers) can all start
-//!   at once.
+//! - [`migrate`]: the embedded schema migrations (refinery, numbered and
+//!   named as SQLite's), applied under an advisory lock so that parallel
+//!   workers (Airflow tasks, consumers) can all start at once.
 //! - [`PostgresStore`]: each batch is one database transaction: binary `COPY`
 //!   into temporary staging tables, then `INSERT … SELECT … ON CONFLICT DO
 //!   NOTHING` into the real ones, so a rerun adds nothing.
@@ -32,7 +32,7 @@ mod target;
 
 pub use connector::PostgresConnector;
 pub use error::{Error, Result};
-pub use migrate::{MIGRATIONS, migrate};
+pub use migrate::{HISTORY_TABLE, migrate, migrations};
 pub use session::Health;
 pub use sink::PostgresStore;
 pub use target::{SslMode, Target};

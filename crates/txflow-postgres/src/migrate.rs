@@ -1,97 +1,110 @@
-//! Embedded schema migrations.
+//! Embedded schema migrations, run by refinery (`migrations/V{n}__{name}.sql`,
+//! numbered and named as SQLite's) and recorded in `txflow_schema_history`.
 
+use refinery::{Runner, Target};
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
 
-/// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "initial", include_str!("../migrations/0001_initial.sql")),
-    (
-        2,
-        "classification_failures",
-        include_str!("../migrations/0002_classification_failures.sql"),
-    ),
-    (
-        3,
-        "run_files",
-        include_str!("../migrations/0003_run_files.sql"),
-    ),
-    (
-        4,
-        "stream_offsets",
-        include_str!("../migrations/0004_stream_offsets.sql"),
-    ),
-    (
-        5,
-        "predictions_without_foreign_key",
-        include_str!("../migrations/0005_predictions_without_foreign_key.sql"),
-    ),
-    (6, "replays", include_str!("../migrations/0006_replays.sql")),
-    (7, "models", include_str!("../migrations/0007_models.sql")),
-    (
-        8,
-        "model_labels",
-        include_str!("../migrations/0008_model_labels.sql"),
-    ),
-    (9, "review", include_str!("../migrations/0009_review.sql")),
-];
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Where refinery records the applied migrations (the same name in SQLite).
+pub const HISTORY_TABLE: &str = "txflow_schema_history";
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
 const LOCK_KEY: i64 = 0x7478_666c_6f77; // "txflow"
 
-/// Applies the migrations the database lacks. Safe to run from many
-/// processes at once: they queue on an advisory lock and the later ones find
-/// nothing to do. Returns the versions applied.
+/// Every embedded migration: (version, name), in order.
+pub fn migrations() -> Vec<(i32, String)> {
+    let mut all: Vec<_> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (m.version(), m.name().to_owned()))
+        .collect();
+    all.sort();
+    all
+}
+
+fn runner() -> Runner {
+    let mut runner = embedded::migrations::runner().set_grouped(true);
+    runner.set_migration_table_name(HISTORY_TABLE);
+    runner
+}
+
+/// Applies the migrations the database lacks, all in one transaction. Safe
+/// to run from many processes at once: they queue on an advisory lock and
+/// the later ones find nothing to do. Returns the versions applied.
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>> {
-    let tx = client
-        .transaction()
-        .await
-        .map_err(Error::query("starting the migration"))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(Error::query("taking the migration lock"))?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS txflow_migrations (
-             version    integer PRIMARY KEY,
-             name       text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await
-    .map_err(Error::query("creating txflow_migrations"))?;
-    let row = tx
+    let applied = migrate_locked(client).await;
+    // Released with the session too: a failure here after a failed migration
+    // would be the connection's loss, reported with the migration's error.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(Error::query("releasing the migration lock"));
+    let applied = applied?;
+    unlocked?;
+    Ok(applied)
+}
+
+async fn migrate_locked(client: &mut Client) -> Result<Vec<i32>> {
+    adopt_legacy_history(client).await?;
+    let report = runner()
+        .run_async(client)
+        .await
+        .map_err(|cause| Error::migration(cause, &migrations()))?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(refinery::Migration::version)
+        .collect())
+}
+
+/// Databases made before refinery ran the migrations recorded them in
+/// `txflow_migrations` (same versions and names). The first run that finds
+/// that table and no history records its versions as applied without running
+/// them; the old table is left as it was.
+async fn adopt_legacy_history(client: &mut Client) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('txflow_migrations') IS NOT NULL,
+                    to_regclass($1) IS NOT NULL",
+            &[&HISTORY_TABLE],
+        )
+        .await
+        .map_err(Error::query("looking for an earlier schema history"))?;
+    let (legacy, history): (bool, bool) = (row.get(0), row.get(1));
+    if !legacy || history {
+        return Ok(());
+    }
+    let row = client
         .query_one(
             "SELECT coalesce(max(version), 0) FROM txflow_migrations",
             &[],
         )
         .await
-        .map_err(Error::query("reading the schema version"))?;
-    let current: i32 = row.get(0);
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > known {
+        .map_err(Error::query("reading the earlier schema version"))?;
+    let version: i32 = row.get(0);
+    let known = migrations().last().map_or(0, |m| m.0);
+    if version > known {
         return Err(Error::SchemaTooNew {
-            found: current,
+            found: version,
             known,
         });
     }
-    let mut applied = Vec::new();
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let failed = |cause| Error::Migration {
-            version,
-            name,
-            cause,
-        };
-        tx.batch_execute(sql).await.map_err(failed)?;
-        tx.execute(
-            "INSERT INTO txflow_migrations (version, name) VALUES ($1, $2)",
-            &[&version, &name],
-        )
-        .await
-        .map_err(failed)?;
-        applied.push(version);
+    if version > 0 {
+        runner()
+            .set_target(Target::FakeVersion(version))
+            .run_async(client)
+            .await
+            .map_err(|cause| Error::migration(cause, &migrations()))?;
+        tracing::info!(version, "adopted the schema history of txflow_migrations");
     }
-    tx.commit()
-        .await
-        .map_err(Error::query("committing the migration"))?;
-    Ok(applied)
+    Ok(())
 }

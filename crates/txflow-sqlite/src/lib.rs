@@ -18,26 +18,13 @@ use txflow_core::{
     Sink, StoredRejection,
 };
 
-/// Every migration, in order: (version, SQL). The applied version is kept in
-/// SQLite's `user_version`.
-pub const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("../migrations/0001_initial.sql")),
-    (
-        2,
-        include_str!("../migrations/0002_classification_failures.sql"),
-    ),
-    (3, include_str!("../migrations/0003_run_files.sql")),
-    (4, include_str!("../migrations/0004_stream_offsets.sql")),
-    (
-        5,
-        include_str!("../migrations/0005_replays_models_review.sql"),
-    ),
-];
-
+mod migrate;
 mod registry;
 mod replays;
 mod review;
 mod values;
+
+pub use migrate::{HISTORY_TABLE, migrations};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -63,6 +50,11 @@ pub enum Error {
         what: &'static str,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error("SQLite database {path}: migrating the schema: {cause}")]
+    Migration {
+        path: PathBuf,
+        cause: refinery::Error,
     },
     #[error("the SQLite worker thread stopped: {0}")]
     Worker(String),
@@ -116,7 +108,7 @@ impl SqliteStore {
                 Err(e) => return Err(open_err(e)),
             }
         }
-        migrate(&mut conn, path)?;
+        migrate::migrate(&mut conn, path)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -285,28 +277,6 @@ fn upsert_file(conn: &mut Connection, path: &Path, run: &RunId, file: &FileOutco
 fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     let path = path.to_owned();
     move |source| Error::Query { path, what, source }
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let tx = begin_write(conn).map_err(query(path, "starting the migration"))?;
-    let current: i32 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(query(path, "reading the schema version"))?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current > known {
-        return Err(Error::SchemaTooNew {
-            path: path.to_owned(),
-            found: current,
-            known,
-        });
-    }
-    for &(version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        tx.execute_batch(sql)
-            .map_err(query(path, "applying a migration"))?;
-        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
-            .map_err(query(path, "recording the schema version"))?;
-    }
-    tx.commit().map_err(query(path, "committing the migration"))
 }
 
 fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteReport> {

@@ -12,6 +12,7 @@ mod models;
 mod observability;
 mod publish;
 mod review;
+mod schema;
 mod secrets;
 mod serve;
 mod serve_auth;

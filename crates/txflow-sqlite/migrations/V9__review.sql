@@ -1,36 +1,10 @@
--- Version 5: SQLite catches up with the PostgreSQL migrations 6 to 9 (see
--- those files for the reasons): dead-letter replays, models as versions
--- (one may be active; a model's label set, training metrics and default
--- review threshold), and the review loop (the queue, people's labels).
--- The view of each transaction's category prefers a label, then the
--- active model's prediction, then the latest.
+-- Version 9: the review loop (see the PostgreSQL migration of the same
+-- number): a model's default review threshold, the queue of predictions for a
+-- person, and people's labels, which win over every model in the views: the
+-- view of each transaction's category prefers a label, then the active
+-- model's prediction, then the latest.
 
-CREATE TABLE replays (
-    letter_topic      TEXT NOT NULL,
-    letter_partition  INTEGER NOT NULL,
-    letter_offset     INTEGER NOT NULL,
-    run_id            TEXT NOT NULL,
-    source_topic      TEXT NOT NULL,
-    transaction_key   TEXT,
-    error_class       TEXT NOT NULL,
-    error_rule        TEXT NOT NULL,
-    attempt           INTEGER NOT NULL,
-    replayed_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    PRIMARY KEY (letter_topic, letter_partition, letter_offset, run_id)
-);
-
-CREATE TABLE models (
-    version        TEXT PRIMARY KEY,
-    name           TEXT NOT NULL,
-    kind           TEXT NOT NULL CHECK (kind IN ('builtin', 'http', 'file')),
-    location       TEXT,
-    registered_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    active         INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
-    labels         TEXT,
-    metrics        TEXT,
-    review_below   REAL CHECK (review_below > 0 AND review_below <= 1)
-);
-CREATE UNIQUE INDEX models_one_active ON models (active) WHERE active = 1;
+ALTER TABLE models ADD COLUMN review_below REAL CHECK (review_below > 0 AND review_below <= 1);
 
 CREATE TABLE review_label_sets (
     model_version TEXT PRIMARY KEY,

@@ -1,0 +1,5 @@
+fn main() {
+    // refinery embeds the folder at compile time: a new migration file
+    // must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
+}
