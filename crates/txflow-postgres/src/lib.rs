@@ -20,6 +20,7 @@
 mod connector;
 mod copy;
 mod error;
+mod ledger;
 pub mod metric;
 mod migrate;
 mod models;

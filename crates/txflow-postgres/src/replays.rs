@@ -1,9 +1,9 @@
 //! The `replays` table: what `txflow dlq replay` sent back, and whether the
 //! stream has stored it since.
 
+use txflow_core::BoxError;
 use txflow_core::ports::BoxFuture;
 use txflow_core::replay::{Replay, ReplayLedger, ReplayRow};
-use txflow_core::{BoxError, Rejections, StoredRejection};
 
 use crate::error::{Error, Result};
 use crate::sink::PostgresStore;
@@ -15,10 +15,7 @@ impl PostgresStore {
             .retrying("recording a replay", |client| async move {
                 client
                     .execute(
-                        "INSERT INTO replays (letter_topic, letter_partition, letter_offset, run_id,
-                             source_topic, transaction_key, error_class, error_rule, attempt)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                         ON CONFLICT DO NOTHING",
+                        txflow_sql::replays::RECORD,
                         &[
                             &r.letter_topic,
                             &r.letter_partition,
@@ -73,61 +70,6 @@ impl PostgresStore {
                         stored: r.get(10),
                     })
                     .collect())
-            })
-            .await
-    }
-
-    /// Rejected batch rows (`rejected_records`) of a run and rule (each
-    /// optional): counts by rule and source, and the first `limit` rows.
-    pub async fn rejections(
-        &self,
-        run: Option<&str>,
-        rule: Option<&str>,
-        limit: i64,
-    ) -> Result<Rejections> {
-        self.session()
-            .retrying("reading rejected rows", |client| async move {
-                let filter =
-                    "($1::text IS NULL OR run_id = $1) AND ($2::text IS NULL OR rule = $2)";
-                let counts = client
-                    .query(
-                        &format!(
-                            "SELECT rule, source_location, count(*) FROM rejected_records
-                             WHERE {filter} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
-                        ),
-                        &[&run, &rule],
-                    )
-                    .await
-                    .map_err(Error::query("reading rejected rows"))?;
-                let rows = client
-                    .query(
-                        &format!(
-                            "SELECT source_location, source_line, rule, field, message, raw, run_id
-                             FROM rejected_records WHERE {filter}
-                             ORDER BY rejected_at, source_location, source_line LIMIT $3"
-                        ),
-                        &[&run, &rule, &limit],
-                    )
-                    .await
-                    .map_err(Error::query("reading rejected rows"))?;
-                Ok(Rejections {
-                    counts: counts
-                        .iter()
-                        .map(|r| (r.get(0), r.get(1), r.get(2)))
-                        .collect(),
-                    rows: rows
-                        .iter()
-                        .map(|r| StoredRejection {
-                            source_location: r.get(0),
-                            source_line: r.get(1),
-                            rule: r.get(2),
-                            field: r.get(3),
-                            message: r.get(4),
-                            raw: r.get(5),
-                            run_id: r.get(6),
-                        })
-                        .collect(),
-                })
             })
             .await
     }

@@ -1,17 +1,12 @@
 //! The sink: one database transaction per batch.
 
-use std::collections::HashSet;
-
 use std::time::Duration;
 
 use tokio_postgres::Client;
 use txflow_core::ports::BoxFuture;
 use txflow_core::ports::WriteReport;
 use txflow_core::resilience::OutagePolicy;
-use txflow_core::{
-    Batch, BoxError, FileOutcome, OffsetStore, Rejections, RunId, RunLedger, RunRecord, RunSummary,
-    Sink,
-};
+use txflow_core::{Batch, BoxError, OffsetStore, Sink};
 
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
@@ -82,6 +77,11 @@ impl PostgresStore {
         Ok(self)
     }
 
+    /// The txflow version stored with every run.
+    pub(crate) fn version(&self) -> &'static str {
+        self.version
+    }
+
     pub(crate) fn session(&self) -> &Session {
         &self.sessions[0]
     }
@@ -102,85 +102,14 @@ impl PostgresStore {
             .await
     }
 
-    async fn upsert_run(&self, run: &RunSummary) -> Result<()> {
-        self.session()
-            .retrying("recording the run", |mut client| async move {
-                upsert_run(&mut client, run, self.version).await
-            })
-            .await
-    }
-
-    async fn upsert_file(&self, run: &RunId, file: &FileOutcome) -> Result<()> {
-        self.session()
-            .retrying("recording a file of the run", |mut client| async move {
-                upsert_file(&mut client, run, file).await
-            })
-            .await
-    }
-
-    /// Which of `locations` some run has read to the end.
-    pub async fn done_files(&self, locations: &[String]) -> Result<HashSet<String>> {
-        self.session()
-            .retrying("reading the files already done", |client| async move {
-                let rows = client
-                    .query(
-                        "SELECT DISTINCT source_location FROM run_files
-                         WHERE status = 'done' AND source_location = ANY($1)",
-                        &[&locations],
-                    )
-                    .await
-                    .map_err(Error::query("reading the files already done"))?;
-                Ok(rows.iter().map(|r| r.get(0)).collect())
-            })
-            .await
-    }
-
     pub(crate) async fn offsets(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
         self.session()
             .retrying("reading stream offsets", |client| async move {
                 let rows = client
-                    .query(
-                        "SELECT partition, next_offset FROM stream_offsets
-                         WHERE consumer_group = $1 AND topic = $2",
-                        &[&group, &topic],
-                    )
+                    .query(txflow_sql::offsets::STORED, &[&group, &topic])
                     .await
                     .map_err(Error::query("reading stream offsets"))?;
                 Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-            })
-            .await
-    }
-
-    /// The runs whose id starts with `prefix`, oldest first.
-    pub async fn runs(&self, prefix: &str) -> Result<Vec<RunRecord>> {
-        let pattern = &format!("{}%", like_escape(prefix));
-        self.session()
-            .retrying("reading runs", |client| async move {
-                let rows = client
-                    .query(
-                        "SELECT run_id, status, files, files_failed, rows_read, rows_invalid, rows_written, error
-                         FROM runs WHERE run_id LIKE $1 ORDER BY started_at, run_id",
-                        &[pattern],
-                    )
-                    .await
-                    .map_err(Error::query("reading runs"))?;
-                rows.iter()
-                    .map(|r| {
-                        let status: &str = r.get(1);
-                        Ok(RunRecord {
-                            run_id: r.get(0),
-                            status: txflow_core::RunStatus::parse(status).ok_or_else(|| Error::Corrupt {
-                                what: format!("run status {status:?}"),
-                            })?,
-                            files: r.get::<_, i64>(2) as u64,
-                            files_failed: r.get::<_, i64>(3) as u64,
-                            rows_read: r.get::<_, i64>(4) as u64,
-                            rows_invalid: r.get::<_, i64>(5) as u64,
-                            rows_written: r.get::<_, i64>(6) as u64,
-                            error: r.get(7),
-                        })
-                    })
-                    .collect()
             })
             .await
     }
@@ -251,80 +180,6 @@ async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> 
     }
 }
 
-async fn upsert_run(client: &mut Client, run: &RunSummary, version: &str) -> Result<()> {
-    {
-        let c = &run.counts;
-        let n = |v: u64| v as i64;
-        client
-            .execute(
-                "INSERT INTO runs (run_id, kind, status, started_at, finished_at, files, files_failed, bytes, rows_read,
-                     rows_valid, rows_invalid, rows_classified, rows_written, predictions_written, error,
-                     txflow_version, rows_unclassified)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-                 ON CONFLICT (run_id) DO UPDATE SET kind = EXCLUDED.kind, status = EXCLUDED.status,
-                     started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
-                     files = EXCLUDED.files, files_failed = EXCLUDED.files_failed, bytes = EXCLUDED.bytes, rows_read = EXCLUDED.rows_read,
-                     rows_valid = EXCLUDED.rows_valid, rows_invalid = EXCLUDED.rows_invalid,
-                     rows_classified = EXCLUDED.rows_classified, rows_written = EXCLUDED.rows_written,
-                     predictions_written = EXCLUDED.predictions_written, error = EXCLUDED.error,
-                     txflow_version = EXCLUDED.txflow_version,
-                     rows_unclassified = EXCLUDED.rows_unclassified",
-                &[
-                    &run.run_id.as_str(),
-                    &run.kind.as_str(),
-                    &run.status.as_str(),
-                    &run.started_at,
-                    &run.finished_at,
-                    &n(c.files),
-                    &n(c.files_failed),
-                    &n(c.bytes),
-                    &n(c.read),
-                    &n(c.valid),
-                    &n(c.invalid),
-                    &n(c.classified),
-                    &n(c.written),
-                    &n(c.predictions_written),
-                    &run.error,
-                    &version,
-                    &n(c.unclassified),
-                ],
-            )
-            .await
-            .map_err(Error::query("recording the run"))?;
-        Ok(())
-    }
-}
-
-async fn upsert_file(client: &mut Client, run: &RunId, file: &FileOutcome) -> Result<()> {
-    {
-        let c = &file.counts;
-        let n = |v: u64| v as i64;
-        client
-            .execute(
-                "INSERT INTO run_files (run_id, source_location, status, rows_read, rows_valid,
-                     rows_invalid, rows_written, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (run_id, source_location) DO UPDATE SET status = EXCLUDED.status,
-                     rows_read = EXCLUDED.rows_read, rows_valid = EXCLUDED.rows_valid,
-                     rows_invalid = EXCLUDED.rows_invalid, rows_written = EXCLUDED.rows_written,
-                     error = EXCLUDED.error, finished_at = now()",
-                &[
-                    &run.as_str(),
-                    &file.location,
-                    &file.status(),
-                    &n(c.read),
-                    &n(c.valid),
-                    &n(c.invalid),
-                    &n(c.written),
-                    &file.error,
-                ],
-            )
-            .await
-            .map_err(Error::query("recording a file of the run"))?;
-        Ok(())
-    }
-}
-
 /// Moves the rows of `staging_<table>` into `table`, leaving alone those whose
 /// `key` is already there (a rerun adds nothing); returns the rows added.
 async fn from_staging(
@@ -345,14 +200,6 @@ async fn from_staging(
     .map_err(Error::query(what))
 }
 
-/// `prefix` for a LIKE pattern, its wildcards taken literally.
-fn like_escape(prefix: &str) -> String {
-    prefix
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
 impl OffsetStore for PostgresStore {
     fn stored_offsets<'a>(
         &'a self,
@@ -366,43 +213,5 @@ impl OffsetStore for PostgresStore {
 impl Sink for PostgresStore {
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
         Box::pin(async move { Ok(self.write(&batch).await?) })
-    }
-}
-
-impl RunLedger for PostgresStore {
-    fn start_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move { Ok(self.upsert_run(run).await?) })
-    }
-
-    fn record_file<'a>(
-        &'a self,
-        run: &'a RunId,
-        file: &'a FileOutcome,
-    ) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move { Ok(self.upsert_file(run, file).await?) })
-    }
-
-    fn finish_run<'a>(&'a self, run: &'a RunSummary) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move { Ok(self.upsert_run(run).await?) })
-    }
-
-    fn done_files<'a>(
-        &'a self,
-        locations: &'a [String],
-    ) -> BoxFuture<'a, Result<HashSet<String>, BoxError>> {
-        Box::pin(async move { Ok(PostgresStore::done_files(self, locations).await?) })
-    }
-
-    fn runs<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, BoxError>> {
-        Box::pin(async move { Ok(PostgresStore::runs(self, prefix).await?) })
-    }
-
-    fn rejections<'a>(
-        &'a self,
-        run: Option<&'a str>,
-        rule: Option<&'a str>,
-        limit: i64,
-    ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
-        Box::pin(async move { Ok(PostgresStore::rejections(self, run, rule, limit).await?) })
     }
 }

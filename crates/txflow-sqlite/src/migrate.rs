@@ -23,19 +23,11 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
-/// Where refinery records the applied migrations (the same name in
-/// PostgreSQL).
-pub const HISTORY_TABLE: &str = "txflow_schema_history";
+pub use txflow_sql::schema::HISTORY_TABLE;
 
 /// Every embedded migration: (version, name), in order.
 pub fn migrations() -> Vec<(i32, String)> {
-    let mut all: Vec<_> = embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| (m.version(), m.name().to_owned()))
-        .collect();
-    all.sort();
-    all
+    txflow_sql::schema::versions(&embedded::migrations::runner())
 }
 
 fn latest() -> i32 {
@@ -43,9 +35,7 @@ fn latest() -> i32 {
 }
 
 fn runner() -> Runner {
-    let mut runner = embedded::migrations::runner().set_grouped(true);
-    runner.set_migration_table_name(HISTORY_TABLE);
-    runner
+    txflow_sql::schema::runner(embedded::migrations::runner())
 }
 
 /// Applies the migrations the file lacks. Returns the versions applied.

@@ -14,9 +14,7 @@ impl ReplayLedger for SqliteStore {
             Ok(self
                 .with_conn(move |conn, path| {
                     conn.execute(
-                        "INSERT OR IGNORE INTO replays (letter_topic, letter_partition, letter_offset,
-                             run_id, source_topic, transaction_key, error_class, error_rule, attempt)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        txflow_sql::replays::RECORD,
                         params![
                             r.letter_topic,
                             r.letter_partition,

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use txflow_core::transaction::DecimalMark;
+use txflow_core::validation::{RejectedRecord, Rule};
 use txflow_core::{
-    Amount, Batch, Category, Checkpoint, ClassifyFailure, Counts, ErrorBudget, FailureClass,
-    FileOutcome, Label, LabelError, LabelSource, Lineage, OffsetStore, Position, ProcessingType,
-    Progress, QueueFilter, Ranked, ReferenceModel, ReviewRequest, ReviewStore, RunId, RunLedger,
-    RunSummary, Side, Sink, Transaction, TransactionId, TransactionParts, Unclassified,
+    Amount, Batch, Category, Checkpoint, ClassifyFailure, Column, Counts, ErrorBudget,
+    FailureClass, FileOutcome, Label, LabelError, LabelSource, Lineage, OffsetStore, Position,
+    ProcessingType, Progress, QueueFilter, Ranked, ReferenceModel, ReviewRequest, ReviewStore,
+    RunId, RunLedger, RunSummary, Side, Sink, Transaction, TransactionId, TransactionParts,
+    Unclassified,
 };
 
 use txflow_core::registry::{ModelKind, ModelRegistry, Registration, Selection};
@@ -347,6 +349,84 @@ async fn ledger<L: RunLedger>(ledger: &L) {
         (1, 10, 1, 9)
     );
     assert!(ledger.runs("other").await.expect("no runs").is_empty());
+    // A prefix is taken literally: `_` and `%` are no wildcards.
+    assert!(ledger.runs("ledger_").await.expect("no runs").is_empty());
+    assert!(ledger.runs("%").await.expect("no runs").is_empty());
+}
+
+/// Rejected rows as a batch stores them, read back by run and rule.
+async fn rejections<S: Sink + RunLedger>(store: &S) {
+    let mut rejected = batch();
+    let row = |line: u64, rule: Rule| RejectedRecord {
+        source: Arc::from("file:///contract.csv"),
+        position: Position {
+            line,
+            offset: line * 40,
+        },
+        rule,
+        field: Some(Column::Amount),
+        message: format!("line {line}"),
+        raw: format!("{line};x"),
+    };
+    rejected.rejected = vec![
+        row(7, Rule::AmountFormat),
+        row(5, Rule::AmountFormat),
+        row(9, Rule::SideValue),
+    ];
+    store.write_batch(rejected).await.expect("the batch");
+    let all = store.rejections(None, None, 10).await.expect("the rows");
+    let source = "file:///contract.csv".to_owned();
+    assert_eq!(
+        all.counts,
+        [
+            (Rule::AmountFormat.name().to_owned(), source.clone(), 2),
+            (Rule::SideValue.name().to_owned(), source.clone(), 1),
+        ]
+    );
+    let lines: Vec<i64> = all.rows.iter().map(|r| r.source_line).collect();
+    assert_eq!(lines, [5, 7, 9], "{all:?}");
+    let first = &all.rows[0];
+    assert_eq!(
+        (
+            first.rule.as_str(),
+            first.message.as_str(),
+            first.raw.as_str()
+        ),
+        (Rule::AmountFormat.name(), "line 5", "5;x")
+    );
+    assert_eq!(first.run_id, "contract");
+    let one_rule = store
+        .rejections(Some("contract"), Some(Rule::SideValue.name()), 10)
+        .await
+        .expect("the rows");
+    assert_eq!((one_rule.counts.len(), one_rule.rows.len()), (1, 1));
+    let limited = store.rejections(None, None, 1).await.expect("the rows");
+    assert_eq!((limited.counts.len(), limited.rows.len()), (2, 1));
+    let other = store
+        .rejections(Some("other"), None, 10)
+        .await
+        .expect("none");
+    assert!(
+        other.counts.is_empty() && other.rows.is_empty(),
+        "{other:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_postgres_ledger_reads_rejected_rows_by_run_and_rule() {
+    let db = Database::create().await;
+    let sink = txflow_postgres::PostgresStore::connect(&db.url, "test")
+        .await
+        .expect("the sink");
+    rejections(&sink).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_ledger_reads_rejected_rows_by_run_and_rule() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sink = txflow_sqlite::SqliteStore::open(&dir.path().join("rejected.db"), "test")
+        .expect("the sink");
+    rejections(&sink).await;
 }
 
 #[tokio::test]
