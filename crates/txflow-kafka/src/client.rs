@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaConfRes;
 use rdkafka::{ClientConfig, ClientContext};
 
@@ -117,6 +118,19 @@ impl Connection {
             config.set(&s.key, &s.value);
         }
         config
+    }
+
+    /// An idempotent producer (`acks=all`) with `extra` settings over those
+    /// defaults; the operator's settings (`--kafka-option`) still come last.
+    pub fn idempotent_producer(&self, extra: &[(&str, &str)]) -> Result<FutureProducer> {
+        let mut defaults = vec![("enable.idempotence", "true"), ("acks", "all")];
+        defaults.extend_from_slice(extra);
+        self.config(&defaults)
+            .create()
+            .map_err(|source| Error::Client {
+                brokers: self.brokers.clone(),
+                source,
+            })
     }
 
     /// Asks the brokers for their metadata (10 s at most), so that wrong

@@ -339,7 +339,7 @@ pub async fn replay(producer: &FutureProducer, letter: &Letter) -> Result<()> {
 /// A producer for replays: idempotent, acknowledged by every replica, a
 /// record given up after 30 s (the command then fails, naming it).
 pub fn producer(connection: &Connection) -> Result<FutureProducer> {
-    crate::consume::membership::idempotent_producer(connection, &[("message.timeout.ms", "30000")])
+    connection.idempotent_producer(&[("message.timeout.ms", "30000")])
 }
 
 #[cfg(test)]

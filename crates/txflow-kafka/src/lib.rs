@@ -23,6 +23,7 @@ pub mod consume;
 pub mod dlq;
 pub mod error;
 pub mod event;
+mod member;
 pub mod prediction;
 pub mod produce;
 pub mod publishing;

@@ -42,17 +42,7 @@ impl EventProducer {
     }
 
     fn create(connection: &Connection) -> Result<FutureProducer> {
-        connection
-            .config(&[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", "5"),
-            ])
-            .create()
-            .map_err(|source| Error::Client {
-                brokers: connection.brokers.clone(),
-                source,
-            })
+        connection.idempotent_producer(&[("linger.ms", "5")])
     }
 
     fn producer(&self) -> FutureProducer {

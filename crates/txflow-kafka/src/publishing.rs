@@ -34,17 +34,7 @@ impl Publisher {
     /// idempotent producer.
     pub async fn connect(connection: &Connection, topic: &str) -> Result<Publisher> {
         connection.check_reachable().await?;
-        let producer: FutureProducer = connection
-            .config(&[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", "5"),
-            ])
-            .create()
-            .map_err(|source| Error::Client {
-                brokers: connection.brokers.clone(),
-                source,
-            })?;
+        let producer = connection.idempotent_producer(&[("linger.ms", "5")])?;
         crate::topics::require(&producer, connection, topic).await?;
         Ok(Publisher {
             producer,

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use txflow_core::resilience::RejoinPolicy;
 
@@ -167,26 +166,4 @@ impl Membership {
         })
         .await;
     }
-}
-
-/// An idempotent producer that waits for a broker that is away however long
-/// (`message.timeout.ms` 0): offsets move only once the broker has what was
-/// published.
-pub(crate) fn idempotent_producer(
-    connection: &Connection,
-    extra: &[(&str, &str)],
-) -> Result<FutureProducer> {
-    let mut settings = vec![
-        ("enable.idempotence", "true"),
-        ("acks", "all"),
-        ("message.timeout.ms", "0"),
-    ];
-    settings.extend_from_slice(extra);
-    connection
-        .config(&settings)
-        .create()
-        .map_err(|source| Error::Client {
-            brokers: connection.brokers.clone(),
-            source,
-        })
 }

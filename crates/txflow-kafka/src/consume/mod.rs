@@ -8,10 +8,10 @@
 //! - [`rebalance`]: on assignment, each partition is fetched from the next
 //!   offset stored in the database with its rows (the only offset
 //!   authority); a member that holds nothing while it should rejoins.
-//! - this module: buffers records and flushes when `max_batch` records wait,
-//!   when the oldest has waited `max_wait`, or at once when the member has
-//!   read all the broker has (light traffic is stored in milliseconds,
-//!   heavy traffic in large batches).
+//! - [`crate::member`]: the runtime every member shares buffers records and
+//!   flushes when `max_batch` records wait, when the oldest has waited
+//!   `max_wait`, or at once when the member has read all the broker has;
+//!   this module's flush strategy stages each partition's records:
 //! - [`partition`]: per partition, records are decoded, validated and
 //!   classified.
 //! - [`publish`]: predictions and dead letters are published and
@@ -31,13 +31,11 @@ pub(crate) mod publish;
 pub(crate) mod rebalance;
 mod write;
 
-use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use txflow_core::review::{self, ReviewBelow};
@@ -47,16 +45,23 @@ use txflow_core::{
 
 pub use self::publish::dead_letter;
 
-use self::membership::{Joining, idempotent_producer};
+use self::membership::Joining;
 use self::poll::Event;
 use self::publish::Publisher;
 use self::rebalance::Context;
 use self::write::{Staged, Writer};
 use crate::client::Connection;
 use crate::error::{Error, Result};
+use crate::member::{self, Buffering, PartitionRecords};
 
-/// The member's producer, besides idempotence (see `idempotent_producer`).
-const PRODUCER_SETTINGS: &[(&str, &str)] = &[("linger.ms", "2"), ("message.max.bytes", "4000000")];
+/// The member's producer, besides idempotence: it waits for a broker that
+/// is away however long (`message.timeout.ms` 0), so offsets move only once
+/// the broker has what was published.
+const PRODUCER_SETTINGS: &[(&str, &str)] = &[
+    ("message.timeout.ms", "0"),
+    ("linger.ms", "2"),
+    ("message.max.bytes", "4000000"),
+];
 
 /// A consumer group member's settings.
 #[derive(Debug, Clone)]
@@ -129,8 +134,8 @@ where
     let (membership, mut inbox) = joining
         .join(|events| Ok(context(config, Arc::clone(&sink), events)))
         .await?;
-    let producer = idempotent_producer(&config.connection, PRODUCER_SETTINGS)?;
-    let mut writer = Writer::start(&sink, &membership.consumer, &config.group, config.writers);
+    let producer = config.connection.idempotent_producer(PRODUCER_SETTINGS)?;
+    let writer = Writer::start(&sink, &membership.consumer, &config.group, config.writers);
     let mut member = Member {
         config,
         classifier,
@@ -142,21 +147,26 @@ where
             dead_letter_topic: &config.dead_letter_topic,
             version: &config.version,
         },
+        writer,
         run_id: RunId::parse(&format!("{}/{}", config.group, config.member))
             .unwrap_or_else(|_| RunId::generate()),
         published: Consumed::default(),
     };
+    let buffering = Buffering {
+        max_batch: config.max_batch,
+        max_wait: config.max_wait,
+    };
     let outcome = membership
         .run_until(
-            member.run(&mut inbox, &mut writer),
+            member::run(buffering, &config.group, &mut inbox, &mut member),
             shutdown,
             config.shutdown_timeout,
         )
         .await;
-    let mut done = writer.done();
+    let mut done = member.writer.done();
     done.dead_letters = member.published.dead_letters;
     done.predictions_published = member.published.predictions_published;
-    drop(writer);
+    drop(member);
     membership.leave(inbox).await;
     outcome.map(|()| done)
 }
@@ -267,87 +277,58 @@ struct Member<'a, C> {
     config: &'a ConsumeConfig,
     classifier: &'a C,
     publisher: Publisher<'a>,
+    writer: Writer,
     run_id: RunId,
     /// Dead letters and predictions published (the writer counts the rest).
     published: Consumed,
 }
 
-impl<C: Classifier> Member<'_, C> {
-    /// Buffers and flushes until the poll thread stops (once `stop` is set)
-    /// or something fails; returns once every flush is written.
-    async fn run(&mut self, inbox: &mut mpsc::Receiver<Event>, writer: &mut Writer) -> Result<()> {
-        let mut buffer: Vec<OwnedMessage> = Vec::new();
-        let mut deadline = tokio::time::Instant::now();
-        loop {
-            let event = tokio::select! {
-                event = inbox.recv() => event,
-                () = tokio::time::sleep_until(deadline), if !buffer.is_empty() => {
-                    self.flush(&mut buffer, writer).await?;
-                    continue;
-                }
-                e = writer.failure() => return Err(e),
-            };
-            match event {
-                Some(Event::Records(records)) => {
-                    metrics::counter!(metric::CONSUMED).increment(records.len() as u64);
-                    for message in records {
-                        if buffer.is_empty() {
-                            deadline = tokio::time::Instant::now() + self.config.max_wait;
-                        }
-                        buffer.push(message);
-                        if buffer.len() >= self.config.max_batch {
-                            self.flush(&mut buffer, writer).await?;
-                        }
-                    }
-                }
-                Some(Event::CaughtUp) => self.flush(&mut buffer, writer).await?,
-                Some(Event::Revoked(partitions, done)) => {
-                    buffer.retain(|m| !partitions.contains(&m.partition()));
-                    let _ = done.try_send(());
-                }
-                Some(Event::Fatal(e)) => return Err(e),
-                Some(Event::Stopped) => {
-                    self.flush(&mut buffer, writer).await?;
-                    return writer.finish().await;
-                }
-                None => {
-                    return Err(Error::Consumer {
-                        group: self.config.group.clone(),
-                        what: "the poll thread",
-                        source: KafkaError::Canceled,
-                    });
-                }
-            }
-        }
+/// The stream member's flush: each partition's records prepared and
+/// published, then queued for the writer's lanes (which wait while a
+/// partition's previous batch waits: the back-pressure). Nothing to settle
+/// on revocation: the offsets stored with the rows are the only authority,
+/// so the new owner replays only what is not stored.
+impl<C: Classifier> member::Flush for Member<'_, C> {
+    type Progress = std::convert::Infallible;
+
+    fn received(&mut self, count: usize) {
+        metrics::counter!(metric::CONSUMED).increment(count as u64);
     }
 
-    /// Prepares and publishes the buffered records, partition by partition,
-    /// and queues them for writing.
-    async fn flush(&mut self, buffer: &mut Vec<OwnedMessage>, writer: &mut Writer) -> Result<()> {
-        if buffer.is_empty() {
-            return Ok(());
-        }
+    async fn flush(&mut self, partitions: Vec<PartitionRecords>) -> Result<()> {
         let started = Instant::now();
-        metrics::histogram!(metric::BATCH_SIZE).record(buffer.len() as f64);
-        let mut by_partition: BTreeMap<(String, i32), Vec<OwnedMessage>> = BTreeMap::new();
-        for m in buffer.drain(..) {
-            by_partition
-                .entry((m.topic().to_owned(), m.partition()))
-                .or_default()
-                .push(m);
-        }
-        for ((topic, partition), mut messages) in by_partition {
-            messages.sort_by_key(Message::offset);
-            // A replay after a rebalance may repeat a record: keep one.
-            let mut seen = HashSet::new();
-            messages.retain(|m| seen.insert(m.offset()));
-            let staged = self.stage(&topic, partition, &messages).await?;
-            writer.send(partition, staged).await?;
+        let records: usize = partitions.iter().map(|p| p.messages.len()).sum();
+        metrics::histogram!(metric::BATCH_SIZE).record(records as f64);
+        for p in partitions {
+            let staged = self.stage(&p.topic, p.partition, &p.messages).await?;
+            self.writer.send(p.partition, staged).await?;
         }
         metrics::histogram!(metric::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
+    fn busy(&self) -> bool {
+        false
+    }
+
+    async fn progress(&mut self) -> Result<Self::Progress> {
+        Err(self.writer.failure().await)
+    }
+
+    async fn settled(&mut self, progress: Self::Progress) -> Result<()> {
+        match progress {}
+    }
+
+    async fn revoked(&mut self, _partitions: &[i32]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.writer.finish().await
+    }
+}
+
+impl<C: Classifier> Member<'_, C> {
     /// One partition's records, prepared and published: the broker has the
     /// predictions and the dead letters before the database has the offsets
     /// (a crash in between replays, never loses).

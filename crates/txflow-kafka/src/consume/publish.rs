@@ -9,7 +9,6 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use txflow_core::Batch;
 
-use super::membership::idempotent_producer;
 use super::metric;
 use super::partition::Traces;
 use crate::client::Connection;
@@ -86,7 +85,7 @@ impl Publisher<'_> {
         tracing::warn!(error = %e, attempt, retry_in = ?pause,
             "the producer failed for good; making a new one and publishing again");
         tokio::time::sleep(pause).await;
-        self.producer = idempotent_producer(self.connection, self.settings)?;
+        self.producer = self.connection.idempotent_producer(self.settings)?;
         Ok(())
     }
 

@@ -8,9 +8,10 @@
 //! - resumes each assigned partition where the connector says (offsets kept
 //!   with the data), or at the group's committed offset for stores that
 //!   cannot keep them (then writes are idempotent);
-//! - buffers by `max_batch` and `max_wait`, flushing at once when caught up;
-//!   the next flush gathers while the previous one is written (one write in
-//!   flight; its partitions' records written side by side, one call each);
+//! - buffers by `max_batch` and `max_wait`, flushing at once when caught up
+//!   (the runtime every member shares, [`crate::member`]); the next flush
+//!   gathers while the previous one is written (one write in flight; its
+//!   partitions' records written side by side, one call each);
 //! - while the store is unavailable it retries the same records with
 //!   backoff and stops fetching (the poll channel fills): nothing is
 //!   dead-lettered or lost;
@@ -22,7 +23,7 @@
 
 pub mod metric;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,21 +31,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
 use txflow_core::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 
 use crate::client::Connection;
-use crate::consume::membership::{Joining, idempotent_producer};
+use crate::consume::membership::Joining;
 use crate::consume::partition::Traces;
-use crate::consume::poll::Event;
 use crate::consume::publish::{DeadLetter, Publisher};
 use crate::consume::rebalance::{Context, OffsetLoader};
 use crate::error::{Error, Result};
+use crate::member::{self, Buffering, PartitionRecords};
 use crate::prediction;
 
 /// A failpoint for the crash tests: with `TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES=N`
@@ -53,8 +52,10 @@ use crate::prediction;
 /// Unset, it costs one environment read at start.
 pub const FAILPOINT_ABORT_AFTER_WRITES: &str = "TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES";
 
-/// The member's producer (dead letters only), besides idempotence.
-const PRODUCER_SETTINGS: &[(&str, &str)] = &[];
+/// The member's producer (dead letters only), besides idempotence: it
+/// waits for a broker that is away however long, so offsets move only once
+/// the broker has the dead letters.
+const PRODUCER_SETTINGS: &[(&str, &str)] = &[("message.timeout.ms", "0")];
 
 /// A sink member's settings.
 #[derive(Debug, Clone)]
@@ -115,7 +116,7 @@ pub async fn run(
             Ok(context)
         })
         .await?;
-    let producer = idempotent_producer(&config.connection, PRODUCER_SETTINGS)?;
+    let producer = config.connection.idempotent_producer(PRODUCER_SETTINGS)?;
     tracing::info!(group = %config.group, topic = %config.topic, store = %connector.describe(),
         "sink started");
     let mut member = Member {
@@ -135,9 +136,18 @@ pub async fn run(
         abort_after: std::env::var(FAILPOINT_ABORT_AFTER_WRITES)
             .ok()
             .and_then(|n| n.parse().ok()),
+        writing: None,
+    };
+    let buffering = Buffering {
+        max_batch: config.max_batch,
+        max_wait: config.max_wait,
     };
     let outcome = membership
-        .run_until(member.run(&mut inbox), shutdown, config.shutdown_timeout)
+        .run_until(
+            member::run(buffering, &config.group, &mut inbox, &mut member),
+            shutdown,
+            config.shutdown_timeout,
+        )
         .await;
     let done = member.done;
     membership.leave(inbox).await;
@@ -209,6 +219,8 @@ struct Member<'a> {
     done: Sunk,
     /// See [`FAILPOINT_ABORT_AFTER_WRITES`].
     abort_after: Option<u64>,
+    /// The flush being written, if any.
+    writing: Option<Writing>,
 }
 
 /// One partition's records of a flush, decoded.
@@ -235,89 +247,60 @@ struct Written {
 /// writing side by side on the runtime's threads); dropped, it aborts them.
 type Writing = Pin<Box<dyn Future<Output = Result<Vec<Written>>> + Send>>;
 
-impl Member<'_> {
-    /// Buffers records while the previous flush is being written: one flush
-    /// at a time is in flight (its partitions written side by side), the
-    /// next one gathers meanwhile; when that one is due too, fetching stops
-    /// (the poll channel fills) until the write is done.
-    async fn run(&mut self, inbox: &mut mpsc::Receiver<Event>) -> Result<()> {
-        let mut buffer: Vec<OwnedMessage> = Vec::new();
-        let mut deadline = tokio::time::Instant::now();
-        // The buffer goes as soon as no write is in flight.
-        let mut due = false;
-        let mut writing: Option<Writing> = None;
-        loop {
-            if writing.is_none() && due {
-                due = false;
-                if !buffer.is_empty() {
-                    writing = Some(self.start(std::mem::take(&mut buffer)));
-                }
+/// The sink member's flush: one flush in flight at a time (its partitions
+/// written side by side), the next gathering meanwhile; a write in progress
+/// finishes before its partitions go to another member, so two members
+/// never write one partition at once.
+impl member::Flush for Member<'_> {
+    type Progress = Result<Vec<Written>>;
+
+    async fn flush(&mut self, partitions: Vec<PartitionRecords>) -> Result<()> {
+        self.writing = Some(self.start(partitions));
+        Ok(())
+    }
+
+    fn busy(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    async fn progress(&mut self) -> Result<Self::Progress> {
+        match self.writing.as_mut() {
+            Some(writing) => {
+                let written = writing.await;
+                self.writing = None;
+                Ok(written)
             }
-            let full = buffer.len() >= self.config.max_batch;
-            let event = tokio::select! {
-                written = async { writing.as_mut().expect("a write in flight").await },
-                    if writing.is_some() => {
-                    writing = None;
-                    self.finish(written?).await?;
-                    continue;
-                }
-                () = tokio::time::sleep_until(deadline), if !buffer.is_empty() && !due => {
-                    due = true;
-                    continue;
-                }
-                event = inbox.recv(), if !full => event,
-            };
-            match event {
-                Some(Event::Records(records)) => {
-                    if buffer.is_empty() {
-                        deadline = tokio::time::Instant::now() + self.config.max_wait;
-                    }
-                    buffer.extend(records);
-                    due |= buffer.len() >= self.config.max_batch;
-                }
-                Some(Event::CaughtUp) => due = true,
-                Some(Event::Revoked(partitions, done)) => {
-                    // A write in progress finishes before its partitions go.
-                    if let Some(write) = writing.take() {
-                        self.finish(write.await?).await?;
-                    }
-                    buffer.retain(|m| !partitions.contains(&m.partition()));
-                    let _ = done.try_send(());
-                }
-                Some(Event::Fatal(e)) => return Err(e),
-                Some(Event::Stopped) => {
-                    if let Some(write) = writing.take() {
-                        self.finish(write.await?).await?;
-                    }
-                    if !buffer.is_empty() {
-                        let write = self.start(std::mem::take(&mut buffer));
-                        self.finish(write.await?).await?;
-                    }
-                    return Ok(());
-                }
-                None => {
-                    return Err(Error::Consumer {
-                        group: self.config.group.clone(),
-                        what: "the poll thread",
-                        source: KafkaError::Canceled,
-                    });
-                }
-            }
+            None => std::future::pending().await,
         }
     }
 
+    async fn settled(&mut self, written: Self::Progress) -> Result<()> {
+        self.finish_write(written?).await
+    }
+
+    async fn revoked(&mut self, _partitions: &[i32]) -> Result<()> {
+        member::Flush::finish(self).await
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        if let Some(writing) = self.writing.take() {
+            self.finish_write(writing.await?).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Member<'_> {
     /// Starts a flush: each partition's records are decoded and written
     /// (waiting out the store) by a task of their own.
-    fn start(&self, buffer: Vec<OwnedMessage>) -> Writing {
-        let mut by_partition: BTreeMap<(String, i32), Vec<OwnedMessage>> = BTreeMap::new();
-        for m in buffer {
-            by_partition
-                .entry((m.topic().to_owned(), m.partition()))
-                .or_default()
-                .push(m);
-        }
+    fn start(&self, partitions: Vec<PartitionRecords>) -> Writing {
         let mut tasks = JoinSet::new();
-        for (order, ((topic, partition), messages)) in by_partition.into_iter().enumerate() {
+        for (order, records) in partitions.into_iter().enumerate() {
+            let PartitionRecords {
+                topic,
+                partition,
+                messages,
+            } = records;
             let (connector, up) = (Arc::clone(&self.connector), Arc::clone(&self.up));
             tasks.spawn(async move {
                 let prepared = prepare(connector.kind(), topic, partition, messages);
@@ -359,7 +342,7 @@ impl Member<'_> {
     /// After the store acknowledged a flush: each partition's refused and
     /// undecodable records go to the dead-letter topic, then its offset is
     /// committed.
-    async fn finish(&mut self, written: Vec<Written>) -> Result<()> {
+    async fn finish_write(&mut self, written: Vec<Written>) -> Result<()> {
         let kind = self.connector.kind();
         for Written {
             prepared,
@@ -431,18 +414,15 @@ impl Member<'_> {
     }
 }
 
-/// One partition's messages (sorted by offset, duplicates dropped) decoded
-/// into records; those that are not predictions events are set aside for
-/// the dead-letter topic.
+/// One partition's messages (in offset order, each once) decoded into
+/// records; those that are not predictions events are set aside for the
+/// dead-letter topic.
 fn prepare(
     kind: &'static str,
     topic: String,
     partition: i32,
-    mut messages: Vec<OwnedMessage>,
+    messages: Vec<OwnedMessage>,
 ) -> Prepared {
-    messages.sort_by_key(Message::offset);
-    let mut seen = HashSet::new();
-    messages.retain(|m| seen.insert(m.offset()));
     let mut records = Vec::with_capacity(messages.len());
     let mut sources = Vec::with_capacity(messages.len());
     let mut undecodable = Vec::new();
