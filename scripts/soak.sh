@@ -7,6 +7,9 @@
 # latency (event time to the write's database transaction).
 #
 #   scripts/soak.sh [MINUTES] [RATE]
+#
+# With SOAK_HEAPTRACK=DIR, member a runs under heaptrack (Debian's) and its
+# profile is kept as DIR/member-a.zst; the end prints what it still held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-10}
@@ -44,13 +47,30 @@ serve_port=$(free_port)
 "$txflow" serve --listen "127.0.0.1:$serve_port" >/dev/null 2>"$work/serve.log" &
 pids+=($!)
 serve=$!
+profiler=()
+if [ -n "${SOAK_HEAPTRACK:-}" ]; then
+  mkdir -p "$SOAK_HEAPTRACK"
+  rm -f "$SOAK_HEAPTRACK"/member-a.*
+fi
 for member in a b; do
+  if [ "$member" = a ] && [ -n "${SOAK_HEAPTRACK:-}" ]; then
+    profiler=(heaptrack -o "$SOAK_HEAPTRACK/member-a")
+  else
+    profiler=()
+  fi
   # shellcheck disable=SC2086
-  "$txflow" consume --database-url "$db" --group soak --member "$member" \
+  "${profiler[@]}" "$txflow" consume --database-url "$db" --group soak --member "$member" \
     --classifier "http://127.0.0.1:$serve_port" --metrics-listen "127.0.0.1:$(free_port)" $topics \
     >/dev/null 2>"$work/member-$member.log" &
-  pids+=($!)
-  eval "member_$member=$!"
+  launched=$!
+  if [ ${#profiler[@]} -gt 0 ]; then
+    # The member itself, a child of heaptrack's script.
+    sleep 2
+    heaptrack_script=$launched
+    launched=$(pgrep -P "$launched" -x txflow | head -1)
+  fi
+  pids+=("$launched")
+  eval "member_$member=$launched"
 done
 sleep 5
 
@@ -112,6 +132,14 @@ psql -At "$db" -F ' ' -c "
   while read -r p50 p99 max; do
     echo "latency after the first 30 s: p50 ${p50} ms, p99 ${p99} ms, max ${max} ms"
   done
+if [ -n "${SOAK_HEAPTRACK:-}" ]; then
+  # Stop member a cleanly so that heaptrack writes its profile.
+  kill -TERM "$member_a"
+  wait "$heaptrack_script" || true
+  echo "heaptrack profile of member a: $(ls "$SOAK_HEAPTRACK"/member-a.*)"
+  heaptrack_print --print-peaks 1 --print-allocators 0 --print-temporary 0 --print-leaks 1 \
+    "$SOAK_HEAPTRACK"/member-a.* | tail -150
+fi
 errors=$(cat "$work"/member-*.log "$work/serve.log" | grep -c '"level":"ERROR"' || true)
 echo "ERROR lines in the members' and service's logs: $errors"
 [ "$produced" -eq "$distinct" ] && [ "$stored" -eq "$distinct" ] || { echo "soak: NOT exactly once" >&2; exit 1; }
