@@ -7,21 +7,9 @@
 //! cause whose text is already in what is printed is left out.
 
 /// `error: cause: cause…`, without repeats (an `anyhow::Error` with its
-/// contexts: `chain(e.as_ref())`).
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = String::new();
-    for cause in std::iter::successors(Some(error), |e| e.source()) {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
+/// contexts: `chain(e.as_ref())`); the core's, which the batch run's summary
+/// uses too.
+pub use txflow_core::error::chain;
 
 #[cfg(test)]
 mod tests {

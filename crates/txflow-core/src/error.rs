@@ -37,10 +37,36 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The run ledger could not record what the run did.
+    #[error("{what}: {source}")]
+    Ledger {
+        what: &'static str,
+        #[source]
+        source: BoxError,
+    },
     /// The rejected-rows log could not be written.
     #[error("writing rejected rows: {source}")]
     RejectLog {
         #[source]
         source: BoxError,
     },
+}
+
+/// `error: cause: cause…`, each told once: a typed error of ours says its
+/// cause in its own message (so that a log line with `%error` is whole) and
+/// also returns it from `source()` (so that the chain can be walked); here a
+/// cause whose text is already in what is written is left out.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    for cause in std::iter::successors(Some(error), |e| e.source()) {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

@@ -20,13 +20,16 @@
 //! - [`event`]: [`PredictionEvent`], the contract of the predictions topic.
 //! - [`ports`]: the traits adapters implement.
 //! - [`connector`]: [`Connector`], the port of the predictions topic's sinks.
-//! - [`pipeline`]: the batch pipeline.
+//! - [`pipeline`]: the batch pipeline (one input).
+//! - [`batch`]: the batch use case: a run over a list of inputs, kept in
+//!   the run ledger.
 //! - [`run`]: a run's bookkeeping (id, counts, summary, error budget).
 //! - [`metric`]: how a crate declares its metrics (the catalogues).
 //! - [`resilience`]: retry (backoff) and circuit-breaker policies.
 //! - [`secret`]: [`Secret`], a value no output shows.
 //! - [`synth`]: the deterministic sample generator.
 
+pub mod batch;
 pub mod category;
 pub mod connector;
 pub mod error;
@@ -44,6 +47,8 @@ pub mod review;
 pub mod run;
 pub mod secret;
 pub mod synth;
+#[cfg(test)]
+mod testing;
 pub mod transaction;
 pub mod validation;
 

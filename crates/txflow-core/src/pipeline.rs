@@ -234,88 +234,16 @@ fn batch_id(run: &RunId, source: &str, sequence: u64) -> Uuid {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
 
     use super::*;
     use crate::error::BoxError;
-    use crate::ports::{BoxFuture, ClassifyFailure, FailureClass, Outcome};
-    use crate::record::{Column, RawRecord};
+    use crate::ports::{ClassifyFailure, FailureClass, Outcome};
+    use crate::testing::{Memory, Rows, rows};
+
     use crate::run::{ErrorBudget, RunStatus, RunSummary};
-    use crate::transaction::DecimalMark;
+
     use crate::{ReferenceModel, model};
     use chrono::Utc;
-
-    /// Rows of `;`-separated fields in column order, from memory.
-    struct Rows {
-        location: Arc<str>,
-        rows: Vec<Vec<u8>>,
-        next: usize,
-    }
-
-    impl RecordSource for Rows {
-        fn location(&self) -> &Arc<str> {
-            &self.location
-        }
-        fn decimal_mark(&self) -> DecimalMark {
-            DecimalMark::Comma
-        }
-        async fn next_record(&mut self) -> Result<Option<RawRecord<'_>>, BoxError> {
-            let Some(row) = self.rows.get(self.next) else {
-                return Ok(None);
-            };
-            self.next += 1;
-            let mut fields = [None; 7];
-            let mut count = 0;
-            for (i, cell) in row.split(|&b| b == b';').enumerate() {
-                if let Some(slot) = fields.get_mut(i) {
-                    *slot = Some(cell);
-                }
-                count += 1;
-            }
-            Ok(Some(RawRecord {
-                position: Position {
-                    line: self.next as u64 + 1,
-                    offset: 0,
-                },
-                raw: row,
-                fields,
-                field_count: count,
-                expected_fields: Column::ALL.len(),
-                oversized: None,
-            }))
-        }
-        fn bytes_read(&self) -> u64 {
-            0
-        }
-    }
-
-    #[derive(Default)]
-    struct Memory {
-        batches: Mutex<Vec<Batch>>,
-    }
-
-    impl Sink for Memory {
-        fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
-            Box::pin(async move {
-                let report = WriteReport {
-                    transactions: batch.transactions.len() as u64,
-                    predictions: batch.predictions.len() as u64,
-                    rejected: batch.rejected.len() as u64,
-                    queued: batch.reviews.len() as u64,
-                    unclassified: batch.unclassified.len() as u64,
-                };
-                self.batches.lock().map_err(|e| e.to_string())?.push(batch);
-                Ok(report)
-            })
-        }
-    }
-
-    impl RejectLog for Vec<RejectedRecord> {
-        async fn append(&mut self, rejected: &[RejectedRecord]) -> Result<(), BoxError> {
-            self.extend_from_slice(rejected);
-            Ok(())
-        }
-    }
 
     /// Fails the transactions whose source id is even.
     struct FailsEven;
@@ -336,20 +264,6 @@ mod tests {
                     }
                 })
                 .collect())
-        }
-    }
-
-    fn rows(n: usize, bad_every: usize) -> Rows {
-        let rows = (1..=n)
-            .map(|i| {
-                let amount = if i % bad_every == 0 { "x" } else { "-1,50" };
-                format!("{i};Coffee;{amount};2024-01-02 03:04:05;Café;card;debit").into_bytes()
-            })
-            .collect();
-        Rows {
-            location: Arc::from("file:///in.csv"),
-            rows,
-            next: 0,
         }
     }
 

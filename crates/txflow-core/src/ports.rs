@@ -243,4 +243,10 @@ pub trait RejectLog: Send {
         &mut self,
         rejected: &[RejectedRecord],
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Closes the log once the run is over: where its file is and how many
+    /// rows it holds, if it wrote any.
+    fn finish(self) -> impl Future<Output = Result<Option<(String, u64)>, BoxError>> + Send
+    where
+        Self: Sized;
 }

@@ -42,7 +42,7 @@ impl RejectFile {
 
     /// Completes the upload. Returns the file's URL and row count, or `None`
     /// when no row was rejected.
-    pub async fn finish(mut self) -> Result<Option<(String, u64)>> {
+    async fn complete(mut self) -> Result<Option<(String, u64)>> {
         let Some(mut writer) = self.writer.take() else {
             return Ok(None);
         };
@@ -78,5 +78,9 @@ impl RejectLog for RejectFile {
             })?;
         self.rows += rejected.len() as u64;
         Ok(())
+    }
+
+    async fn finish(self) -> Result<Option<(String, u64)>, BoxError> {
+        Ok(self.complete().await?)
     }
 }

@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 use txflow_core::Secret;
 
 use anyhow::{Context, Result, anyhow};
-use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::Instrument;
+use txflow_core::batch::{BatchRun, FileEnd, RunObserver, SourceOpener};
 use txflow_core::pipeline::BatchPipeline;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
-    Counts, Error as CoreError, ErrorBudget, FileOutcome, ProcessingType, RunId, RunStatus,
-    RunSummary,
+    BoxError, Counts, ErrorBudget, FileOutcome, ProcessingType, RunId, RunStatus, RunSummary,
 };
 use txflow_csv::Dialect;
 use txflow_kafka::publishing::{Publisher, PublishingSink};
@@ -203,12 +202,6 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         inputs::skip_done(&store, &mut inputs).await?;
     }
     let budget = args.max_error_rate.unwrap_or(ErrorBudget::UNLIMITED);
-    let mut summary = RunSummary::start(run_id.clone(), ProcessingType::Batch, Utc::now());
-    store
-        .start_run(&summary)
-        .await
-        .map_err(|e| anyhow!(e))
-        .context("recording the run start")?;
     tracing::info!(run_id = %run_id, files = inputs.len(), database = %database,
         classifier = %classifier.describe(&args.classifier), "run started");
     let started = Instant::now();
@@ -229,111 +222,36 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         inner: &*store,
         publisher,
     };
-    let pipeline = BatchPipeline {
-        classifier: &classifier,
-        sink: &sink,
-        batch_size: args.batch_size as usize,
-        run_id: run_id.clone(),
-        processing_type: ProcessingType::Batch,
-        review_below,
-    };
-    let mut rejects = RejectFile::new(errors_target);
-    let mut progress = Progress::new(&inputs, args.no_progress);
-    let mut fatal: Option<anyhow::Error> = None;
-    let mut counts = Counts::default();
-    for input in &inputs {
-        let url = input.location.url();
-        let mut source = match CsvSource::open(&input.location, dialect).await {
-            Ok(source) => source.with_max_outage(args.source_max_outage),
-            Err(e) => {
-                progress.println(&format!("error: {e}; no row of this file was written"));
-                tracing::error!(file = %url, error = %e, "file skipped");
-                counts.files_failed += 1;
-                progress.file_done(input.size);
-                report.file_done(&Counts::default(), true, started.elapsed());
-                let outcome = FileOutcome {
-                    location: url.clone(),
-                    done: false,
-                    counts: Counts::default(),
-                    error: Some(e.to_string()),
-                };
-                if let Err(e) = store.record_file(&run_id, &outcome).await {
-                    fatal = Some(anyhow!(e).context("recording a file of the run"));
-                    break;
-                }
-                continue;
-            }
-        };
-        if !source.has_header() {
-            tracing::warn!(file = %url, "empty file: no header, no rows");
-        }
-        let before = counts;
-        // With traces on, a file is a trace; its requests to a
-        // classification service are part of it.
-        let traced = txflow_trace::span("txflow.batch.file", "internal", None);
-        let outcome = pipeline
-            .run_source(&mut source, &mut rejects, &mut counts, &mut |c, bytes| {
-                progress.update(c, bytes)
-            })
-            .instrument(traced)
-            .await;
-        progress.file_done(input.size);
-        let file_error = match &outcome {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
-        };
-        let record = FileOutcome {
-            location: url.clone(),
-            done: outcome.is_ok(),
-            counts: counts - before,
-            error: file_error,
-        };
-        report.file_done(&record.counts, !record.done, started.elapsed());
-        if let Err(e) = store.record_file(&run_id, &record).await {
-            fatal.get_or_insert(anyhow!(e).context("recording a file of the run"));
-            break;
-        }
-        match outcome {
-            Ok(()) => tracing::info!(
-                file = %url,
-                dialect = dialect_name(source.dialect()),
-                read = counts.read - before.read,
-                valid = counts.valid - before.valid,
-                invalid = counts.invalid - before.invalid,
-                written = counts.written - before.written,
-                "file done"
-            ),
-            // An unreadable file stops that file only; what it wrote stays
-            // written, and a rerun completes it without duplicates.
-            Err(e @ CoreError::Source { .. }) => {
-                progress.println(&format!("error: {e}; rows before that point were written"));
-                tracing::error!(file = %url, error = %e, "file stopped");
-                counts.files_failed += 1;
-            }
-            Err(e) => {
-                fatal = Some(anyhow!(e));
-                break;
-            }
-        }
-    }
-    progress.finish();
-    summary.counts = counts;
-    let rejected = match rejects.finish().await {
-        Ok(file) => file,
-        Err(e) => {
-            fatal.get_or_insert(anyhow!(e));
-            None
-        }
-    };
-    summary.finish(
-        Utc::now(),
-        fatal.as_ref().map(|e| crate::errors::chain(e.as_ref())),
+    let run = BatchRun {
+        pipeline: BatchPipeline {
+            classifier: &classifier,
+            sink: &sink,
+            batch_size: args.batch_size as usize,
+            run_id: run_id.clone(),
+            processing_type: ProcessingType::Batch,
+            review_below,
+        },
+        ledger: &*store,
         budget,
-    );
-    if let Err(e) = store.finish_run(&summary).await {
-        tracing::error!(error = %e, "could not record the run's end");
-        fatal.get_or_insert(anyhow!(e).context("recording the run's end"));
-    }
+    };
+    let opener = CsvOpener {
+        dialect,
+        max_outage: args.source_max_outage,
+    };
+    let mut watch = Watch {
+        inputs: &inputs,
+        dialect: "",
+        progress: Progress::new(&inputs, args.no_progress),
+        report: &report,
+        started,
+    };
+    let outcome = run
+        .run(&opener, &inputs, RejectFile::new(errors_target), &mut watch)
+        .await?;
+    watch.progress.finish();
+    let summary = outcome.summary;
+    let rejected = outcome.rejected;
+    let fatal = outcome.error.map(|e| anyhow!(e));
 
     report.finished(summary.status, started.elapsed()).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -359,6 +277,92 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         RunStatus::Failed => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// The run's inputs, opened as CSV (local or on S3) in the chosen dialect.
+struct CsvOpener {
+    dialect: Option<Dialect>,
+    max_outage: Duration,
+}
+
+impl SourceOpener for CsvOpener {
+    type Input = Input;
+    type Source = CsvSource;
+
+    fn url(&self, input: &Input) -> String {
+        input.location.url()
+    }
+
+    async fn open(&self, input: &Input) -> std::result::Result<CsvSource, BoxError> {
+        let source = CsvSource::open(&input.location, self.dialect).await?;
+        Ok(source.with_max_outage(self.max_outage))
+    }
+}
+
+/// How a person and Prometheus watch the run: the progress bar (or a log
+/// line every 10 s), each file's log line and errors, the run's metrics; a
+/// file is a trace (its requests to a classification service are part of
+/// it).
+struct Watch<'a> {
+    inputs: &'a [Input],
+    /// The dialect of the file being read.
+    dialect: &'static str,
+    progress: Progress,
+    report: &'a report::Report,
+    started: Instant,
+}
+
+impl RunObserver<CsvSource> for Watch<'_> {
+    fn opened(&mut self, index: usize, source: &CsvSource) {
+        if !source.has_header() {
+            tracing::warn!(file = %self.inputs[index].location.url(), "empty file: no header, no rows");
+        }
+        self.dialect = dialect_name(source.dialect());
+    }
+
+    fn progress(&self, counts: &Counts, file_bytes: u64) {
+        self.progress.update(counts, file_bytes);
+    }
+
+    fn file_done(&mut self, index: usize, file: &FileOutcome, end: FileEnd<'_>) {
+        let url = &file.location;
+        self.progress.file_done(self.inputs[index].size);
+        self.report
+            .file_done(&file.counts, !file.done, self.started.elapsed());
+        let c = &file.counts;
+        match end {
+            FileEnd::Done => tracing::info!(
+                file = %url,
+                dialect = self.dialect,
+                read = c.read,
+                valid = c.valid,
+                invalid = c.invalid,
+                written = c.written,
+                "file done"
+            ),
+            FileEnd::NotOpened(e) => {
+                self.progress
+                    .println(&format!("error: {e}; no row of this file was written"));
+                tracing::error!(file = %url, error = %e, "file skipped");
+            }
+            // An unreadable file stops that file only; what it wrote stays
+            // written, and a rerun completes it without duplicates.
+            FileEnd::Stopped(e) => {
+                self.progress
+                    .println(&format!("error: {e}; rows before that point were written"));
+                tracing::error!(file = %url, error = %e, "file stopped");
+            }
+            FileEnd::RunStopped(_) => {}
+        }
+    }
+
+    fn scope<F: Future + Send>(
+        &self,
+        _index: usize,
+        work: F,
+    ) -> impl Future<Output = F::Output> + Send {
+        work.instrument(txflow_trace::span("txflow.batch.file", "internal", None))
+    }
 }
 
 fn dialect_name(d: Dialect) -> &'static str {
@@ -478,7 +482,7 @@ fn write_json(
 struct Progress {
     bar: Option<ProgressBar>,
     done_bytes: u64,
-    last_log: Instant,
+    last_log: std::sync::Mutex<Instant>,
 }
 
 impl Progress {
@@ -497,19 +501,26 @@ impl Progress {
         Progress {
             bar,
             done_bytes: 0,
-            last_log: Instant::now(),
+            last_log: std::sync::Mutex::new(Instant::now()),
         }
     }
 
-    fn update(&mut self, counts: &Counts, file_bytes: u64) {
+    fn update(&self, counts: &Counts, file_bytes: u64) {
         let position = self.done_bytes + file_bytes;
         match &self.bar {
             Some(bar) => {
                 bar.set_position(position);
                 bar.set_message(format!("{} rows, {} invalid", counts.read, counts.invalid));
             }
-            None if self.last_log.elapsed() >= Duration::from_secs(10) => {
-                self.last_log = Instant::now();
+            None => {
+                let mut last_log = self
+                    .last_log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last_log.elapsed() < Duration::from_secs(10) {
+                    return;
+                }
+                *last_log = Instant::now();
                 tracing::info!(
                     rows = counts.read,
                     invalid = counts.invalid,
@@ -518,7 +529,6 @@ impl Progress {
                     "progress"
                 );
             }
-            None => {}
         }
     }
 
