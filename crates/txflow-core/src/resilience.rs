@@ -3,7 +3,6 @@
 //! without a clock.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 /// Exponential backoff with full jitter, capped, honouring a server's
@@ -173,11 +172,10 @@ impl RejoinPolicy {
     }
 }
 
-/// A number in [0, 1) for backoff jitter (std's `RandomState` is seeded
-/// randomly per process).
+/// A number in [0, 1) for backoff jitter (fastrand's thread-local
+/// generator, seeded randomly per thread).
 pub fn jitter() -> f64 {
-    let bits = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    fastrand::f64()
 }
 
 /// The state of a circuit breaker.

@@ -145,18 +145,8 @@ fn macro_f1(model: &LearnedModel, rows: &[LabeledRow]) -> f64 {
     .macro_f1
 }
 
-/// Fisher-Yates with SplitMix64: the same order on every machine.
+/// A shuffle determined by the seed (fastrand's, as every seeded random
+/// choice in txflow).
 fn shuffle(v: &mut [usize], seed: u64) {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    for i in (1..v.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
+    fastrand::Rng::with_seed(seed).shuffle(v);
 }
