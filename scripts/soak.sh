@@ -138,7 +138,23 @@ if [ -n "${SOAK_HEAPTRACK:-}" ]; then
   wait "$heaptrack_script" || true
   echo "heaptrack profile of member a: $(ls "$SOAK_HEAPTRACK"/member-a.*)"
   heaptrack_print --print-peaks 1 --print-allocators 0 --print-temporary 0 --print-leaks 1 \
-    "$SOAK_HEAPTRACK"/member-a.* | tail -150
+    "$SOAK_HEAPTRACK"/member-a.zst | tail -12
+  # The heap in use over time (what is allocated and not yet freed), from
+  # heaptrack's massif export.
+  heaptrack_print -M "$SOAK_HEAPTRACK/member-a.massif" "$SOAK_HEAPTRACK"/member-a.zst >/dev/null
+  python3 - "$SOAK_HEAPTRACK/member-a.massif" <<'PY'
+import re, sys
+heap = {}
+time = None
+for line in open(sys.argv[1]):
+    if line.startswith("time="):
+        time = float(line[5:])
+    elif line.startswith("mem_heap_B=") and time is not None:
+        heap[int(time // 60)] = int(line[11:])
+minutes = sorted(heap)[:-1]  # the last minute holds the exit
+print("member a's heap in use (MiB) at the end of each minute:")
+print("  " + " ".join(f"{m + 1}:{heap[m] / 1048576:.2f}" for m in minutes))
+PY
 fi
 errors=$(cat "$work"/member-*.log "$work/serve.log" | grep -c '"level":"ERROR"' || true)
 echo "ERROR lines in the members' and service's logs: $errors"
