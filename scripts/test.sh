@@ -19,6 +19,15 @@ stage() {
   echo "== $name: ${took} s"
 }
 
+# A cold build and the tests' servers take about 6 GiB (the debug build is
+# 5.4 GiB with line tables only); a full disk fails the build half way with
+# "No space left on device", so say so first.
+mkdir -p target
+free_gib=$(df -P -BG target | awk 'NR == 2 {sub("G", "", $4); print $4}')
+if [ "${free_gib:-0}" -lt 8 ]; then
+  echo "warning: ${free_gib} GiB free under target/; a cold build and the tests need about 6 GiB" >&2
+fi
+
 # System packages the build needs (libssl-dev for librdkafka's TLS) and
 # the servers' Debian packages, installed once.
 stage "install: Debian packages (scripts/harness.sh install-packages)" \
