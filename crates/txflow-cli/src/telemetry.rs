@@ -31,7 +31,8 @@ fn traces_wanted(endpoint: Option<&str>) -> bool {
 }
 
 /// Installs the global subscriber: logs filtered by `RUST_LOG` (default
-/// `info`), and the trace exporter when asked for, as service `service`
+/// `info`, refinery's own lines from `warn`: it says "going to apply 0
+/// migrations" at every start), and the trace exporter when asked for, as service `service`
 /// (`txflow-consume`, ...). Keep the guard until the end: dropping it sends
 /// the last spans.
 pub fn init(
@@ -40,7 +41,7 @@ pub fn init(
     otlp_endpoint: Option<&str>,
 ) -> Result<Option<txflow_trace::Guard>, txflow_trace::TraceError> {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn"))
         // Spans made for traces are not log lines.
         .add_directive(
             format!("{}=off", txflow_trace::TARGET)
