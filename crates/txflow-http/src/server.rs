@@ -491,10 +491,16 @@ mod tests {
     #[test]
     fn installing_the_recorder_starts_the_thread_that_drains_histograms() {
         let _handle = super::metrics_handle();
-        let names = thread_names();
-        assert!(
-            names.iter().any(|n| n == super::METRICS_UPKEEP_THREAD),
-            "{names:?}"
-        );
+        // A new thread names itself once it runs: until then it carries
+        // its parent's name.
+        let mut names = thread_names();
+        for _ in 0..250 {
+            if names.iter().any(|n| n == super::METRICS_UPKEEP_THREAD) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            names = thread_names();
+        }
+        panic!("no {} thread after 5 s: {names:?}", super::METRICS_UPKEEP_THREAD);
     }
 }
