@@ -501,6 +501,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             names = thread_names();
         }
-        panic!("no {} thread after 5 s: {names:?}", super::METRICS_UPKEEP_THREAD);
+        panic!(
+            "no {} thread after 5 s: {names:?}",
+            super::METRICS_UPKEEP_THREAD
+        );
     }
 }
