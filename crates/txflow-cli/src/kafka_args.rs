@@ -127,6 +127,32 @@ pub struct MemberArgs {
 }
 
 impl MemberArgs {
+    /// The member's settings: the flags in common, its group, the topic it
+    /// reads and how it buffers.
+    pub fn config(
+        &self,
+        kafka: &KafkaArgs,
+        group: &str,
+        topic: &str,
+        max_batch: usize,
+        max_wait: std::time::Duration,
+    ) -> anyhow::Result<txflow_kafka::member::MemberConfig> {
+        Ok(txflow_kafka::member::MemberConfig {
+            connection: kafka.connection()?,
+            group: group.to_owned(),
+            name: self.name(),
+            topic: topic.to_owned(),
+            dead_letter_topic: kafka.dead_letter_topic.clone(),
+            max_batch,
+            max_wait,
+            version: crate::store::VERSION.to_owned(),
+            session_timeout: self.session_timeout,
+            offsets_timeout: self.offsets_timeout,
+            rejoin_after: self.rejoin_after,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+
     /// The member's name: given, or host and pid.
     pub fn name(&self) -> String {
         self.member.clone().unwrap_or_else(|| {

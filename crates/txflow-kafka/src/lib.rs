@@ -14,6 +14,8 @@
 //! - [`topics`]: creating the pipeline's topics (`txflow topics create`).
 //! - [`produce`]: the event producer and the simulated producers
 //!   (`txflow produce`).
+//! - [`member`]: what every group member shares: its settings
+//!   ([`member::MemberConfig`]) and the runtime that buffers and flushes.
 //! - [`consume`]: a consumer group member, exactly once into the database
 //!   (`txflow consume`).
 //! - [`dlq`]: the dead-letter topic read and replayed (`txflow dlq`).
@@ -23,7 +25,7 @@ pub mod consume;
 pub mod dlq;
 pub mod error;
 pub mod event;
-mod member;
+pub mod member;
 pub mod prediction;
 pub mod produce;
 pub mod publishing;

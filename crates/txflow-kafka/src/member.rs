@@ -25,8 +25,66 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 
+use crate::client::Connection;
+use crate::consume::membership::Joining;
 use crate::consume::poll::Event;
 use crate::error::{Error, Result};
+
+/// What every member is (`txflow consume`, `txflow sink`): where it reads,
+/// its group and name, how it buffers, how it lives in its group.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub connection: Connection,
+    pub group: String,
+    /// This member's name (run id `<group>/<name>`, client id
+    /// `txflow-<name>`).
+    pub name: String,
+    /// The topic it consumes.
+    pub topic: String,
+    /// Where records it cannot take go, with the stream's headers.
+    pub dead_letter_topic: String,
+    /// Records per flush at most.
+    pub max_batch: usize,
+    /// How long the first buffered record waits for a flush at most.
+    pub max_wait: Duration,
+    /// The version written in dead-letter headers.
+    pub version: String,
+    /// A member silent this long is taken out of the group by the broker.
+    pub session_timeout: Duration,
+    /// How long resume points may take to load on assignment before the
+    /// member stops with an error.
+    pub offsets_timeout: Duration,
+    /// How long the member may hold no partition before it checks whether
+    /// it should, and rejoins.
+    pub rejoin_after: Duration,
+    /// How long, once asked to stop, the member may take to store what it
+    /// buffered.
+    pub shutdown_timeout: Duration,
+}
+
+impl MemberConfig {
+    pub(crate) fn buffering(&self) -> Buffering {
+        Buffering {
+            max_batch: self.max_batch,
+            max_wait: self.max_wait,
+        }
+    }
+
+    /// How it joins its group; `writes_to`: the topics it writes, which
+    /// must exist too.
+    pub(crate) fn joining<'a>(&'a self, writes_to: &'a [&'a str]) -> Joining<'a> {
+        Joining {
+            connection: &self.connection,
+            group: &self.group,
+            member: &self.name,
+            topic: &self.topic,
+            writes_to,
+            max_batch: self.max_batch,
+            session_timeout: self.session_timeout,
+            rejoin_after: self.rejoin_after,
+        }
+    }
+}
 
 /// When a flush is due.
 #[derive(Debug, Clone, Copy)]

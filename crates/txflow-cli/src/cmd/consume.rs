@@ -81,25 +81,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         writers: args.db_writers as usize,
     };
     let store = Store::open_with(args.database_url.expose(), options).await?;
-    let member = args.membership.name();
     let review_below = classifier.review_below(&args.classifier, &*store).await?;
     let config = ConsumeConfig {
-        connection: args.kafka.connection()?,
-        group: args.group.clone(),
-        member: member.clone(),
-        input_topic: args.kafka.transactions_topic.clone(),
+        member: args.membership.config(
+            &args.kafka,
+            &args.group,
+            &args.kafka.transactions_topic,
+            args.max_batch as usize,
+            args.max_wait,
+        )?,
         predictions_topic: args.kafka.predictions_topic.clone(),
-        dead_letter_topic: args.kafka.dead_letter_topic.clone(),
-        max_batch: args.max_batch as usize,
-        max_wait: args.max_wait,
-        version: VERSION.to_owned(),
-        session_timeout: args.membership.session_timeout,
-        offsets_timeout: args.membership.offsets_timeout,
-        rejoin_after: args.membership.rejoin_after,
-        shutdown_timeout: args.membership.shutdown_timeout,
         writers: args.db_writers as usize,
         review_below,
     };
+    let member = config.member.name.clone();
 
     let health_store = store.clone();
     let checks: HealthChecks = Arc::new(move || vec![("database", health_store.is_up())]);

@@ -103,21 +103,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         },
     };
     let connector = (entry.open)(&args.url, &options).await?;
-    let member = args.membership.name();
-    let config = SinkConfig {
-        connection: args.kafka.connection()?,
-        group: group.clone(),
-        member: member.clone(),
-        topic: args.kafka.predictions_topic.clone(),
-        dead_letter_topic: args.kafka.dead_letter_topic.clone(),
-        max_batch: args.max_batch as usize,
-        max_wait: args.max_wait,
-        version: VERSION.to_owned(),
-        session_timeout: args.membership.session_timeout,
-        offsets_timeout: args.membership.offsets_timeout,
-        rejoin_after: args.membership.rejoin_after,
-        shutdown_timeout: args.membership.shutdown_timeout,
-    };
+    let config: SinkConfig = args.membership.config(
+        &args.kafka,
+        &group,
+        &args.kafka.predictions_topic,
+        args.max_batch as usize,
+        args.max_wait,
+    )?;
+    let member = config.name.clone();
 
     let up = Arc::new(AtomicBool::new(true));
     let store_up = Arc::clone(&up);

@@ -45,14 +45,13 @@ use txflow_core::{
 
 pub use self::publish::dead_letter;
 
-use self::membership::Joining;
 use self::poll::Event;
 use self::publish::Publisher;
 use self::rebalance::Context;
 use self::write::{Staged, Writer};
 use crate::client::Connection;
 use crate::error::{Error, Result};
-use crate::member::{self, Buffering, PartitionRecords};
+use crate::member::{self, MemberConfig, PartitionRecords};
 
 /// The member's producer, besides idempotence: it waits for a broker that
 /// is away however long (`message.timeout.ms` 0), so offsets move only once
@@ -63,33 +62,12 @@ const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("message.max.bytes", "4000000"),
 ];
 
-/// A consumer group member's settings.
+/// A stream member's settings.
 #[derive(Debug, Clone)]
 pub struct ConsumeConfig {
-    pub connection: Connection,
-    pub group: String,
-    /// This member's name, in the run id `<group>/<member>`.
-    pub member: String,
-    pub input_topic: String,
+    /// Its group membership; `member.topic` is the transactions topic.
+    pub member: MemberConfig,
     pub predictions_topic: String,
-    pub dead_letter_topic: String,
-    /// Records per flush at most.
-    pub max_batch: usize,
-    /// How long the first buffered record waits for a flush at most.
-    pub max_wait: Duration,
-    /// The version written in dead-letter headers.
-    pub version: String,
-    /// A member silent this long is taken out of the group by the broker.
-    pub session_timeout: Duration,
-    /// How long stored offsets may take to load on assignment before the
-    /// member stops with an error.
-    pub offsets_timeout: Duration,
-    /// How long the member may hold no partition before it checks whether
-    /// it should, and rejoins.
-    pub rejoin_after: Duration,
-    /// How long, once asked to stop, the member may take to store what it
-    /// buffered.
-    pub shutdown_timeout: Duration,
     /// Database writes in flight at once, each for its own partitions (give
     /// the sink as many connections).
     pub writers: usize,
@@ -120,47 +98,35 @@ where
     C: Classifier,
     S: Sink + OffsetStore + ?Sized + 'static,
 {
-    config.connection.check_reachable().await?;
-    let joining = Joining {
-        connection: &config.connection,
-        group: &config.group,
-        member: &config.member,
-        topic: &config.input_topic,
-        writes_to: &[&config.predictions_topic, &config.dead_letter_topic],
-        max_batch: config.max_batch,
-        session_timeout: config.session_timeout,
-        rejoin_after: config.rejoin_after,
-    };
+    let m = &config.member;
+    m.connection.check_reachable().await?;
+    let joining = m.joining(&[&config.predictions_topic, &m.dead_letter_topic]);
     let (membership, mut inbox) = joining
         .join(|events| Ok(context(config, Arc::clone(&sink), events)))
         .await?;
-    let producer = config.connection.idempotent_producer(PRODUCER_SETTINGS)?;
-    let writer = Writer::start(&sink, &membership.consumer, &config.group, config.writers);
+    let producer = m.connection.idempotent_producer(PRODUCER_SETTINGS)?;
+    let writer = Writer::start(&sink, &membership.consumer, &m.group, config.writers);
     let mut member = Member {
         config,
         classifier,
         publisher: Publisher {
             producer,
-            connection: &config.connection,
+            connection: &m.connection,
             settings: PRODUCER_SETTINGS,
             predictions_topic: &config.predictions_topic,
-            dead_letter_topic: &config.dead_letter_topic,
-            version: &config.version,
+            dead_letter_topic: &m.dead_letter_topic,
+            version: &m.version,
         },
         writer,
-        run_id: RunId::parse(&format!("{}/{}", config.group, config.member))
+        run_id: RunId::parse(&format!("{}/{}", m.group, m.name))
             .unwrap_or_else(|_| RunId::generate()),
         published: Consumed::default(),
     };
-    let buffering = Buffering {
-        max_batch: config.max_batch,
-        max_wait: config.max_wait,
-    };
     let outcome = membership
         .run_until(
-            member::run(buffering, &config.group, &mut inbox, &mut member),
+            member::run(m.buffering(), &m.group, &mut inbox, &mut member),
             shutdown,
-            config.shutdown_timeout,
+            m.shutdown_timeout,
         )
         .await;
     let mut done = member.writer.done();
@@ -177,7 +143,7 @@ where
     S: OffsetStore + ?Sized + 'static,
 {
     let handle = tokio::runtime::Handle::current();
-    let group = config.group.clone();
+    let group = config.member.group.clone();
     // Runs on the poll thread (in the rebalance callback), never on the
     // runtime's own threads.
     let load_offsets: rebalance::OffsetLoader = Box::new(move |topic, _assigned, within| {
@@ -190,9 +156,9 @@ where
         Ok(stored.into_iter().collect())
     });
     Context::new(
-        config.group.clone(),
+        config.member.group.clone(),
         load_offsets,
-        config.offsets_timeout,
+        config.member.offsets_timeout,
         events,
     )
 }
@@ -365,7 +331,7 @@ impl<C: Classifier> Member<'_, C> {
             rejected: prepared.rejected,
             reviews: Vec::new(),
             checkpoint: Some(Checkpoint {
-                group: self.config.group.clone(),
+                group: self.config.member.group.clone(),
                 topic: topic.to_owned(),
                 partition,
                 next_offset: last + 1,

@@ -38,12 +38,11 @@ use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
 use txflow_core::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 
 use crate::client::Connection;
-use crate::consume::membership::Joining;
 use crate::consume::partition::Traces;
 use crate::consume::publish::{DeadLetter, Publisher};
 use crate::consume::rebalance::{Context, OffsetLoader};
 use crate::error::{Error, Result};
-use crate::member::{self, Buffering, PartitionRecords};
+use crate::member::{self, MemberConfig, PartitionRecords};
 use crate::prediction;
 
 /// A failpoint for the crash tests: with `TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES=N`
@@ -57,24 +56,9 @@ pub const FAILPOINT_ABORT_AFTER_WRITES: &str = "TXFLOW_FAILPOINT_SINK_ABORT_AFTE
 /// the broker has the dead letters.
 const PRODUCER_SETTINGS: &[(&str, &str)] = &[("message.timeout.ms", "0")];
 
-/// A sink member's settings.
-#[derive(Debug, Clone)]
-pub struct SinkConfig {
-    pub connection: Connection,
-    pub group: String,
-    pub member: String,
-    /// The predictions topic.
-    pub topic: String,
-    pub dead_letter_topic: String,
-    pub max_batch: usize,
-    pub max_wait: Duration,
-    /// Written in dead-letter headers.
-    pub version: String,
-    pub session_timeout: Duration,
-    pub offsets_timeout: Duration,
-    pub rejoin_after: Duration,
-    pub shutdown_timeout: Duration,
-}
+/// A sink member's settings: its group membership, `topic` the
+/// predictions topic.
+pub type SinkConfig = MemberConfig;
 
 /// What a sink member did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,16 +79,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Sunk> {
     config.connection.check_reachable().await?;
-    let joining = Joining {
-        connection: &config.connection,
-        group: &config.group,
-        member: &config.member,
-        topic: &config.topic,
-        writes_to: &[&config.dead_letter_topic],
-        max_batch: config.max_batch,
-        session_timeout: config.session_timeout,
-        rejoin_after: config.rejoin_after,
-    };
+    let joining = config.joining(&[&config.dead_letter_topic]);
     let loader = offset_loader(config, Arc::clone(&connector))?;
     let (membership, mut inbox) = joining
         .join(|events| {
@@ -138,13 +113,9 @@ pub async fn run(
             .and_then(|n| n.parse().ok()),
         writing: None,
     };
-    let buffering = Buffering {
-        max_batch: config.max_batch,
-        max_wait: config.max_wait,
-    };
     let outcome = membership
         .run_until(
-            member::run(buffering, &config.group, &mut inbox, &mut member),
+            member::run(config.buffering(), &config.group, &mut inbox, &mut member),
             shutdown,
             config.shutdown_timeout,
         )
