@@ -14,7 +14,7 @@ use txflow_kafka::consume::{self, ConsumeConfig};
 
 use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
 use crate::kafka_args::{KafkaArgs, MemberArgs};
-use crate::store::{self, DEFAULT_DATABASE, Store, VERSION};
+use crate::store::{self, DEFAULT_DATABASE, Store};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -107,7 +107,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .await
         .map_err(|e| anyhow!(e))
         .context("recording the run start")?;
-    tracing::info!(group = %args.group, member = %member, topic = %config.input_topic,
+    tracing::info!(group = %args.group, member = %member, topic = %config.member.topic,
         database = %store.describe(), metrics = %metrics_address,
         classifier = %classifier.describe(&args.classifier), "consuming");
 

@@ -17,7 +17,6 @@ use crate::classifier::parse_duration;
 use crate::connectors::{self, Options};
 use crate::inputs::S3Args;
 use crate::kafka_args::{KafkaArgs, MemberArgs};
-use crate::store::VERSION;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -100,7 +100,8 @@ where
 {
     let m = &config.member;
     m.connection.check_reachable().await?;
-    let joining = m.joining(&[&config.predictions_topic, &m.dead_letter_topic]);
+    let writes_to = [config.predictions_topic.as_str(), &m.dead_letter_topic];
+    let joining = m.joining(&writes_to);
     let (membership, mut inbox) = joining
         .join(|events| Ok(context(config, Arc::clone(&sink), events)))
         .await?;

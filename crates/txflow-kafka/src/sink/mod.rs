@@ -37,7 +37,6 @@ use tokio::task::JoinSet;
 use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
 use txflow_core::{Connector, ConnectorError, Refused, Resume, SinkRecord};
 
-use crate::client::Connection;
 use crate::consume::partition::Traces;
 use crate::consume::publish::{DeadLetter, Publisher};
 use crate::consume::rebalance::{Context, OffsetLoader};
@@ -79,7 +78,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Sunk> {
     config.connection.check_reachable().await?;
-    let joining = config.joining(&[&config.dead_letter_topic]);
+    let writes_to = [config.dead_letter_topic.as_str()];
+    let joining = config.joining(&writes_to);
     let loader = offset_loader(config, Arc::clone(&connector))?;
     let (membership, mut inbox) = joining
         .join(|events| {
