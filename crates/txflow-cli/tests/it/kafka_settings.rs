@@ -146,10 +146,11 @@ fn tls_against_a_plaintext_listener_fails_within_the_check_saying_what_to_check(
     run.assert_code(1);
     // The metadata check's 10 s bound, plus start-up: never a hang.
     assert!(took < Duration::from_secs(15), "took {took:?}");
+    // Tansu holds the handshake unanswered (our hint says "is the listener
+    // plaintext?"); Apache Kafka closes it and librdkafka asks "connecting
+    // to a PLAINTEXT broker listener?": either way the listener is named.
     assert!(
-        run.stderr
-            .contains("no answer to the TLS handshake: is the listener plaintext?")
-            && run.stderr.contains("security.protocol"),
+        run.stderr.to_lowercase().contains("plaintext") && run.stderr.contains("security.protocol"),
         "{}",
         run.stderr
     );
