@@ -210,7 +210,7 @@ mod tests {
     use super::*;
     use crate::model::{InProcess, ReferenceModel};
     use crate::ports::{BoxFuture, Outcome};
-    use crate::run::{ProcessingType, Rejections, RunId, RunRecord, RunStatus};
+    use crate::run::{ProcessingType, RejectionQuery, Rejections, RunId, RunRecord, RunStatus};
     use crate::testing::{Memory, Rows, rows};
     use crate::transaction::Transaction;
     use crate::validation::RejectedRecord;
@@ -329,9 +329,7 @@ mod tests {
 
         fn rejections<'a>(
             &'a self,
-            _run: Option<&'a str>,
-            _rule: Option<&'a str>,
-            _limit: i64,
+            _query: &'a RejectionQuery,
         ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
             Box::pin(async { Ok(Rejections::default()) })
         }

@@ -67,8 +67,8 @@ pub use review::{
     ReviewBelow, ReviewRequest, ReviewStore,
 };
 pub use run::{
-    Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, Rejections, RunId, RunRecord,
-    RunStatus, RunSummary, StoredRejection,
+    Counts, ErrorBudget, FileOutcome, Lineage, ProcessingType, RejectionQuery, Rejections, RunId,
+    RunRecord, RunStatus, RunSummary, StoredRejection,
 };
 pub use secret::Secret;
 pub use transaction::{Amount, Prediction, Side, Transaction, TransactionId, TransactionParts};

@@ -13,7 +13,7 @@ use crate::error::BoxError;
 use crate::record::{Position, RawRecord};
 use crate::review::{Ranked, ReviewRequest};
 pub use crate::run::WriteReport;
-use crate::run::{FileOutcome, Lineage, Rejections, RunId, RunRecord, RunSummary};
+use crate::run::{FileOutcome, Lineage, RejectionQuery, Rejections, RunId, RunRecord, RunSummary};
 use crate::transaction::{DecimalMark, Prediction, Transaction, TransactionId};
 use crate::validation::RejectedRecord;
 
@@ -211,13 +211,11 @@ pub trait RunLedger: Send + Sync {
     /// The runs whose id starts with `prefix`, newest first.
     fn runs<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, BoxError>>;
 
-    /// Rejected rows of batch runs: counts by rule and file, and the first
-    /// `limit` rows, optionally of one run (by id prefix) and one rule.
+    /// Rejected rows of batch runs that `query` selects: counts by rule and
+    /// file, and the first rows.
     fn rejections<'a>(
         &'a self,
-        run: Option<&'a str>,
-        rule: Option<&'a str>,
-        limit: i64,
+        query: &'a RejectionQuery,
     ) -> BoxFuture<'a, Result<Rejections, BoxError>>;
 }
 

@@ -184,6 +184,15 @@ pub struct StoredRejection {
     pub run_id: String,
 }
 
+/// Which rejected batch rows to read: of one run and of one rule (each
+/// optional, the exact id or name), and at most `limit` of the rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RejectionQuery {
+    pub run: Option<String>,
+    pub rule: Option<String>,
+    pub limit: i64,
+}
+
 /// Counts of rejected rows by rule and source, and the first rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rejections {

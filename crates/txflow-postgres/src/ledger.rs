@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use txflow_core::ports::BoxFuture;
 use txflow_core::{
-    BoxError, FileOutcome, Rejections, RunId, RunLedger, RunRecord, RunStatus, RunSummary,
-    StoredRejection,
+    BoxError, FileOutcome, RejectionQuery, Rejections, RunId, RunLedger, RunRecord, RunStatus,
+    RunSummary, StoredRejection,
 };
 use txflow_sql::ledger;
 
@@ -146,10 +146,9 @@ impl RunLedger for PostgresStore {
 
     fn rejections<'a>(
         &'a self,
-        run: Option<&'a str>,
-        rule: Option<&'a str>,
-        limit: i64,
+        query: &'a RejectionQuery,
     ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
+        let (run, rule, limit) = (query.run.as_deref(), query.rule.as_deref(), query.limit);
         let read = self
             .session()
             .retrying("reading rejected rows", move |client| async move {

@@ -7,7 +7,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::params;
 use txflow_core::ports::BoxFuture;
 use txflow_core::{
-    BoxError, FileOutcome, Rejections, RunId, RunLedger, RunRecord, RunSummary, StoredRejection,
+    BoxError, FileOutcome, RejectionQuery, Rejections, RunId, RunLedger, RunRecord, RunSummary,
+    StoredRejection,
 };
 use txflow_sql::ledger;
 
@@ -146,11 +147,9 @@ impl RunLedger for SqliteStore {
 
     fn rejections<'a>(
         &'a self,
-        run: Option<&'a str>,
-        rule: Option<&'a str>,
-        limit: i64,
+        selection: &'a RejectionQuery,
     ) -> BoxFuture<'a, Result<Rejections, BoxError>> {
-        let (run, rule) = (run.map(str::to_owned), rule.map(str::to_owned));
+        let RejectionQuery { run, rule, limit } = selection.clone();
         Box::pin(async move {
             Ok(self
                 .with_conn(move |conn, path| {

@@ -152,8 +152,9 @@ pub async fn rejected(args: RejectedArgs) -> Result<()> {
         database_url,
     } = args;
     let store = Store::open(database_url.expose(), default_max_outage()).await?;
+    let query = txflow_core::RejectionQuery { run, rule, limit };
     let r = store
-        .rejections(run.as_deref(), rule.as_deref(), limit)
+        .rejections(&query)
         .await
         .map_err(|e| anyhow::anyhow!(e))
         .context("reading the rejected rows")?;

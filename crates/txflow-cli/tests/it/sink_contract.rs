@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use txflow_core::RejectionQuery;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::validation::{RejectedRecord, Rule};
 use txflow_core::{
@@ -374,7 +375,15 @@ async fn rejections<S: Sink + RunLedger>(store: &S) {
         row(9, Rule::SideValue),
     ];
     store.write_batch(rejected).await.expect("the batch");
-    let all = store.rejections(None, None, 10).await.expect("the rows");
+    let query = |run: Option<&str>, rule: Option<&str>, limit| RejectionQuery {
+        run: run.map(str::to_owned),
+        rule: rule.map(str::to_owned),
+        limit,
+    };
+    let all = store
+        .rejections(&query(None, None, 10))
+        .await
+        .expect("the rows");
     let source = "file:///contract.csv".to_owned();
     assert_eq!(
         all.counts,
@@ -396,14 +405,17 @@ async fn rejections<S: Sink + RunLedger>(store: &S) {
     );
     assert_eq!(first.run_id, "contract");
     let one_rule = store
-        .rejections(Some("contract"), Some(Rule::SideValue.name()), 10)
+        .rejections(&query(Some("contract"), Some(Rule::SideValue.name()), 10))
         .await
         .expect("the rows");
     assert_eq!((one_rule.counts.len(), one_rule.rows.len()), (1, 1));
-    let limited = store.rejections(None, None, 1).await.expect("the rows");
+    let limited = store
+        .rejections(&query(None, None, 1))
+        .await
+        .expect("the rows");
     assert_eq!((limited.counts.len(), limited.rows.len()), (2, 1));
     let other = store
-        .rejections(Some("other"), None, 10)
+        .rejections(&query(Some("other"), None, 10))
         .await
         .expect("none");
     assert!(
