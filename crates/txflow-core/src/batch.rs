@@ -124,58 +124,42 @@ impl<C: Classifier, S: Sink, L: RunLedger + ?Sized> BatchRun<'_, C, S, L> {
         let mut counts = Counts::default();
         let mut error = None;
         for (index, input) in inputs.iter().enumerate() {
-            let location = opener.url(input);
-            let mut source = match opener.open(input).await {
-                Ok(source) => source,
-                Err(e) => {
-                    counts.files_failed += 1;
-                    let file = FileOutcome {
-                        location,
-                        done: false,
-                        counts: Counts::default(),
-                        error: Some(e.to_string()),
-                    };
-                    observer.file_done(index, &file, FileEnd::NotOpened(&e));
-                    if let Err(e) = self.ledger.record_file(run_id, &file).await {
-                        error = Some(ledger("recording a file of the run")(e));
-                        break;
-                    }
-                    continue;
+            let before = counts;
+            let read = match opener.open(input).await {
+                Err(e) => Err(Failed::NotOpened(e)),
+                Ok(mut source) => {
+                    observer.opened(index, &source);
+                    let watcher = &*observer;
+                    let mut progress = |c: &Counts, bytes| watcher.progress(c, bytes);
+                    let work = self.pipeline.run_source(
+                        &mut source,
+                        &mut rejects,
+                        &mut counts,
+                        &mut progress,
+                    );
+                    watcher.scope(index, work).await.map_err(Failed::Read)
                 }
             };
-            observer.opened(index, &source);
-            let before = counts;
-            let read = {
-                let watcher = &*observer;
-                let mut progress = |c: &Counts, bytes| watcher.progress(c, bytes);
-                let work =
-                    self.pipeline
-                        .run_source(&mut source, &mut rejects, &mut counts, &mut progress);
-                watcher.scope(index, work).await
-            };
             let file = FileOutcome {
-                location,
+                location: opener.url(input),
                 done: read.is_ok(),
                 counts: counts - before,
                 error: read.as_ref().err().map(ToString::to_string),
             };
-            let end = match &read {
-                Ok(()) => FileEnd::Done,
-                Err(e @ Error::Source { .. }) => FileEnd::Stopped(e),
-                Err(e) => FileEnd::RunStopped(e),
-            };
-            observer.file_done(index, &file, end);
+            observer.file_done(index, &file, FileEnd::of(&read));
+            // Only the input failed: the run goes on.
+            if let Err(Failed::NotOpened(_) | Failed::Read(Error::Source { .. })) = read {
+                counts.files_failed += 1;
+            }
             if let Err(e) = self.ledger.record_file(run_id, &file).await {
-                error.get_or_insert(ledger("recording a file of the run")(e));
+                error = Some(ledger("recording a file of the run")(e));
                 break;
             }
-            match read {
-                Ok(()) => {}
-                Err(Error::Source { .. }) => counts.files_failed += 1,
-                Err(e) => {
-                    error = Some(e);
-                    break;
-                }
+            if let Err(Failed::Read(e)) = read
+                && !matches!(e, Error::Source { .. })
+            {
+                error = Some(e);
+                break;
             }
         }
         summary.counts = counts;
@@ -195,6 +179,32 @@ impl<C: Classifier, S: Sink, L: RunLedger + ?Sized> BatchRun<'_, C, S, L> {
             rejected,
             error,
         })
+    }
+}
+
+/// Why reading one input failed.
+enum Failed {
+    NotOpened(BoxError),
+    Read(Error),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::NotOpened(e) => e.fmt(f),
+            Failed::Read(e) => e.fmt(f),
+        }
+    }
+}
+
+impl FileEnd<'_> {
+    fn of(read: &std::result::Result<(), Failed>) -> FileEnd<'_> {
+        match read {
+            Ok(()) => FileEnd::Done,
+            Err(Failed::NotOpened(e)) => FileEnd::NotOpened(e),
+            Err(Failed::Read(e @ Error::Source { .. })) => FileEnd::Stopped(e),
+            Err(Failed::Read(e)) => FileEnd::RunStopped(e),
+        }
     }
 }
 

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use txflow_core::Secret;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::Instrument;
-use txflow_core::batch::{BatchRun, FileEnd, RunObserver, SourceOpener};
+use txflow_core::batch::{BatchRun, FileEnd, RunObserver, RunOutcome, SourceOpener};
 use txflow_core::pipeline::BatchPipeline;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
@@ -245,13 +245,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         report: &report,
         started,
     };
-    let outcome = run
+    let RunOutcome {
+        summary,
+        rejected,
+        error,
+    } = run
         .run(&opener, &inputs, RejectFile::new(errors_target), &mut watch)
         .await?;
     watch.progress.finish();
-    let summary = outcome.summary;
-    let rejected = outcome.rejected;
-    let fatal = outcome.error.map(|e| anyhow!(e));
 
     report.finished(summary.status, started.elapsed()).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -269,8 +270,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             budget,
         )?;
     }
-    if let Some(e) = fatal {
-        return Err(e);
+    if let Some(e) = error {
+        return Err(e.into());
     }
     Ok(match summary.status {
         RunStatus::ErrorRateExceeded => ExitCode::from(EXIT_ERROR_RATE),
