@@ -122,21 +122,13 @@ fn tls_hint(e: &tokio_postgres::Error) -> Option<&'static str> {
     })
 }
 
-/// The server's message, with its detail and SQLSTATE, or the client's
-/// error and its cause (I/O, TLS, protocol).
 impl Error {
-    /// A refinery failure; an applied version this txflow does not know is
-    /// [`Error::SchemaTooNew`] (`known`: the embedded migrations).
-    pub(crate) fn migration(cause: refinery::Error, known: &[(i32, String)]) -> Error {
-        let latest = known.last().map_or(0, |m| m.0);
-        match cause.kind() {
-            refinery::error::Kind::MissingVersion(m) if m.version() > latest => {
-                Error::SchemaTooNew {
-                    found: m.version(),
-                    known: latest,
-                }
-            }
-            _ => Error::Migration { cause },
+    /// A refinery failure: a database migrated by a newer txflow is
+    /// [`Error::SchemaTooNew`] (`known`: the latest embedded version).
+    pub(crate) fn migration(cause: refinery::Error, known: i32) -> Error {
+        match txflow_sql::schema::newer_applied(&cause, known) {
+            Some(found) => Error::SchemaTooNew { found, known },
+            None => Error::Migration { cause },
         }
     }
 }
@@ -162,6 +154,8 @@ fn describe_migration(e: &refinery::Error) -> String {
     }
 }
 
+/// The server's message, with its detail and SQLSTATE, or the client's
+/// error and its cause (I/O, TLS, protocol).
 fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut text = format!(

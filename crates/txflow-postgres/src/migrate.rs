@@ -20,6 +20,10 @@ pub fn migrations() -> Vec<(i32, String)> {
     txflow_sql::schema::versions(&embedded::migrations::runner())
 }
 
+fn latest() -> i32 {
+    txflow_sql::schema::latest(&embedded::migrations::runner())
+}
+
 fn runner() -> Runner {
     txflow_sql::schema::runner(embedded::migrations::runner())
 }
@@ -49,7 +53,7 @@ async fn migrate_locked(client: &mut Client) -> Result<Vec<i32>> {
     let report = runner()
         .run_async(client)
         .await
-        .map_err(|cause| Error::migration(cause, &migrations()))?;
+        .map_err(|cause| Error::migration(cause, latest()))?;
     Ok(report
         .applied_migrations()
         .iter()
@@ -82,11 +86,10 @@ async fn adopt_legacy_history(client: &mut Client) -> Result<()> {
         .await
         .map_err(Error::query("reading the earlier schema version"))?;
     let version: i32 = row.get(0);
-    let known = migrations().last().map_or(0, |m| m.0);
-    if version > known {
+    if version > latest() {
         return Err(Error::SchemaTooNew {
             found: version,
-            known,
+            known: latest(),
         });
     }
     if version > 0 {
@@ -94,7 +97,7 @@ async fn adopt_legacy_history(client: &mut Client) -> Result<()> {
             .set_target(Target::FakeVersion(version))
             .run_async(client)
             .await
-            .map_err(|cause| Error::migration(cause, &migrations()))?;
+            .map_err(|cause| Error::migration(cause, latest()))?;
         tracing::info!(version, "adopted the schema history of txflow_migrations");
     }
     Ok(())

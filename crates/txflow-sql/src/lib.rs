@@ -29,6 +29,26 @@ pub mod schema {
         runner
     }
 
+    /// The latest embedded version.
+    pub fn latest(embedded: &Runner) -> i32 {
+        embedded
+            .get_migrations()
+            .iter()
+            .map(refinery::Migration::version)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The applied version a refinery failure names when the database was
+    /// migrated by a newer txflow (a version above `latest` that this one
+    /// does not have), if that is the failure.
+    pub fn newer_applied(cause: &refinery::Error, latest: i32) -> Option<i32> {
+        match cause.kind() {
+            refinery::error::Kind::MissingVersion(m) if m.version() > latest => Some(m.version()),
+            _ => None,
+        }
+    }
+
     /// (version, name) of every embedded migration, in order.
     pub fn versions(embedded: &Runner) -> Vec<(i32, String)> {
         let mut all: Vec<_> = embedded

@@ -31,7 +31,7 @@ pub fn migrations() -> Vec<(i32, String)> {
 }
 
 fn latest() -> i32 {
-    migrations().last().map_or(0, |m| m.0)
+    txflow_sql::schema::latest(&embedded::migrations::runner())
 }
 
 fn runner() -> Runner {
@@ -98,13 +98,13 @@ fn adopt_user_version(locked: &mut Locked<'_>, path: &Path) -> Result<()> {
 }
 
 fn migration_error(cause: refinery::Error, path: &Path) -> Error {
-    match cause.kind() {
-        refinery::error::Kind::MissingVersion(m) if m.version() > latest() => Error::SchemaTooNew {
+    match txflow_sql::schema::newer_applied(&cause, latest()) {
+        Some(found) => Error::SchemaTooNew {
             path: path.to_owned(),
-            found: m.version(),
+            found,
             known: latest(),
         },
-        _ => Error::Migration {
+        None => Error::Migration {
             path: path.to_owned(),
             cause,
         },
