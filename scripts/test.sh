@@ -66,6 +66,9 @@ wait_tools() {
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy --all-targets -- -D warnings" \
   cargo clippy --workspace --all-targets --locked -- -D warnings
+# The Quick start's build: txflow without the kafka feature.
+stage "cargo clippy -p txflow-cli --no-default-features -- -D warnings" \
+  cargo clippy -p txflow-cli --no-default-features --locked -- -D warnings
 # The test build, also while the tools install.
 stage "cargo test --no-run" cargo test --workspace --locked --no-run "$@"
 

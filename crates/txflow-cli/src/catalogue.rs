@@ -60,7 +60,9 @@ pub mod batch {
 pub const CATALOGUES: &[&[Metric]] = &[
     txflow_http::server::metric::ALL,
     txflow_http::client::metric::ALL,
+    #[cfg(feature = "kafka")]
     txflow_kafka::consume::metric::ALL,
+    #[cfg(feature = "kafka")]
     txflow_kafka::sink::metric::ALL,
     txflow_postgres::metric::ALL,
     batch::ALL,

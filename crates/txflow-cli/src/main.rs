@@ -7,15 +7,23 @@ mod catalogue;
 mod classifier;
 mod cmd;
 mod config;
+#[cfg(feature = "kafka")]
 mod connectors;
 mod errors;
+// Used without the `kafka` feature; its test runs with every feature.
+#[cfg_attr(feature = "kafka", allow(dead_code))]
+mod features;
 mod inputs;
+#[cfg(feature = "kafka")]
 mod kafka_args;
 mod learned;
 mod signal;
 mod store;
 mod telemetry;
+mod tls;
 
+#[cfg(not(feature = "kafka"))]
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -47,7 +55,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Batch(cmd::batch::Args),
+    #[cfg(feature = "kafka")]
     Consume(cmd::consume::Args),
+    #[cfg(feature = "kafka")]
     Dlq(cmd::dlq::Args),
     Evaluate(cmd::evaluate::Args),
     Generate(cmd::generate::Args),
@@ -57,14 +67,21 @@ enum Command {
     Models(cmd::models::Args),
     List(cmd::list::Args),
     Migrate(cmd::migrate::Args),
+    #[cfg(feature = "kafka")]
     Produce(cmd::produce::Args),
     Runs(cmd::runs::Args),
     Serve(cmd::serve::Args),
+    #[cfg(feature = "kafka")]
     Sink(cmd::sink::Args),
     Split(cmd::split::Args),
     Top(cmd::top::Args),
+    #[cfg(feature = "kafka")]
     Topics(cmd::topics::Args),
     Train(cmd::train::Args),
+    /// A command of a feature this build left out (see `features`).
+    #[cfg(not(feature = "kafka"))]
+    #[command(external_subcommand)]
+    Missing(Vec<OsString>),
 }
 
 impl Command {
@@ -72,7 +89,9 @@ impl Command {
     fn name(&self) -> &'static str {
         match self {
             Command::Batch(_) => "batch",
+            #[cfg(feature = "kafka")]
             Command::Consume(_) => "consume",
+            #[cfg(feature = "kafka")]
             Command::Dlq(_) => "dlq",
             Command::Evaluate(_) => "evaluate",
             Command::Generate(_) => "generate",
@@ -82,19 +101,25 @@ impl Command {
             Command::Models(_) => "models",
             Command::List(_) => "list",
             Command::Migrate(_) => "migrate",
+            #[cfg(feature = "kafka")]
             Command::Produce(_) => "produce",
             Command::Runs(_) => "runs",
             Command::Serve(_) => "serve",
+            #[cfg(feature = "kafka")]
             Command::Sink(_) => "sink",
             Command::Split(_) => "split",
             Command::Top(_) => "top",
+            #[cfg(feature = "kafka")]
             Command::Topics(_) => "topics",
             Command::Train(_) => "train",
+            #[cfg(not(feature = "kafka"))]
+            Command::Missing(_) => "missing",
         }
     }
 }
 
 fn main() -> ExitCode {
+    tls::install_crypto();
     let args = match config::apply(std::env::args_os().collect(), &Cli::command()) {
         Ok(args) => args,
         Err(e) => {
@@ -125,7 +150,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Batch(args) => cmd::batch::run(args).await,
+            #[cfg(feature = "kafka")]
             Command::Consume(args) => cmd::consume::run(args).await,
+            #[cfg(feature = "kafka")]
             Command::Dlq(args) => cmd::dlq::run(args).await,
             Command::Evaluate(args) => cmd::evaluate::run(args).await,
             Command::Generate(args) => cmd::generate::run(args).await,
@@ -135,14 +162,19 @@ fn main() -> ExitCode {
             Command::Models(args) => cmd::models::run(args).await,
             Command::List(args) => cmd::list::run(args).await,
             Command::Migrate(args) => cmd::migrate::run(args).await,
+            #[cfg(feature = "kafka")]
             Command::Produce(args) => cmd::produce::run(args).await,
             Command::Runs(args) => cmd::runs::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
+            #[cfg(feature = "kafka")]
             Command::Sink(args) => cmd::sink::run(args).await,
             Command::Split(args) => cmd::split::run(args).await,
             Command::Top(args) => cmd::top::run(args).await,
+            #[cfg(feature = "kafka")]
             Command::Topics(args) => cmd::topics::run(args).await,
             Command::Train(args) => cmd::train::run(args).await,
+            #[cfg(not(feature = "kafka"))]
+            Command::Missing(args) => Err(features::missing(&args)),
         }
     });
     match result {
@@ -160,6 +192,7 @@ mod tests {
 
     use super::Cli;
 
+    #[cfg(feature = "kafka")]
     #[test]
     fn debug_output_of_the_parsed_arguments_shows_no_password() {
         for command in ["batch", "consume", "runs", "list", "migrate"] {

@@ -40,6 +40,7 @@ pub trait Database:
     Sink + RunLedger + OffsetStore + ReviewStore + ModelRegistry + ReplayLedger + fmt::Debug
 {
     /// Whether the database answers now, for `/health`.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // consume's
     fn is_up(&self) -> bool;
 }
 

@@ -80,7 +80,7 @@ pub trait RunObserver<S>: Sync {
 /// A batch run: the pipeline that reads each input, the ledger that keeps
 /// the run, the share of invalid rows it may have.
 #[derive(Debug)]
-pub struct BatchRun<'a, C, S, L: ?Sized> {
+pub struct BatchRun<'a, C, S: ?Sized, L: ?Sized> {
     pub pipeline: BatchPipeline<'a, C, S>,
     pub ledger: &'a L,
     pub budget: ErrorBudget,
@@ -98,7 +98,7 @@ pub struct RunOutcome {
     pub error: Option<Error>,
 }
 
-impl<C: Classifier, S: Sink, L: RunLedger + ?Sized> BatchRun<'_, C, S, L> {
+impl<C: Classifier, S: Sink + ?Sized, L: RunLedger + ?Sized> BatchRun<'_, C, S, L> {
     /// Runs every input in order. `Err` only when the run's start cannot be
     /// recorded (then nothing was read); every later failure is in the
     /// outcome, with the run recorded as failed.

@@ -22,7 +22,7 @@ use crate::validation::{RejectedRecord, Validator};
 
 /// The batch pipeline over one sink, one classifier and one reject log.
 #[derive(Debug)]
-pub struct BatchPipeline<'a, C, S> {
+pub struct BatchPipeline<'a, C, S: ?Sized> {
     pub classifier: &'a C,
     pub sink: &'a S,
     /// Valid transactions per batch (and per database transaction).
@@ -41,7 +41,7 @@ struct Pending {
     exhausted: bool,
 }
 
-impl<C: Classifier, S: Sink> BatchPipeline<'_, C, S> {
+impl<C: Classifier, S: Sink + ?Sized> BatchPipeline<'_, C, S> {
     /// Runs one source to its end, adding to `counts` and calling `progress`
     /// after every batch.
     pub async fn run_source<R, L>(

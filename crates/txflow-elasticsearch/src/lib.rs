@@ -132,6 +132,7 @@ impl ElasticsearchConnector {
             )));
         }
         base.set_path("/");
+        default_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -287,4 +288,11 @@ impl Connector for ElasticsearchConnector {
     fn describe(&self) -> String {
         format!("Elasticsearch index {}", self.shown())
     }
+}
+
+/// rustls's process-wide provider, which reqwest uses: *ring*, unless the
+/// application installed one first (txflow's binary does the same).
+fn default_tls_provider() {
+    // Fails only when a provider is installed already: the goal.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

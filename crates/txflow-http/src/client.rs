@@ -177,6 +177,7 @@ impl HttpClassifier {
                 reason: format!("the scheme is {:?}", parsed.scheme()),
             });
         }
+        crate::tls::default_tls_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)

@@ -63,7 +63,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         cause,
     };
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(mismatch)?
@@ -151,4 +151,11 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         Ok(self.local)
     }
+}
+
+/// rustls's process-wide provider, which reqwest uses: *ring*, unless the
+/// application installed one first (txflow's binary does the same).
+pub(crate) fn default_tls_provider() {
+    // Fails only when a provider is installed already: the goal.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -75,6 +75,7 @@ impl InfluxConnector {
         if !endpoint.query_pairs().any(|(k, _)| k == "precision") {
             endpoint.query_pairs_mut().append_pair("precision", "ns");
         }
+        default_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -240,6 +241,13 @@ impl Connector for InfluxConnector {
     fn describe(&self) -> String {
         format!("line protocol to {}", self.shown())
     }
+}
+
+/// rustls's process-wide provider, which reqwest uses: *ring*, unless the
+/// application installed one first (txflow's binary does the same).
+fn default_tls_provider() {
+    // Fails only when a provider is installed already: the goal.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ pub(crate) fn mode_name(mode: SslMode) -> &'static str {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// libpq's default CA file, when it exists.

@@ -74,6 +74,7 @@ impl Location {
             if let Some(region) = &s3.region {
                 builder = builder.with_region(region);
             }
+            default_tls_provider();
             let store = builder.build().map_err(|e| invalid(e.to_string()))?;
             let path = Path::parse(key).map_err(|e| invalid(e.to_string()))?;
             return Ok(Location {
@@ -274,6 +275,13 @@ fn is_hidden(path: &Path, root: &Path) -> bool {
     below[..folders]
         .iter()
         .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'))
+}
+
+/// rustls's process-wide provider, which reqwest uses: *ring*, unless the
+/// application installed one first (txflow's binary does the same).
+fn default_tls_provider() {
+    // Fails only when a provider is installed already: the goal.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

@@ -271,8 +271,6 @@ fn view(url: &str, before: &Scrape, after: &Scrape, seconds: f64) -> View {
     // checked against.
     use txflow_http::client::metric as client;
     use txflow_http::server::metric as serve;
-    use txflow_kafka::consume::metric as stream;
-    use txflow_kafka::sink::metric as sink;
     use txflow_postgres::metric as database;
     let has = |name: &str| after.samples.iter().any(|s| s.metric == name);
     let mut v = View {
@@ -280,6 +278,45 @@ fn view(url: &str, before: &Scrape, after: &Scrape, seconds: f64) -> View {
         ..View::default()
     };
     let db_write = [("operation", "writing a batch")];
+    if stream_view(&mut v, before, after, seconds) {
+        // A stream member or a sink.
+    } else if has(serve::REQUESTS) {
+        v.kind = "serve".into();
+        // Transactions received: the sum of the request sizes.
+        v.in_rate = rate(
+            before,
+            after,
+            &format!("{}_sum", serve::BATCH_SIZE),
+            &[],
+            seconds,
+        );
+        v.out_rate = rate(before, after, serve::PREDICTIONS, &[], seconds);
+        v.p99 = quantile(
+            before,
+            after,
+            serve::LATENCY,
+            &[("route", "/predict")],
+            0.99,
+        );
+    } else {
+        v.kind = "?".into();
+    }
+    v.circuit = total(after, client::CIRCUIT, &[]).map(|state| match state as i64 {
+        0 => "closed",
+        1 => "open",
+        2 => "half-open",
+        _ => "?",
+    });
+    v.db_write_p99 = quantile(before, after, database::OPERATION_SECONDS, &db_write, 0.99);
+    v
+}
+
+/// The view of a stream member or a sink, if `after` is one's metrics.
+#[cfg(feature = "kafka")]
+fn stream_view(v: &mut View, before: &Scrape, after: &Scrape, seconds: f64) -> bool {
+    use txflow_kafka::consume::metric as stream;
+    use txflow_kafka::sink::metric as sink;
+    let has = |name: &str| after.samples.iter().any(|s| s.metric == name);
     if has(stream::CONSUMED) {
         v.kind = "consume".into();
         v.in_rate = rate(before, after, stream::CONSUMED, &[], seconds);
@@ -306,26 +343,8 @@ fn view(url: &str, before: &Scrape, after: &Scrape, seconds: f64) -> View {
         let decode = rate(before, after, sink::ERRORS, &[("class", "decode")], seconds);
         v.dead_rate = Some(refused.unwrap_or(0.0) + decode.unwrap_or(0.0));
         v.p99 = quantile(before, after, sink::WRITE_SECONDS, &[], 0.99);
-    } else if has(serve::REQUESTS) {
-        v.kind = "serve".into();
-        // Transactions received: the sum of the request sizes.
-        v.in_rate = rate(
-            before,
-            after,
-            &format!("{}_sum", serve::BATCH_SIZE),
-            &[],
-            seconds,
-        );
-        v.out_rate = rate(before, after, serve::PREDICTIONS, &[], seconds);
-        v.p99 = quantile(
-            before,
-            after,
-            serve::LATENCY,
-            &[("route", "/predict")],
-            0.99,
-        );
     } else {
-        v.kind = "?".into();
+        return false;
     }
     for s in after.samples.iter().filter(|s| s.metric == stream::LAG) {
         if let Value::Gauge(n) = s.value {
@@ -335,14 +354,13 @@ fn view(url: &str, before: &Scrape, after: &Scrape, seconds: f64) -> View {
         }
     }
     v.lag.sort_by(|a, b| a.0.cmp(&b.0));
-    v.circuit = total(after, client::CIRCUIT, &[]).map(|state| match state as i64 {
-        0 => "closed",
-        1 => "open",
-        2 => "half-open",
-        _ => "?",
-    });
-    v.db_write_p99 = quantile(before, after, database::OPERATION_SECONDS, &db_write, 0.99);
-    v
+    true
+}
+
+/// Without Kafka there is no stream member to look at.
+#[cfg(not(feature = "kafka"))]
+fn stream_view(_: &mut View, _: &Scrape, _: &Scrape, _: f64) -> bool {
+    false
 }
 
 fn number(v: Option<f64>) -> String {

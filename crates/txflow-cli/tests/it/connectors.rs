@@ -156,7 +156,7 @@ async fn consume_and_a_parquet_sink_side_by_side_put_every_prediction_in_the_lak
         metrics.contains("txflow_sink_records_written_total{sink=\"parquet\"} 3000"),
         "{metrics}"
     );
-    let health = reqwest::get(format!("http://{listen}/health"))
+    let health = crate::harness::get(format!("http://{listen}/health"))
         .await
         .expect("/health");
     assert_eq!(health.status(), 200);
@@ -236,7 +236,7 @@ async fn store_totals(vm: &str) -> HashMap<String, (f64, i64)> {
     let query = |q: &'static str| async move {
         let url = reqwest::Url::parse_with_params(&format!("{vm}/api/v1/query"), [("query", q)])
             .expect("a query URL");
-        let answer: serde_json::Value = reqwest::get(url)
+        let answer: serde_json::Value = crate::harness::get(url)
             .await
             .expect("a PromQL answer")
             .json()
@@ -338,7 +338,7 @@ async fn the_line_protocol_sink_matches_the_database_totals_and_a_full_replay_ch
     );
     let started = Instant::now();
     loop {
-        let metrics = reqwest::get(format!("http://{listen}/metrics"))
+        let metrics = crate::harness::get(format!("http://{listen}/metrics"))
             .await
             .map(|r| r.text());
         let written = match metrics {
@@ -403,7 +403,7 @@ async fn a_store_that_goes_away_holds_back_only_its_own_sink_which_catches_up_wh
     .await;
     assert_once(&rows, &stored_ids(&db).await);
     // Meanwhile the line-protocol sink says its store is down, and waits.
-    let health = reqwest::get(format!("http://{listen}/health"))
+    let health = crate::harness::get(format!("http://{listen}/health"))
         .await
         .expect("/health");
     assert_eq!(health.status(), 503, "{}", line_sink.log());
@@ -418,7 +418,7 @@ async fn a_store_that_goes_away_holds_back_only_its_own_sink_which_catches_up_wh
     );
     vm.start_again();
     wait_totals(&vm.url(), &db, Duration::from_secs(90), &line_sink).await;
-    let health = reqwest::get(format!("http://{listen}/health"))
+    let health = crate::harness::get(format!("http://{listen}/health"))
         .await
         .expect("/health");
     assert_eq!(health.status(), 200);

@@ -144,6 +144,7 @@ pub struct Bucket {
 impl Bucket {
     pub fn new() -> Bucket {
         let bucket = harness_var("TXFLOW_TEST_S3_BUCKET");
+        tls_provider();
         let store = AmazonS3Builder::from_env()
             .with_endpoint(harness_var("TXFLOW_TEST_S3_ENDPOINT"))
             .with_bucket_name(&bucket)
@@ -250,11 +251,28 @@ pub fn txflow(dir: &Path, args: &[&str]) -> Run {
         .into()
 }
 
+/// rustls's process provider, installed as the binary installs it (reqwest
+/// needs one; see `src/tls.rs`).
+pub fn tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An HTTP client for the tests.
+pub fn http() -> reqwest::Client {
+    tls_provider();
+    reqwest::Client::new()
+}
+
+/// `GET url` with [`http`].
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
+
 /// The text of a `/metrics` endpoint, after Prometheus's own linter
 /// (`promtool check metrics`: help text, types, names, histogram series)
 /// found nothing to say about it.
 pub async fn scrape_checked(url: &str) -> String {
-    let text = reqwest::get(url)
+    let text = get(url)
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"))
         .text()

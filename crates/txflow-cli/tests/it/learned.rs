@@ -372,7 +372,7 @@ async fn a_model_file_answers_alike_in_process_and_through_serve_and_both_databa
 
     // Through txflow serve --model, into another SQLite file.
     let serve = Serve::start_with(&["--model", &model_url]).await;
-    let ready: serde_json::Value = reqwest::get(format!("{}/ready", serve.url))
+    let ready: serde_json::Value = crate::harness::get(format!("{}/ready", serve.url))
         .await
         .expect("/ready")
         .json()

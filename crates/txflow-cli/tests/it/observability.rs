@@ -186,7 +186,7 @@ impl Prometheus {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(format!("{}/-/ready", prometheus.url))
+        while crate::harness::get(format!("{}/-/ready", prometheus.url))
             .await
             .map_or(true, |r| !r.status().is_success())
         {
@@ -203,7 +203,7 @@ impl Prometheus {
             &[("query", query)],
         )
         .expect("a URL");
-        let answer: serde_json::Value = reqwest::get(url)
+        let answer: serde_json::Value = crate::harness::get(url)
             .await
             .expect("the query API")
             .json()
@@ -227,7 +227,7 @@ impl Prometheus {
 
     /// The state (pending, firing) of each active alert named `name`.
     async fn alert_states(&self, name: &str) -> Vec<String> {
-        let answer: serde_json::Value = reqwest::get(format!("{}/api/v1/alerts", self.url))
+        let answer: serde_json::Value = crate::harness::get(format!("{}/api/v1/alerts", self.url))
             .await
             .expect("the alerts API")
             .json()

@@ -564,7 +564,7 @@ async fn a_person_labels_on_the_page_by_key_and_by_click_and_undoes() {
     let server = ReviewServer::start(d, &sqlite);
 
     // The API: 201, 422 outside the model's set, 404 for no transaction.
-    let client = reqwest::Client::new();
+    let client = crate::harness::http();
     let post = |body: Value| {
         let request = client
             .post(format!("{}/api/labels", server.url))
@@ -692,7 +692,7 @@ async fn with_a_token_file_the_page_and_the_api_need_a_token_by_header_or_cookie
     std::fs::write(d.join("tokens"), format!("{token}\n")).expect("the token file");
     let sqlite = format!("sqlite://{}", d.join("auth.db").display());
     let server = ReviewServer::start_with(d, &sqlite, &["--auth-token-file", "tokens"]);
-    let client = reqwest::Client::new();
+    let client = crate::harness::http();
     let get = |path: &str, header: Option<(&str, String)>| {
         let mut request = client.get(format!("{}{path}", server.url));
         if let Some((name, value)) = header {

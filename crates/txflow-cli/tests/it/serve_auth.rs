@@ -52,7 +52,7 @@ async fn predict_needs_a_listed_token_and_sighup_rotates_them() {
     let tokens = dir.path().join("tokens");
     write_tokens(&tokens, &[TOKEN_A, TOKEN_B]);
     let serve = Serve::start_with(&["--auth-token-file", tokens.to_str().expect("UTF-8")]).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http();
 
     let refused = client
         .post(format!("{}/predict", serve.url))
@@ -99,7 +99,10 @@ async fn predict_needs_a_listed_token_and_sighup_rotates_them() {
         .expect("kill");
     assert!(status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Each poll before the reload is one more refusal to count.
+    let mut polls_refused = 0;
     while predict(&client, &serve.url, Some(TOKEN_C)).await != StatusCode::OK {
+        polls_refused += 1;
         assert!(
             std::time::Instant::now() < deadline,
             "token C not accepted 5 s after SIGHUP"
@@ -124,10 +127,11 @@ async fn predict_needs_a_listed_token_and_sighup_rotates_them() {
         .text()
         .await
         .expect("metrics text");
-    assert!(
-        metrics.contains(r#"txflow_http_requests_total{route="/predict",status="401"} 4"#),
-        "{metrics}"
+    let refused = format!(
+        r#"txflow_http_requests_total{{route="/predict",status="401"}} {}"#,
+        4 + polls_refused
     );
+    assert!(metrics.contains(&refused), "{refused} in {metrics}");
 }
 
 #[tokio::test]
@@ -141,7 +145,7 @@ async fn auth_all_closes_every_route() {
         "--auth-all",
     ])
     .await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::http();
     for route in ["/health", "/ready", "/metrics", "/openapi.json"] {
         let url = format!("{}{route}", serve.url);
         assert_eq!(
@@ -283,6 +287,7 @@ async fn batch_classifies_through_an_https_service_with_a_private_ca_and_a_token
 
     // A client that trusts the CA gets TLS; plain HTTP gets nothing.
     let pem = std::fs::read(&ca).expect("ca.pem");
+    crate::harness::tls_provider();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
         .build()
@@ -296,7 +301,9 @@ async fn batch_classifies_through_an_https_service_with_a_private_ca_and_a_token
         StatusCode::UNAUTHORIZED
     );
     assert!(
-        reqwest::get(format!("{}/health", serve.url)).await.is_err(),
+        crate::harness::get(format!("{}/health", serve.url))
+            .await
+            .is_err(),
         "plain HTTP must not be served"
     );
 

@@ -386,7 +386,7 @@ async fn every_event_produced_is_stored_once_with_its_prediction_published() {
     );
     topics.produce(3_000);
     wait_for(&db, "predictions", 3_000, Duration::from_secs(60)).await;
-    let health = reqwest::get(format!("http://{listen}/health"))
+    let health = crate::harness::get(format!("http://{listen}/health"))
         .await
         .expect("/health");
     assert_eq!(health.status(), 200);

@@ -114,7 +114,7 @@ async fn three_members_one_killed_the_others_take_its_partitions_and_write_every
 
 /// `/health` of a member: status code and body.
 async fn health(listen: &str) -> (u16, String) {
-    let answer = reqwest::get(format!("http://{listen}/health"))
+    let answer = crate::harness::get(format!("http://{listen}/health"))
         .await
         .expect("/health");
     let status = answer.status().as_u16();
@@ -122,7 +122,7 @@ async fn health(listen: &str) -> (u16, String) {
 }
 
 async fn metrics(listen: &str) -> String {
-    reqwest::get(format!("http://{listen}/metrics"))
+    crate::harness::get(format!("http://{listen}/metrics"))
         .await
         .expect("/metrics")
         .text()

@@ -208,7 +208,7 @@ async fn too_many_items_or_too_many_bytes_get_413() {
 #[tokio::test]
 async fn health_ready_metrics_and_the_openapi_document() {
     let server = server(ServerConfig::default()).await;
-    let http = reqwest::Client::new();
+    let http = http();
     let base = format!("http://{}", server.addr);
     post(server.addr, &json!([])).await;
     for path in ["/health", "/ready"] {
@@ -469,8 +469,15 @@ async fn post(addr: SocketAddr, body: &Value) -> (u16, Value) {
     )
 }
 
+/// An HTTP client, rustls's process provider installed first (as txflow's
+/// binary does).
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 async fn post_raw(addr: SocketAddr, body: Vec<u8>) -> (u16, Vec<u8>) {
-    let r = reqwest::Client::new()
+    let r = http()
         .post(format!("http://{addr}/predict"))
         .header("content-type", "application/json")
         .body(body)

@@ -18,11 +18,13 @@ use txflow_core::{
     BoxError, Counts, ErrorBudget, FileOutcome, ProcessingType, RunId, RunStatus, RunSummary,
 };
 use txflow_csv::Dialect;
+#[cfg(feature = "kafka")]
 use txflow_kafka::publishing::{Publisher, PublishingSink};
 use txflow_storage::{CsvSource, ERRORS_FOLDER, Input, Location, RejectFile};
 
 use crate::classifier::{AnyClassifier, ClassifierArgs, parse_duration};
 use crate::inputs::{self, S3Args};
+#[cfg(feature = "kafka")]
 use crate::kafka_args::KafkaArgs;
 use crate::store::{DEFAULT_DATABASE, DEFAULT_MAX_OUTAGE, Store};
 
@@ -139,6 +141,7 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
 
+    #[cfg(feature = "kafka")]
     #[command(flatten)]
     kafka: KafkaArgs,
 
@@ -207,25 +210,26 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     report.started().await;
 
-    let publisher = if args.publish {
-        let connection = args.kafka.connection()?;
-        let topic = &args.kafka.predictions_topic;
-        Some(
-            Publisher::connect(&connection, topic)
-                .await
-                .with_context(|| format!("--publish: publishing predictions to {topic:?}"))?,
-        )
-    } else {
-        None
-    };
-    let sink = PublishingSink {
+    #[cfg(feature = "kafka")]
+    let publishing = PublishingSink {
         inner: &*store,
-        publisher,
+        publisher: publisher(&args).await?,
+    };
+    #[cfg(feature = "kafka")]
+    let sink = &publishing;
+    #[cfg(not(feature = "kafka"))]
+    let sink = {
+        anyhow::ensure!(
+            !args.publish,
+            "--publish needs Kafka, which this txflow was built without \
+             (--no-default-features); build it with `cargo build --release`"
+        );
+        &*store
     };
     let run = BatchRun {
         pipeline: BatchPipeline {
             classifier: &classifier,
-            sink: &sink,
+            sink,
             batch_size: args.batch_size as usize,
             run_id: run_id.clone(),
             processing_type: ProcessingType::Batch,
@@ -281,6 +285,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// The run's inputs, opened as CSV (local or on S3) in the chosen dialect.
+/// The Kafka publisher of `--publish`.
+#[cfg(feature = "kafka")]
+async fn publisher(args: &Args) -> Result<Option<Publisher>> {
+    if !args.publish {
+        return Ok(None);
+    }
+    let connection = args.kafka.connection()?;
+    let topic = &args.kafka.predictions_topic;
+    let publisher = Publisher::connect(&connection, topic)
+        .await
+        .with_context(|| format!("--publish: publishing predictions to {topic:?}"))?;
+    Ok(Some(publisher))
+}
+
 struct CsvOpener {
     dialect: Option<Dialect>,
     max_outage: Duration,
