@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test harness: installs (when missing) and starts real PostgreSQL 15, an
-# S3 server (s3s-fs), a Kafka-API broker (Tansu) and VictoriaMetrics on free
-# loopback ports, and stops them.
+# S3 server (s3s-fs), Apache Kafka 3.9 (built from ../shared/kafka's kit) and
+# VictoriaMetrics on free loopback ports, and stops them.
 #
 #   scripts/harness.sh install         install what is missing, start nothing
 #   scripts/harness.sh start DIR       start both servers under DIR (a new,
@@ -11,7 +11,11 @@
 # DIR/env holds the variables the tests read: TXFLOW_TEST_DATABASE_URL (a
 # superuser URL; tests create their own databases), TXFLOW_TEST_S3_ENDPOINT,
 # TXFLOW_TEST_S3_BUCKET and the AWS_* credentials of the S3 server,
-# TXFLOW_TEST_KAFKA_BROKERS (host:port of the broker, memory storage), a
+# TXFLOW_TEST_KAFKA_BROKERS (host:port of Apache Kafka's PLAINTEXT
+# listener), its SASL_SSL listener (TXFLOW_TEST_KAFKA_SASL_SSL_BROKERS,
+# SCRAM-SHA-512 user TXFLOW_TEST_KAFKA_USER with TXFLOW_TEST_KAFKA_PASSWORD,
+# certificate signed by TXFLOW_TEST_KAFKA_CA; TXFLOW_TEST_KAFKA_OTHER_CA did
+# not sign it) and its SASL_PLAINTEXT one (TXFLOW_TEST_KAFKA_SASL_BROKERS), a
 # TLS-only PostgreSQL (TXFLOW_TEST_PG_TLS_URL with its password, without
 # sslmode; TXFLOW_TEST_PG_TLS_CA, the CA that signed its certificate for
 # "localhost"; TXFLOW_TEST_PG_TLS_OTHER_CA, one that did not;
@@ -26,6 +30,10 @@
 set -euo pipefail
 
 CACHE=${TXFLOW_CACHE:-$HOME/.cache/txflow}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The Apache Kafka build kit, beside the repository (CI puts ../shared there).
+KAFKA_KIT=${TXFLOW_KAFKA_KIT:-$ROOT/../shared/kafka}
+KAFKA_DIST=$CACHE/kafka/kafka-dist
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 S3S_VERSION=0.14.1
 TANSU_VERSION=0.6.0
@@ -74,6 +82,14 @@ install_tools() {
   if [ ! -x "$CACHE/bin/tansu" ]; then
     log "installing tansu $TANSU_VERSION into $CACHE (about 10 minutes, once)"
     cargo install --locked "tansu@$TANSU_VERSION" --features postgres,dynostore --root "$CACHE" >&2
+  fi
+  if [ ! -f "$KAFKA_DIST/.built" ]; then
+    if [ ! -x "$KAFKA_KIT/build-kafka.sh" ]; then
+      log "no Apache Kafka build kit at $KAFKA_KIT: put the shared folder beside the repository or set TXFLOW_KAFKA_KIT"
+      exit 1
+    fi
+    log "building Apache Kafka 3.9 into $CACHE/kafka (3 CPU-minutes and a 650 MB download, once)"
+    "$KAFKA_KIT/build-kafka.sh" "$CACHE/kafka" >&2
   fi
 }
 
@@ -132,6 +148,68 @@ HBA
   log "PostgreSQL 15 with TLS only on localhost:$TLS_PORT"
 }
 
+# Apache Kafka, one KRaft node (the kit's template): PLAINTEXT, SASL_PLAINTEXT
+# and SASL_SSL listeners (SCRAM-SHA-512; a certificate for 127.0.0.1 and
+# localhost signed by a throwaway CA), topics created only when asked for (as
+# production brokers are set), small internal topics (a quicker first group
+# and transaction). Sets KAFKA_PORT, KAFKA_SASL_PORT, KAFKA_SASL_SSL_PORT and
+# KAFKA_PASSWORD (of the user txflow).
+start_kafka() {
+  local dir=$1/kafka controller
+  mkdir -p "$dir/tls" "$dir/data" "$dir/logs"
+  KAFKA_PORT=$(free_port)
+  KAFKA_SASL_PORT=$(free_port)
+  KAFKA_SASL_SSL_PORT=$(free_port)
+  controller=$(free_port)
+  KAFKA_PASSWORD=$(openssl rand -hex 16)
+  (
+    cd "$dir/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=txflow Kafka test CA" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
+      -keyout other-ca.key -out other-ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout broker.key -out broker.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile broker.ext -out broker.pem 2>/dev/null
+    openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem \
+      -out broker.p12 -passout pass:changeit
+  )
+  sed -e "s|@CONTROLLER_PORT@|$controller|g" -e "s|@SASL_SSL_PORT@|$KAFKA_SASL_SSL_PORT|g" \
+    -e "s|@SASL_PLAIN_PORT@|$KAFKA_SASL_PORT|g" -e "s|@PLAIN_PORT@|$KAFKA_PORT|g" \
+    -e "s|@DATA_DIR@|$dir/data|g" -e "s|@TLS_DIR@|$dir/tls|g" \
+    "$KAFKA_KIT/secure.properties.template" >"$dir/server.properties"
+  cat >>"$dir/server.properties" <<PROPS
+auto.create.topics.enable=false
+offsets.topic.num.partitions=4
+transaction.state.log.num.partitions=4
+PROPS
+  # A cluster id is 16 random bytes in URL-safe base64 (what
+  # kafka-storage.sh random-uuid prints, without starting a JVM).
+  local cluster
+  cluster=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
+  KAFKA_HEAP_OPTS="-Xmx256m" "$KAFKA_DIST/bin/kafka-storage.sh" format -t "$cluster" \
+    -c "$dir/server.properties" \
+    --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]' \
+    --add-scram "SCRAM-SHA-512=[name=txflow,password=$KAFKA_PASSWORD]" >"$dir/format.log" 2>&1
+  KAFKA_HEAP_OPTS="-Xmx512m -Xms256m" KAFKA_JMX_OPTS="-Dnojmx=true" LOG_DIR="$dir/logs" \
+    KAFKA_LOG4J_OPTS="-Dlog4j2.configurationFile=file:$KAFKA_DIST/config/log4j2.properties" \
+    "$KAFKA_DIST/bin/kafka-server-start.sh" "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+  echo $! >"$1/kafka.pid"
+  for _ in $(seq 1 600); do
+    if grep -q "Kafka Server started" "$dir/kafka.log"; then
+      log "Apache Kafka 3.9 on 127.0.0.1:$KAFKA_PORT (SASL_SSL :$KAFKA_SASL_SSL_PORT, SASL_PLAINTEXT :$KAFKA_SASL_PORT)"
+      return 0
+    fi
+    if ! kill -0 "$(cat "$1/kafka.pid")" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  log "Apache Kafka did not start; its output:"
+  tail -20 "$dir/kafka.log" >&2
+  return 1
+}
+
 start() {
   local dir=$1
   if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
@@ -166,14 +244,7 @@ start() {
   wait_port "$s3_port"
   log "s3s-fs on 127.0.0.1:$s3_port"
 
-  local kafka_port
-  kafka_port=$(free_port)
-  "$CACHE/bin/tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
-    --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/ \
-    >"$dir/tansu.log" 2>&1 &
-  echo $! >"$dir/tansu.pid"
-  wait_port "$kafka_port"
-  log "tansu (Kafka API) on 127.0.0.1:$kafka_port"
+  start_kafka "$dir"
 
   # VictoriaMetrics, the line-protocol sink's store: fresh points visible at
   # once, historical points kept (the default retention is one month), and a
@@ -204,7 +275,13 @@ export AWS_ACCESS_KEY_ID=txflow-test
 export AWS_SECRET_ACCESS_KEY=txflow-test-secret
 export AWS_REGION=us-east-1
 export AWS_ALLOW_HTTP=true
-export TXFLOW_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
+export TXFLOW_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export TXFLOW_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$KAFKA_SASL_PORT
+export TXFLOW_TEST_KAFKA_SASL_SSL_BROKERS=127.0.0.1:$KAFKA_SASL_SSL_PORT
+export TXFLOW_TEST_KAFKA_USER=txflow
+export TXFLOW_TEST_KAFKA_PASSWORD=$KAFKA_PASSWORD
+export TXFLOW_TEST_KAFKA_CA=$dir/kafka/tls/ca.pem
+export TXFLOW_TEST_KAFKA_OTHER_CA=$dir/kafka/tls/other-ca.pem
 export TXFLOW_TEST_PG_TLS_URL=postgres://txflow:$TLS_PASSWORD@localhost:$TLS_PORT/postgres
 export TXFLOW_TEST_PG_TLS_ADMIN="host=$dir/pgtls port=$TLS_PORT user=txflow dbname=postgres"
 export TXFLOW_TEST_PG_TLS_PASSWORD=$TLS_PASSWORD
@@ -225,9 +302,16 @@ ENV
 stop() {
   local dir=$1
   [ -d "$dir" ] || return 0
-  for pid in "$dir/s3.pid" "$dir/tansu.pid" "$dir/vm.pid" "$dir/pushgateway.pid"; do
+  for pid in "$dir/s3.pid" "$dir/kafka.pid" "$dir/vm.pid" "$dir/pushgateway.pid"; do
     if [ -f "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
   done
+  # Kafka takes a few seconds to stop; its files go after it.
+  if [ -f "$dir/kafka.pid" ]; then
+    for _ in $(seq 1 100); do
+      kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
   for cluster in pg pgtls; do
     if [ -f "$dir/$cluster/data/postmaster.pid" ]; then
       as_pg "$PG_BIN/pg_ctl" -D "$dir/$cluster/data" -m fast -w stop >/dev/null 2>&1 || true

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
@@ -211,7 +213,33 @@ impl ClientContext for Probe {
         if security {
             self.security.store(true, Ordering::Relaxed);
         }
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+        self.remember(reason.to_owned());
+    }
+
+    /// librdkafka tells of a closed connection only in its log.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // A TLS listener closes a plaintext client's first request (its
+        // API versions query) unanswered: the one sign librdkafka gives of
+        // a client without TLS on a TLS port. Waiting will not cure it.
+        if message.contains("Disconnected") && message.contains("state APIVERSION_QUERY") {
+            self.security.store(true, Ordering::Relaxed);
+            self.remember(format!(
+                "{message}: the listener closed the connection before answering; \
+                 does it expect TLS (security.protocol=SSL or SASL_SSL)?"
+            ));
+        }
+        DefaultClientContext.log(level, fac, message);
+    }
+}
+
+impl Probe {
+    /// Keeps `reason` as the last word, unless it says less than the one
+    /// before ("1/1 brokers are down").
+    fn remember(&self, reason: String) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none() || !reason.contains("brokers are down") {
+            *last = Some(reason);
+        }
     }
 }
 

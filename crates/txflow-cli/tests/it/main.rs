@@ -6,6 +6,7 @@ mod connectors;
 mod dlq;
 mod fuzz_replay;
 mod harness;
+mod kafka_secured;
 mod kafka_settings;
 mod learned;
 mod models;

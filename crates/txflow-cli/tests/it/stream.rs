@@ -1,4 +1,4 @@
-//! The streaming pipeline against the real Kafka-API broker (Tansu) and
+//! The streaming pipeline against the harness's Apache Kafka and
 //! PostgreSQL of the harness: `txflow topics create`, `txflow produce` and
 //! `txflow consume` run as processes, as an operator would run them.
 
