@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where a drain's time goes: `txflow consume` (release build) drains ROWS
 # pre-filled records into PostgreSQL (fsync on); prints the rate, the CPU
-# seconds of the member, Tansu and PostgreSQL (all its processes, read from
+# seconds of the member, the broker (the harness's Apache Kafka) and PostgreSQL (all its processes, read from
 # /proc before the member stops), and the member's own flush metrics.
 #
 #   scripts/bench-drain-cpu.sh [ROWS]      default 300000; MAX_BATCH=5000
@@ -30,10 +30,10 @@ ticks() {
   echo "$s"
 }
 postgres() { pgrep -u postgres | tr '\n' ' '; }
-tansu=$(cat "$work/h/tansu.pid")
+broker=$(cat "$work/h/kafka.pid")
 metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # shellcheck disable=SC2046
-t0=$(ticks "$tansu"); p0=$(ticks $(postgres))
+t0=$(ticks "$broker"); p0=$(ticks $(postgres))
 start=$(date +%s%N)
 # shellcheck disable=SC2086
 "$txflow" consume --database-url "$base/d" --group g --member m --max-batch "${MAX_BATCH:-5000}" \
@@ -45,15 +45,15 @@ while [ "$(psql -At "$base/d" -c 'SELECT coalesce(sum(next_offset), 0) FROM stre
 done
 end=$(date +%s%N)
 # shellcheck disable=SC2046
-c1=$(ticks "$pid"); t1=$(ticks "$tansu"); p1=$(ticks $(postgres))
+c1=$(ticks "$pid"); t1=$(ticks "$broker"); p1=$(ticks $(postgres))
 curl -s "127.0.0.1:$metrics_port/metrics" | grep -E "^txflow_stream_(flush_seconds|batch_size|stage_seconds)_(sum|count)"
 kill -TERM "$pid"
 wait "$pid" || true
 python3 - "$rows" "$start" "$end" "$(getconf CLK_TCK)" "$c1" "$((t1 - t0))" "$((p1 - p0))" <<'PY'
 import sys
-rows, start, end, hz, member, tansu, pg = (int(x) for x in sys.argv[1:])
+rows, start, end, hz, member, broker, pg = (int(x) for x in sys.argv[1:])
 secs = (end - start) / 1e9
 print(f"drain: {rows / secs:,.0f} records/s ({secs:.2f} s)")
-for name, t in [("txflow consume", member), ("tansu", tansu), ("postgresql", pg)]:
+for name, t in [("txflow consume", member), ("kafka", broker), ("postgresql", pg)]:
     print(f"{name:<15} {t / hz:6.2f} CPU-s = {t / hz / secs * 100:5.1f} % of a core")
 PY

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark of the sink connectors, in one run, on the harness's Tansu,
+# Benchmark of the sink connectors, in one run, on the harness's broker
+# (Apache Kafka 3.9; BROKER=tansu: Tansu 0.6, memory storage, as before
+# session 12),
 # s3s-fs and VictoriaMetrics:
 #   1. ROWS events are produced and `txflow consume` publishes their
 #      predictions (the topic the sinks read);
@@ -39,9 +41,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-sink.XXXXXX")
 chmod 755 "$work"
 harness="$work/harness"
 trap 'scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
-scripts/harness.sh start "$harness" 2>/dev/null
+TXFLOW_HARNESS_TANSU=$([ "${BROKER:-kafka}" = tansu ] && echo 1 || echo 0) scripts/harness.sh start "$harness" 2>/dev/null
 # shellcheck disable=SC1091
 source "$harness/env"
+if [ "${BROKER:-kafka}" = tansu ]; then TXFLOW_TEST_KAFKA_BROKERS=$TXFLOW_TEST_TANSU_BROKERS; fi
 export TXFLOW_KAFKA_BROKERS=$TXFLOW_TEST_KAFKA_BROKERS
 base=${TXFLOW_TEST_DATABASE_URL%/*}
 ms() { echo $(($(date +%s%N) / 1000000)); }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark of the streaming pipeline, in one run, on the harness's Tansu
+# Benchmark of the streaming pipeline, in one run, on the harness's broker
+# (Apache Kafka 3.9; BROKER=tansu: Tansu 0.6, memory storage, as before
+# session 12)
 # (memory storage) and PostgreSQL (fsync on):
 #   1. the broker's ceiling: a plain rdkafka consumer reading ROWS records,
 #      with librdkafka's defaults and with the members' fetch settings
@@ -29,9 +31,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-stream.XXXXXX")
 chmod 755 "$work"
 harness="$work/harness"
 trap 'scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
-TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness" 2>/dev/null
+TXFLOW_PG_DURABLE=1 TXFLOW_HARNESS_TANSU=$([ "${BROKER:-kafka}" = tansu ] && echo 1 || echo 0) scripts/harness.sh start "$harness" 2>/dev/null
 # shellcheck disable=SC1091
 source "$harness/env"
+if [ "${BROKER:-kafka}" = tansu ]; then TXFLOW_TEST_KAFKA_BROKERS=$TXFLOW_TEST_TANSU_BROKERS; fi
 export TXFLOW_KAFKA_BROKERS=$TXFLOW_TEST_KAFKA_BROKERS
 base=${TXFLOW_TEST_DATABASE_URL%/*}
 ms() { echo $(($(date +%s%N) / 1000000)); }

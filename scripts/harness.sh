@@ -22,9 +22,12 @@
 # TXFLOW_TEST_PG_TLS_ADMIN, its Unix socket for the tests' set-up), and
 # VictoriaMetrics (TXFLOW_TEST_VM_URL, http://host:port), and
 # headless Chromium (TXFLOW_TEST_CHROMIUM), and
-# the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_VM_BIN, TXFLOW_TEST_TANSU_BIN,
-# TXFLOW_TEST_S3S_BIN) for tests that start, stop and restart servers of
-# their own (a restart of the shared ones would disturb the other tests).
+# the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_VM_BIN,
+# TXFLOW_TEST_KAFKA_DIST, TXFLOW_TEST_S3S_BIN) for tests that start, stop and
+# restart servers of their own (a restart of the shared ones would disturb
+# the other tests). With TXFLOW_HARNESS_TANSU=1, also Tansu 0.6 (installed
+# then), memory storage, at TXFLOW_TEST_TANSU_BROKERS: the benchmarks'
+# second broker.
 # Tools are installed once into $TXFLOW_CACHE (default ~/.cache/txflow) and
 # reused by later runs and fresh clones on the same machine.
 set -euo pipefail
@@ -79,7 +82,7 @@ install_tools() {
     log "installing s3s-fs $S3S_VERSION into $CACHE (a few minutes, once)"
     cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$CACHE" >&2
   fi
-  if [ ! -x "$CACHE/bin/tansu" ]; then
+  if [ "${TXFLOW_HARNESS_TANSU:-0}" = 1 ] && [ ! -x "$CACHE/bin/tansu" ]; then
     log "installing tansu $TANSU_VERSION into $CACHE (about 10 minutes, once)"
     cargo install --locked "tansu@$TANSU_VERSION" --features postgres,dynostore --root "$CACHE" >&2
   fi
@@ -246,6 +249,18 @@ start() {
 
   start_kafka "$dir"
 
+  # Tansu beside it, for benchmarks that compare the two brokers.
+  local tansu_port=
+  if [ "${TXFLOW_HARNESS_TANSU:-0}" = 1 ]; then
+    tansu_port=$(free_port)
+    "$CACHE/bin/tansu" broker --listener-url "tcp://127.0.0.1:$tansu_port" \
+      --advertised-listener-url "tcp://127.0.0.1:$tansu_port" --storage-engine memory://tansu/ \
+      >"$dir/tansu.log" 2>&1 &
+    echo $! >"$dir/tansu.pid"
+    wait_port "$tansu_port"
+    log "tansu (Kafka API) on 127.0.0.1:$tansu_port"
+  fi
+
   # VictoriaMetrics, the line-protocol sink's store: fresh points visible at
   # once, historical points kept (the default retention is one month), and a
   # replayed point (same series and millisecond) replacing the first.
@@ -282,13 +297,14 @@ export TXFLOW_TEST_KAFKA_USER=txflow
 export TXFLOW_TEST_KAFKA_PASSWORD=$KAFKA_PASSWORD
 export TXFLOW_TEST_KAFKA_CA=$dir/kafka/tls/ca.pem
 export TXFLOW_TEST_KAFKA_OTHER_CA=$dir/kafka/tls/other-ca.pem
+export TXFLOW_TEST_KAFKA_DIST=$KAFKA_DIST
 export TXFLOW_TEST_PG_TLS_URL=postgres://txflow:$TLS_PASSWORD@localhost:$TLS_PORT/postgres
 export TXFLOW_TEST_PG_TLS_ADMIN="host=$dir/pgtls port=$TLS_PORT user=txflow dbname=postgres"
 export TXFLOW_TEST_PG_TLS_PASSWORD=$TLS_PASSWORD
 export TXFLOW_TEST_PG_TLS_CA=$dir/pgtls/ca.pem
 export TXFLOW_TEST_PG_TLS_OTHER_CA=$dir/pgtls/other-ca.pem
 export TXFLOW_TEST_PG_BIN=$PG_BIN
-export TXFLOW_TEST_TANSU_BIN=$CACHE/bin/tansu
+export TXFLOW_TEST_TANSU_BROKERS=${tansu_port:+127.0.0.1:$tansu_port}
 export TXFLOW_TEST_S3S_BIN=$CACHE/bin/s3s-fs
 export TXFLOW_TEST_VM_URL=http://127.0.0.1:$vm_port
 export TXFLOW_TEST_VM_BIN=$(command -v victoria-metrics)
@@ -302,7 +318,7 @@ ENV
 stop() {
   local dir=$1
   [ -d "$dir" ] || return 0
-  for pid in "$dir/s3.pid" "$dir/kafka.pid" "$dir/vm.pid" "$dir/pushgateway.pid"; do
+  for pid in "$dir/s3.pid" "$dir/kafka.pid" "$dir/tansu.pid" "$dir/vm.pid" "$dir/pushgateway.pid"; do
     if [ -f "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
   done
   # Kafka takes a few seconds to stop; its files go after it.

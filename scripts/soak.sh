@@ -2,7 +2,9 @@
 # Soak: the original producers' profile scaled to RATE events/s (default
 # 235, ten times the original 23.5/s) for MINUTES (default 10), through
 # `txflow serve` (the HTTP classifier) and two `txflow consume` members into
-# PostgreSQL (fsync on), on the harness's Tansu. Samples every process's
+# PostgreSQL (fsync on), on the harness's broker
+# (Apache Kafka 3.9; BROKER=tansu: Tansu 0.6, memory storage, as before
+# session 12). Samples every process's
 # RSS every 10 s, then checks exactly-once and reports the end-to-end
 # latency (event time to the write's database transaction).
 #
@@ -28,9 +30,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$harness" 2>/dev/null
+TXFLOW_PG_DURABLE=1 TXFLOW_HARNESS_TANSU=$([ "${BROKER:-kafka}" = tansu ] && echo 1 || echo 0) scripts/harness.sh start "$harness" 2>/dev/null
 # shellcheck disable=SC1091
 source "$harness/env"
+if [ "${BROKER:-kafka}" = tansu ]; then TXFLOW_TEST_KAFKA_BROKERS=$TXFLOW_TEST_TANSU_BROKERS; fi
 export TXFLOW_KAFKA_BROKERS=$TXFLOW_TEST_KAFKA_BROKERS
 base=${TXFLOW_TEST_DATABASE_URL%/*}
 db="$base/soak"

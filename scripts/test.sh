@@ -33,8 +33,8 @@ fi
 stage "install: Debian packages (scripts/harness.sh install-packages)" \
   scripts/harness.sh install-packages
 
-# The tools built or downloaded once into ~/.cache/txflow (s3s-fs, Tansu,
-# Airflow, the Grafana SDK: most of a fresh machine's wait) install in the
+# The tools built or downloaded once into ~/.cache/txflow (s3s-fs, Apache
+# Kafka, Airflow, the Grafana SDK: most of a fresh machine's wait) install in the
 # background while the project compiles; waited for before the servers start.
 tools_log=$(mktemp "${TMPDIR:-/tmp}/txflow-tools.XXXXXX")
 (
@@ -85,9 +85,9 @@ stage "observability (scripts/check-observability.sh)" scripts/check-observabili
 # (tests/it/fuzz_replay.rs; real fuzzing is scripts/fuzz.sh, nightly).
 # Most tests wait on servers more than they compute, so they run 4 at a
 # time; the outage tests (servers stopped, brokers and members killed) keep
-# 2 at a time, in a pass of their own: with 6 at a time a broker restart
-# left duplicate records in Tansu's topic (its producer sequences are lost
-# on restart), which the exactly-once check rightly counts.
+# 2 at a time, in a pass of their own (with 6 at a time a broker restart
+# left duplicate records in the topic of Tansu, the broker then: its
+# producer sequences were lost on restart).
 if [ $# -eq 0 ]; then
   stage "cargo test (all but the outage tests, 4 at a time)" \
     cargo test --workspace --locked -- --skip survival:: --skip batch_outages:: --test-threads 4

@@ -128,14 +128,19 @@ impl Process {
     }
 
     /// Starts `command` and waits until it listens on the port.
-    fn spawn(&mut self, mut command: Command) {
+    fn spawn(&mut self, command: Command) {
+        self.spawn_within(command, std::time::Duration::from_secs(10));
+    }
+
+    /// [`Process::spawn`], waiting up to `within`.
+    fn spawn_within(&mut self, mut command: Command, within: std::time::Duration) {
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
         self.child = Some(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + within;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -219,46 +224,96 @@ impl PrivateS3 {
     }
 }
 
-/// A Tansu broker of the test's own, its storage durable: the S3 engine on
-/// a private s3s-fs (Tansu's memory storage forgets everything on restart,
-/// and its PostgreSQL engine needs a schema the crate does not ship).
-pub struct PrivateTansu {
-    storage: PrivateS3,
+/// An Apache Kafka broker of the test's own (one KRaft node, PLAINTEXT, as
+/// the harness's is built), its log on disk, so that a restart keeps it.
+pub struct PrivateKafka {
+    dir: tempfile::TempDir,
+    controller: u16,
     process: Process,
 }
 
-impl PrivateTansu {
-    pub fn start() -> PrivateTansu {
-        let storage = PrivateS3::start();
-        std::fs::create_dir(storage.root.path().join("tansu")).expect("Tansu's bucket");
-        let mut broker = PrivateTansu {
-            storage,
-            process: Process::new("tansu"),
+impl PrivateKafka {
+    pub fn start() -> PrivateKafka {
+        let mut broker = PrivateKafka {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+            controller: free_port(),
+            process: Process::new("kafka"),
         };
+        let port = broker.process.port;
+        let controller = broker.controller;
+        let data = broker.dir.path().join("data");
+        let properties = format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{controller}\n\
+             listeners=CONTROLLER://127.0.0.1:{controller},PLAINTEXT://127.0.0.1:{port}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             log.dirs={}\n\
+             auto.create.topics.enable=false\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=4\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=4\n\
+             group.initial.rebalance.delay.ms=0\n\
+             num.network.threads=2\n\
+             num.io.threads=2\n",
+            data.display()
+        );
+        std::fs::write(broker.properties(), properties).expect("server.properties");
+        let formatted = broker
+            .script("kafka-storage.sh")
+            .args(["format", "-t", "dHhmbG93LXByaXZhdGUtaw", "-c"])
+            .arg(broker.properties())
+            .env("KAFKA_HEAP_OPTS", "-Xmx256m")
+            .output()
+            .expect("kafka-storage.sh");
+        assert!(
+            formatted.status.success(),
+            "formatting Kafka's storage: {}",
+            String::from_utf8_lossy(&formatted.stderr)
+        );
         broker.start_again();
         broker
+    }
+
+    fn properties(&self) -> PathBuf {
+        self.dir.path().join("server.properties")
+    }
+
+    fn script(&self, name: &str) -> Command {
+        Command::new(
+            Path::new(&harness_var("TXFLOW_TEST_KAFKA_DIST"))
+                .join("bin")
+                .join(name),
+        )
     }
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.process.port)
     }
 
-    /// Starts the broker (again) on the same port and storage.
+    /// Starts the broker (again) on the same port and log.
     pub fn start_again(&mut self) {
-        let listener = format!("tcp://127.0.0.1:{}", self.process.port);
-        let mut command = Command::new(harness_var("TXFLOW_TEST_TANSU_BIN"));
+        let dist = harness_var("TXFLOW_TEST_KAFKA_DIST");
+        let mut command = self.script("kafka-server-start.sh");
         command
-            .args(["broker", "--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
-            .args(["--storage-engine", "s3://tansu/"])
-            .env("AWS_ACCESS_KEY_ID", PrivateS3::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", PrivateS3::SECRET_KEY)
-            .env("AWS_ENDPOINT", self.storage.endpoint())
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_REGION", "us-east-1");
-        self.process.spawn(command);
+            .arg(self.properties())
+            .env("KAFKA_HEAP_OPTS", "-Xmx512m -Xms256m")
+            .env("KAFKA_JMX_OPTS", "-Dnojmx=true")
+            .env("LOG_DIR", self.dir.path().join("logs"))
+            .env(
+                "KAFKA_LOG4J_OPTS",
+                format!("-Dlog4j2.configurationFile=file:{dist}/config/log4j2.properties"),
+            );
+        // A JVM: slower to listen than the other servers.
+        self.process
+            .spawn_within(command, std::time::Duration::from_secs(60));
     }
 
+    /// SIGKILL: no clean shutdown, the log recovered at the next start.
     pub fn kill(&mut self) {
         self.process.kill();
     }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{Database, count_at, unique, wait_count_at};
-use crate::servers::{PrivatePostgres, PrivateTansu, free_port};
+use crate::servers::{PrivateKafka, PrivatePostgres, free_port};
 use crate::stream::{Member, Topics};
 
 /// Waits until `sql` answers at least `n`; returns how long it took.
@@ -236,12 +236,10 @@ async fn offsets_that_cannot_be_read_stop_the_member_with_an_error_instead_of_a_
 #[tokio::test]
 async fn the_broker_restarted_mid_stream_producer_and_member_reconnect_and_every_event_is_stored_once()
  {
-    let mut broker = PrivateTansu::start();
+    let mut broker = PrivateKafka::start();
     let topics = Topics::create_on(broker.brokers());
     let db = Database::create().await;
     let mut member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
-    // Tansu's S3 engine on s3s-fs writes an object per produced batch: a
-    // few hundred events a second at most here.
     let producer = topics.producer(1_500, 100);
     // (Failed once in 60 s with nothing stored, the member assigned: the
     // producer's log says what it saw.)
