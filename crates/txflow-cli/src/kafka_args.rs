@@ -103,6 +103,15 @@ pub struct MemberArgs {
     #[arg(long, env = "TXFLOW_MEMBER")]
     pub member: Option<String>,
 
+    /// Static membership: a restarted member with the same id gets its
+    /// partitions back at once, without a rebalance of the group, if it
+    /// returns within --session-timeout (until then they wait for it).
+    /// Kafka's group.instance.id; give each member its own, stable across
+    /// restarts (a pod's or host's name). Also names the member when
+    /// --member is not given.
+    #[arg(long, env = "TXFLOW_MEMBER_ID")]
+    pub member_id: Option<String>,
+
     /// A member silent this long is taken out of the group by the broker,
     /// and its partitions go to the others.
     #[arg(long, default_value = "10s", value_parser = crate::classifier::parse_duration)]
@@ -141,6 +150,7 @@ impl MemberArgs {
             connection: kafka.connection()?,
             group: group.to_owned(),
             name: self.name(),
+            instance: self.member_id.clone(),
             topic: topic.to_owned(),
             dead_letter_topic: kafka.dead_letter_topic.clone(),
             max_batch,
@@ -153,13 +163,16 @@ impl MemberArgs {
         })
     }
 
-    /// The member's name: given, or host and pid.
+    /// The member's name: given, its static id, or host and pid.
     pub fn name(&self) -> String {
-        self.member.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "host".to_owned());
-            format!("{host}-{}", std::process::id())
-        })
+        self.member
+            .clone()
+            .or_else(|| self.member_id.clone())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "host".to_owned());
+                format!("{host}-{}", std::process::id())
+            })
     }
 }

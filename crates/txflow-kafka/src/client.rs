@@ -18,9 +18,10 @@ use rdkafka::{ClientConfig, ClientContext};
 use crate::error::{Error, Result};
 
 /// Settings txflow owns: its guarantees depend on them, or a flag sets them.
-const OWNED: [(&str, &str); 5] = [
+const OWNED: [(&str, &str); 6] = [
     ("bootstrap.servers", "use --brokers"),
     ("group.id", "use --group"),
+    ("group.instance.id", "use --member-id"),
     (
         "enable.auto.commit",
         "txflow commits offsets with the rows it stores",

@@ -39,6 +39,11 @@ pub struct MemberConfig {
     /// This member's name (run id `<group>/<name>`, client id
     /// `txflow-<name>`).
     pub name: String,
+    /// Static membership (Kafka's `group.instance.id`): the broker keeps
+    /// this member's partitions for it across a restart within the session
+    /// timeout, without a rebalance. Each member its own, stable across
+    /// restarts.
+    pub instance: Option<String>,
     /// The topic it consumes.
     pub topic: String,
     /// Where records it cannot take go, with the stream's headers.
@@ -77,6 +82,7 @@ impl MemberConfig {
             connection: &self.connection,
             group: &self.group,
             member: &self.name,
+            instance: self.instance.as_deref(),
             topic: &self.topic,
             writes_to,
             max_batch: self.max_batch,

@@ -290,3 +290,45 @@ async fn sigterm_while_the_database_is_away_exits_within_the_shutdown_timeout_an
     next.stop();
     assert_exactly_once(&url, &topics, 3_000).await;
 }
+
+#[tokio::test]
+async fn a_static_member_killed_and_restarted_gets_its_partitions_back_without_waiting_for_its_session()
+ {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let group = unique("g");
+    // A session long enough that waiting for it would show: a dynamic
+    // member's replacement waits for the dead one's session to end before
+    // the group rebalances.
+    let static_member = ["--member-id", "static-1", "--session-timeout", "30s"];
+    let member = Member::start_on(&topics, &db.url, &group, None, &static_member);
+    topics.produce(1_000);
+    wait_count_or(
+        &db.url,
+        PREDICTIONS,
+        1_000,
+        Duration::from_secs(60),
+        &[&member],
+    )
+    .await;
+    member.kill_9();
+    let restarted = Instant::now();
+    let member = Member::start_on(&topics, &db.url, &group, None, &static_member);
+    topics.produce(1_000);
+    wait_count_or(
+        &db.url,
+        PREDICTIONS,
+        2_000,
+        Duration::from_secs(60),
+        &[&member],
+    )
+    .await;
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the restarted static member took {took:?} to store the next 1,000 (session 30 s)\n{}",
+        member.log()
+    );
+    member.stop();
+    assert_exactly_once(&db.url, &topics, 2_000).await;
+}

@@ -24,6 +24,8 @@ pub(crate) struct Joining<'a> {
     pub connection: &'a Connection,
     pub group: &'a str,
     pub member: &'a str,
+    /// Its `group.instance.id`, for static membership.
+    pub instance: Option<&'a str>,
     /// The topic it consumes.
     pub topic: &'a str,
     /// Topics it writes to, which must exist too.
@@ -73,6 +75,7 @@ impl Joining<'_> {
         let consumer = Arc::new(group_consumer(
             self.connection,
             self.member,
+            self.instance,
             self.session_timeout,
             context(events.clone())?,
         )?);

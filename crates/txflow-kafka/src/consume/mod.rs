@@ -165,10 +165,12 @@ where
 }
 
 /// A consumer group member's Kafka consumer: offsets never committed by
-/// librdkafka itself, the end of a partition reported (the signal to flush).
+/// librdkafka itself, the end of a partition reported (the signal to flush);
+/// a static member when `instance` is given.
 pub(crate) fn group_consumer(
     connection: &Connection,
     member: &str,
+    instance: Option<&str>,
     session_timeout: Duration,
     context: Context,
 ) -> Result<BaseConsumer<Context>> {
@@ -201,6 +203,9 @@ pub(crate) fn group_consumer(
         .set("enable.auto.offset.store", "false")
         // Reaching the end of a partition is the signal to flush at once.
         .set("enable.partition.eof", "true");
+    if let Some(instance) = instance {
+        settings.set("group.instance.id", instance);
+    }
     settings
         .create_with_context(context)
         .map_err(|source| Error::Client {
