@@ -162,9 +162,8 @@ impl Selection {
     }
 }
 
-/// Every letter of `topic` up to its end when the read starts (and any
-/// that arrive while it reads), in partition then offset order, that
-/// `keep` keeps.
+/// Every letter of `topic` up to its end when the read starts, in
+/// partition then offset order, that `keep` keeps.
 pub async fn read(
     connection: &Connection,
     topic: &str,
@@ -220,22 +219,13 @@ pub async fn read(
         consumer.assign(&tpl).map_err(client)?;
         let mut letters = Vec::new();
         let mut reached = vec![false; ends.len()];
-        // Read to each partition's end as it was, then on until nothing
-        // comes for a second: Tansu 0.6 reports the end of a partition
-        // whose last batch holds several records as that batch's start.
-        let mut quiet_since: Option<std::time::Instant> = None;
-        loop {
-            let all_reached = reached.iter().all(|r| *r);
-            if all_reached && quiet_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
-                break;
-            }
-            let wait = if all_reached { 200 } else { 10_000 };
-            let message = match consumer.poll(Duration::from_millis(wait)) {
+        // Read to each partition's end as it was when the read started.
+        // (Tansu 0.6, which reported the end of a partition whose last
+        // batch holds several records as that batch's start, needed a
+        // second of silence more; Apache Kafka's ends are exact.)
+        while !reached.iter().all(|r| *r) {
+            let message = match consumer.poll(Duration::from_secs(10)) {
                 Some(m) => m.map_err(client)?,
-                None if all_reached => {
-                    quiet_since.get_or_insert_with(std::time::Instant::now);
-                    continue;
-                }
                 None => {
                     return Err(Error::Client {
                         brokers: brokers.clone(),
@@ -243,10 +233,14 @@ pub async fn read(
                     });
                 }
             };
-            quiet_since = None;
-            if let Some(i) = ends.iter().position(|(p, _)| *p == message.partition())
-                && message.offset() + 1 >= ends[i].1
-            {
+            let Some(i) = ends.iter().position(|(p, _)| *p == message.partition()) else {
+                continue;
+            };
+            if message.offset() >= ends[i].1 {
+                // Arrived after the read started.
+                continue;
+            }
+            if message.offset() + 1 >= ends[i].1 {
                 reached[i] = true;
             }
             let letter = Letter {
@@ -273,8 +267,6 @@ pub async fn read(
             }
         }
         letters.sort_by_key(|l| (l.partition, l.offset));
-        // A fetch inside a record batch can return a record twice (Tansu).
-        letters.dedup_by_key(|l| (l.partition, l.offset));
         Ok(letters)
     })
     .await

@@ -52,8 +52,10 @@ impl EventProducer {
             .clone()
     }
 
-    /// Makes a new producer: an idempotent producer's fatal error (Tansu 0.6
-    /// forgets producer sequences when it restarts) ends the old one.
+    /// Makes a new producer: an idempotent producer's fatal error ends the
+    /// old one, and librdkafka documents a new instance as the cure (seen
+    /// with Tansu 0.6, which forgets producer sequences when it restarts;
+    /// on Apache Kafka a producer state the broker expired does the same).
     pub fn renew(&self) -> Result<()> {
         let fresh = Self::create(&self.connection)?;
         *self
@@ -268,9 +270,10 @@ async fn settle(
 /// Whether the error ends the producer instance: librdkafka's fatal error
 /// or the delivery errors behind it (an idempotent producer whose sequence
 /// the broker lost: Tansu 0.6 forgets them on restart and its S3 engine
-/// sometimes desynchronises them without one), or fencing (Tansu 0.6's S3
-/// engine has handed one producer id to two producers). A new producer is
-/// the cure.
+/// sometimes desynchronises them without one; Apache Kafka when the
+/// producer's state expired), or fencing (Tansu 0.6's S3 engine has handed
+/// one producer id to two producers). A new producer is the cure
+/// librdkafka documents for a fatal error.
 pub(crate) fn ends_the_producer(e: &KafkaError) -> bool {
     matches!(
         e,

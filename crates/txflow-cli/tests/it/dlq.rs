@@ -31,7 +31,7 @@ fn dlq_text(topics: &Topics, args: &[&str]) -> String {
 }
 
 /// Waits until the dead-letter topic holds `n` letters, as `txflow dlq
-/// list` counts them (Tansu's end offsets undercount batches of several).
+/// list` counts them.
 async fn wait_for_letters(topics: &Topics, n: i64, member: &Member) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -94,9 +94,8 @@ async fn decode_failures_replayed_come_back_with_attempt_two_and_stop_at_the_cap
         Some(1)
     );
 
-    // A dry run says what it would do and does nothing. (The topic's size
-    // is compared before and after: Tansu's end offsets undercount a batch
-    // of several records, so the 5 produced may read as 4.)
+    // A dry run says what it would do and does nothing: the topic's size
+    // is the same before and after.
     let before = topics.count(&topics.transactions);
     let dry = dlq_text(&topics, &["replay", "--class", "decode", "--dry-run"]);
     assert!(dry.contains("3 letter(s) would be replayed"), "{dry}");
