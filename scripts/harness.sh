@@ -112,6 +112,25 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# In DIR: a throwaway CA (ca.pem, ca.key) named NAME, another CA that signs
+# nothing (other-ca.pem), and a certificate of the first for "localhost"
+# with the subjectAltName SAN (server.pem, server.key); valid two days.
+make_certs() {
+  local dir=$1 name=$2 san=$3
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$name" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
+      -keyout other-ca.key -out other-ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=%s\n' "$san" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.pem 2>/dev/null
+  )
+}
+
 # A second PostgreSQL for the TLS tests: ssl=on with a certificate for
 # "localhost" signed by a throwaway CA (made here with openssl, valid two
 # days), reachable over TCP by TLS only (hostssl, password), and over its
@@ -122,20 +141,9 @@ start_tls_postgres() {
   TLS_PORT=$(free_port)
   TLS_PASSWORD=$(openssl rand -hex 16)
   mkdir -p "$tls"
-  (
-    cd "$tls"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=txflow test CA" \
-      -keyout ca.key -out ca.pem 2>/dev/null
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
-      -keyout other-ca.key -out other-ca.pem 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-      -keyout server.key -out server.csr 2>/dev/null
-    printf 'subjectAltName=DNS:localhost\n' >server.ext
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-      -extfile server.ext -out server.pem 2>/dev/null
-    printf '%s\n' "$TLS_PASSWORD" >pwfile
-    chmod 600 server.key pwfile
-  )
+  make_certs "$tls" "txflow test CA" "DNS:localhost"
+  printf '%s\n' "$TLS_PASSWORD" >"$tls/pwfile"
+  chmod 600 "$tls/server.key" "$tls/pwfile"
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tls"; chmod 755 "$tls"; fi
   as_pg "$PG_BIN/initdb" -D "$tls/data" -U txflow --pwfile="$tls/pwfile" \
     --auth-local=trust --auth-host=scram-sha-256 --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -165,20 +173,9 @@ start_kafka() {
   KAFKA_SASL_SSL_PORT=$(free_port)
   controller=$(free_port)
   KAFKA_PASSWORD=$(openssl rand -hex 16)
-  (
-    cd "$dir/tls"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=txflow Kafka test CA" \
-      -keyout ca.key -out ca.pem 2>/dev/null
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
-      -keyout other-ca.key -out other-ca.pem 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-      -keyout broker.key -out broker.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
-    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-      -extfile broker.ext -out broker.pem 2>/dev/null
-    openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem \
-      -out broker.p12 -passout pass:changeit
-  )
+  make_certs "$dir/tls" "txflow Kafka test CA" "IP:127.0.0.1,DNS:localhost"
+  openssl pkcs12 -export -in "$dir/tls/server.pem" -inkey "$dir/tls/server.key" \
+    -certfile "$dir/tls/ca.pem" -out "$dir/tls/broker.p12" -passout pass:changeit
   sed -e "s|@CONTROLLER_PORT@|$controller|g" -e "s|@SASL_SSL_PORT@|$KAFKA_SASL_SSL_PORT|g" \
     -e "s|@SASL_PLAIN_PORT@|$KAFKA_SASL_PORT|g" -e "s|@PLAIN_PORT@|$KAFKA_PORT|g" \
     -e "s|@DATA_DIR@|$dir/data|g" -e "s|@TLS_DIR@|$dir/tls|g" \

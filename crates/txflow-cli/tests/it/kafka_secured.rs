@@ -14,18 +14,17 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::harness::{Database, Run, harness_var, txflow_command, unique, wait_count_at};
-use crate::stream::{Member, wait_for};
+use crate::stream::{Member, Topics, wait_for};
 
 /// The SASL_SSL listener and what a client needs to use it.
 struct Secured {
-    brokers: String,
+    /// The SASL_SSL listener and the test's topic names (created by the
+    /// test itself, over that listener).
+    topics: Topics,
     ca: String,
     password: String,
     /// Holds the password, for `sasl.password=@FILE`.
     password_file: tempfile::NamedTempFile,
-    transactions: String,
-    predictions: String,
-    dead_letters: String,
 }
 
 impl Secured {
@@ -36,13 +35,15 @@ impl Secured {
         std::fs::write(password_file.path(), format!("{password}\n")).expect("the password file");
         let name = unique("sec");
         Secured {
-            brokers: harness_var("TXFLOW_TEST_KAFKA_SASL_SSL_BROKERS"),
+            topics: Topics {
+                brokers: harness_var("TXFLOW_TEST_KAFKA_SASL_SSL_BROKERS"),
+                transactions: format!("{name}-transactions"),
+                predictions: format!("{name}-predictions"),
+                dead_letters: format!("{name}-failed"),
+            },
             ca: harness_var("TXFLOW_TEST_KAFKA_CA"),
             password,
             password_file,
-            transactions: format!("{name}-transactions"),
-            predictions: format!("{name}-predictions"),
-            dead_letters: format!("{name}-failed"),
         }
     }
 
@@ -58,19 +59,6 @@ impl Secured {
             ("sasl.username", harness_var("TXFLOW_TEST_KAFKA_USER")),
             ("ssl.ca.location", self.ca.clone()),
         ]
-    }
-
-    /// The brokers and topics as flags.
-    fn topic_flags(&self) -> Vec<String> {
-        [
-            ("--brokers", &self.brokers),
-            ("--transactions-topic", &self.transactions),
-            ("--predictions-topic", &self.predictions),
-            ("--dead-letter-topic", &self.dead_letters),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_owned(), value.clone()])
-        .collect()
     }
 
     /// Everything as `--kafka-option` flags, the password from its file.
@@ -116,7 +104,7 @@ impl Secured {
     /// A client of the test's own, with every setting.
     fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers);
+        config.set("bootstrap.servers", &self.topics.brokers);
         for (key, value) in self.settings() {
             config.set(key, value);
         }
@@ -178,7 +166,7 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
         "--replication",
         "1",
     ]);
-    args.extend(secured.topic_flags());
+    args.extend(secured.topics.flags());
     args.extend(secured.option_flags());
     let (created, _) = secured.run(&args, &[]);
     created.assert_code(0);
@@ -186,14 +174,14 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
 
     // produce: the variables.
     let mut args = strings(&["produce", "--flat", "--count", "500"]);
-    args.extend(secured.topic_flags());
+    args.extend(secured.topics.flags());
     let (produced, _) = secured.run(&args, &secured.variables());
     produced.assert_code(0);
     // And one record no member can read, for the dead-letter topic.
     let producer: FutureProducer = secured.client().create().expect("a producer");
     producer
         .send(
-            FutureRecord::<str, [u8]>::to(&secured.transactions)
+            FutureRecord::<str, [u8]>::to(&secured.topics.transactions)
                 .key("poison")
                 .payload(&b"this is not JSON"[..]),
             Duration::from_secs(10),
@@ -217,11 +205,11 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
         "--max-wait",
         "100ms",
     ]);
-    args.extend(secured.topic_flags());
+    args.extend(secured.topics.flags());
     let member = Member::spawn(&args, &[]);
     wait_for(&db, "predictions", 500, Duration::from_secs(60)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while secured.count(&secured.dead_letters) < 1 {
+    while secured.count(&secured.topics.dead_letters) < 1 {
         assert!(
             Instant::now() < deadline,
             "no dead letter after 30 s\n{}",
@@ -233,7 +221,7 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
     member.stop();
     secured.assert_no_password("consume's log", &log);
     assert_eq!(db.count("transactions", "").await, 500);
-    assert_eq!(secured.count(&secured.predictions), 500);
+    assert_eq!(secured.count(&secured.topics.predictions), 500);
 
     // The predictions read back over SASL_SSL: one per stored transaction.
     let consumer: BaseConsumer = secured
@@ -243,7 +231,7 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
         .create()
         .expect("a consumer");
     consumer
-        .subscribe(&[&secured.predictions])
+        .subscribe(&[&secured.topics.predictions])
         .expect("subscribe");
     let mut keys = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -256,7 +244,7 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
 
     // dlq: flags again; the letter is there, counted.
     let mut args = strings(&["dlq", "list", "--json"]);
-    args.extend(secured.topic_flags());
+    args.extend(secured.topics.flags());
     args.extend(secured.option_flags());
     let (listed, _) = secured.run(&args, &[]);
     listed.assert_code(0);
@@ -268,7 +256,7 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
     let migrate = strings(&["migrate", "--database-url", &replica.url]);
     secured.run(&migrate, &[]).0.assert_code(0);
     let mut args = strings(&["sink", &replica.url, "--group", &unique("replica")]);
-    args.extend(secured.topic_flags());
+    args.extend(secured.topics.flags());
     let variables = secured.variables();
     let env: Vec<(&str, &str)> = variables
         .iter()
@@ -290,9 +278,9 @@ async fn the_stream_runs_over_sasl_ssl_configured_by_flags_variables_and_the_con
 
 /// `txflow topics create` on `brokers` with `settings` (and no others):
 /// its output and how long it took.
-fn refused(secured: &Secured, brokers: &str, settings: &[(&str, String)]) -> (Run, Duration) {
+fn create_topics(secured: &Secured, brokers: &str, settings: &[(&str, String)]) -> (Run, Duration) {
     let mut args = strings(&["topics", "create", "--replication", "1"]);
-    args.extend(secured.topic_flags());
+    args.extend(secured.topics.flags());
     let at = args
         .iter()
         .position(|a| a == "--brokers")
@@ -302,7 +290,12 @@ fn refused(secured: &Secured, brokers: &str, settings: &[(&str, String)]) -> (Ru
     for (key, value) in settings {
         args.extend(["--kafka-option".to_owned(), format!("{key}={value}")]);
     }
-    let (run, took) = secured.run(&args, &[]);
+    secured.run(&args, &[])
+}
+
+/// [`create_topics`], which must fail.
+fn refused(secured: &Secured, brokers: &str, settings: &[(&str, String)]) -> (Run, Duration) {
+    let (run, took) = create_topics(secured, brokers, settings);
     run.assert_code(1);
     (run, took)
 }
@@ -314,7 +307,7 @@ fn a_wrong_password_an_unknown_ca_and_a_plaintext_client_are_refused_at_once_say
 
     // A wrong password: the broker's SCRAM refusal.
     settings.push(("sasl.password", "not-the-password".to_owned()));
-    let (run, took) = refused(&secured, &secured.brokers, &settings);
+    let (run, took) = refused(&secured, &secured.topics.brokers, &settings);
     assert!(
         run.stderr.contains("SASL authentication error")
             && run.stderr.contains("invalid credentials"),
@@ -329,7 +322,7 @@ fn a_wrong_password_an_unknown_ca_and_a_plaintext_client_are_refused_at_once_say
     settings.retain(|(key, _)| *key != "ssl.ca.location");
     settings.push(("ssl.ca.location", harness_var("TXFLOW_TEST_KAFKA_OTHER_CA")));
     settings.push(("sasl.password", secured.password_ref()));
-    let (run, took) = refused(&secured, &secured.brokers, &settings);
+    let (run, took) = refused(&secured, &secured.topics.brokers, &settings);
     assert!(
         run.stderr.contains("certificate verify failed"),
         "{}",
@@ -339,7 +332,7 @@ fn a_wrong_password_an_unknown_ca_and_a_plaintext_client_are_refused_at_once_say
 
     // A client without TLS or SASL on the SASL_SSL port: Kafka closes the
     // connection, which librdkafka only logs; txflow says what it means.
-    let (run, took) = refused(&secured, &secured.brokers, &[]);
+    let (run, took) = refused(&secured, &secured.topics.brokers, &[]);
     assert!(
         run.stderr
             .contains("does it expect TLS (security.protocol=SSL or SASL_SSL)?"),
@@ -354,17 +347,7 @@ fn a_wrong_password_an_unknown_ca_and_a_plaintext_client_are_refused_at_once_say
     settings.retain(|(key, _)| *key != "security.protocol" && *key != "ssl.ca.location");
     settings.push(("security.protocol", "SASL_PLAINTEXT".to_owned()));
     settings.push(("sasl.password", secured.password_ref()));
-    let mut args = strings(&["topics", "create", "--replication", "1"]);
-    args.extend(secured.topic_flags());
-    let at = args
-        .iter()
-        .position(|a| a == "--brokers")
-        .expect("--brokers")
-        + 1;
-    args[at] = harness_var("TXFLOW_TEST_KAFKA_SASL_BROKERS");
-    for (key, value) in &settings {
-        args.extend(["--kafka-option".to_owned(), format!("{key}={value}")]);
-    }
-    let (run, _) = secured.run(&args, &[]);
+    let brokers = harness_var("TXFLOW_TEST_KAFKA_SASL_BROKERS");
+    let (run, _) = create_topics(&secured, &brokers, &settings);
     run.assert_code(0);
 }
