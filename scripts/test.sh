@@ -8,10 +8,6 @@ cd "$(dirname "$0")/.."
 
 started=$SECONDS
 timings=()
-
-# CI builds a fresh clone once: incremental compilation's bookkeeping is
-# only a cost there (a developer's rebuilds keep it).
-if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 # stage NAME COMMAND...: runs COMMAND under a heading, then says how long.
 stage() {
   local name=$1 from=$SECONDS
