@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::harness::{Database, Run, harness_var, txflow_command, unique, wait_count_at};
-use crate::stream::{Member, Topics, wait_for};
+use crate::stream::{Member, Topics, count_records, wait_for};
 
 /// The SASL_SSL listener and what a client needs to use it.
 struct Secured {
@@ -112,17 +112,9 @@ impl Secured {
         config
     }
 
-    /// Records on a topic of three partitions.
+    /// Records on a topic of three partitions, counted over SASL_SSL.
     fn count(&self, topic: &str) -> i64 {
-        let consumer: BaseConsumer = self.client().create().expect("a consumer");
-        (0..3)
-            .map(|p| {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .expect("watermarks over SASL_SSL");
-                high - low
-            })
-            .sum()
+        count_records(&self.client(), topic)
     }
 
     /// `txflow ARGS` with `env`; fails the test if the output shows the

@@ -132,18 +132,9 @@ impl Topics {
 
     /// Records on a topic, summed over its partitions.
     pub fn count(&self, topic: &str) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create()
-            .expect("a consumer");
-        (0..3)
-            .map(|p| {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                high - low
-            })
-            .sum()
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        count_records(&client, topic)
     }
 
     /// Every record of a topic: read until nothing comes for 3 seconds.
@@ -169,6 +160,19 @@ impl Topics {
         }
         out
     }
+}
+
+/// Records on a topic of three partitions, read by a client of `config`.
+pub fn count_records(config: &ClientConfig, topic: &str) -> i64 {
+    let consumer: BaseConsumer = config.create().expect("a consumer");
+    (0..3)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
 }
 
 /// Every record is a predictions event as `schemas/prediction-event.v1.json`
