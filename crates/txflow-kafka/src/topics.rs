@@ -77,22 +77,7 @@ pub async fn ensure(connection: &Connection, specs: &[TopicSpec]) -> Result<Vec<
                 return Err(Error::CreateTopic { topic, code, hint });
             }
         };
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(&spec.name), Duration::from_secs(10))
-            .map_err(|source| Error::Metadata {
-                topic: spec.name.clone(),
-                source,
-            })?;
-        let (partitions, replication) = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == spec.name)
-            .map(|t| {
-                let replicas = t.partitions().first().map_or(0, |p| p.replicas().len());
-                (t.partitions().len(), replicas)
-            })
-            .unwrap_or((0, 0));
+        let (partitions, replication) = visible(&admin, &spec.name).await?;
         reports.push(TopicReport {
             name: spec.name.clone(),
             created,
@@ -101,6 +86,37 @@ pub async fn ensure(connection: &Connection, specs: &[TopicSpec]) -> Result<Vec<
         });
     }
     Ok(reports)
+}
+
+/// A created topic's partitions and replication factor once the broker's
+/// metadata shows it: Kafka creates a topic asynchronously, and a member
+/// started the moment `topics create` returned was refused with "does not
+/// exist" (seen in the tests under load), so this waits up to 10 s for the
+/// partitions to appear. A topic still invisible then reports 0 partitions.
+async fn visible(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<(usize, usize)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|source| Error::Metadata {
+                topic: topic.to_owned(),
+                source,
+            })?;
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| {
+                let replicas = t.partitions().first().map_or(0, |p| p.replicas().len());
+                (t.partitions().len(), replicas)
+            });
+        match found {
+            Some(found) => return Ok(found),
+            None if std::time::Instant::now() >= deadline => return Ok((0, 0)),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Fails unless `topic` exists with at least one partition: records sent to
