@@ -164,16 +164,32 @@ pub struct Checkpoint {
     pub topic: String,
     pub partition: i32,
     pub next_offset: i64,
+    /// For a member that publishes in Kafka transactions: the batch's first
+    /// offset, its predictions in a transaction not yet committed when the
+    /// rows are. A member starting on the partition resumes there (and
+    /// publishes them again) until [`OffsetStore::published`] clears it.
+    pub unpublished_from: Option<i64>,
 }
 
 /// Where stream consumers stand, kept with the rows (see [`Checkpoint`]).
 pub trait OffsetStore: Send + Sync {
-    /// The stored next offset of each partition of `topic` for `group`.
+    /// Where `group` resumes in each partition of `topic`: the stored next
+    /// offset, or the first offset whose predictions may not be published
+    /// (see [`Checkpoint::unpublished_from`]).
     fn stored_offsets<'a>(
         &'a self,
         group: &'a str,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>>;
+
+    /// Records that the predictions of these partitions' stored batches are
+    /// all published (their Kafka transactions committed).
+    fn published<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partitions: &'a [i32],
+    ) -> BoxFuture<'a, Result<(), BoxError>>;
 }
 
 /// Where batches of transactions and predictions are written.
@@ -232,6 +248,15 @@ impl<T: OffsetStore + ?Sized> OffsetStore for Arc<T> {
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>> {
         (**self).stored_offsets(group, topic)
+    }
+
+    fn published<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partitions: &'a [i32],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        (**self).published(group, topic, partitions)
     }
 }
 

@@ -18,8 +18,9 @@ use rdkafka::{ClientConfig, ClientContext};
 use crate::error::{Error, Result};
 
 /// Settings txflow owns: its guarantees depend on them, or a flag sets them.
-const OWNED: [(&str, &str); 6] = [
+const OWNED: [(&str, &str); 7] = [
     ("bootstrap.servers", "use --brokers"),
+    ("transactional.id", "use --transactions"),
     ("group.id", "use --group"),
     ("group.instance.id", "use --member-id"),
     (
@@ -134,6 +135,32 @@ impl Connection {
                 brokers: self.brokers.clone(),
                 source,
             })
+    }
+
+    /// A transactional producer (`transactional.id` = `id`) with its
+    /// transactions initialised: an earlier producer of the same id is
+    /// fenced and the transaction it left open aborted.
+    pub async fn transactional_producer(
+        &self,
+        extra: &[(&str, &str)],
+        id: &str,
+    ) -> Result<FutureProducer> {
+        let mut settings = vec![("transactional.id", id)];
+        settings.extend_from_slice(extra);
+        let producer = self.idempotent_producer(&settings)?;
+        let init = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            rdkafka::producer::Producer::init_transactions(&init, Duration::from_secs(120))
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)
+        .and_then(|outcome| outcome)
+        .map_err(|source| Error::Transaction {
+            id: id.to_owned(),
+            what: "initialising transactions",
+            source,
+        })?;
+        Ok(producer)
     }
 
     /// Asks the brokers for their metadata (10 s at most), so that wrong

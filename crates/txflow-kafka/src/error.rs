@@ -75,6 +75,16 @@ pub enum Error {
     PollThread(String),
     #[error("a sink's write task stopped: {0} (a bug: please report it with the log)")]
     WriteTask(String),
+    #[error(
+        "Kafka transaction {id:?}: {what}: {source}; the brokers must support transactions \
+         (Apache Kafka does; without them run the member without --transactions)"
+    )]
+    Transaction {
+        id: String,
+        what: &'static str,
+        #[source]
+        source: KafkaError,
+    },
     #[error("reading the stored offsets of group {group:?}: {source}")]
     Offsets {
         group: String,

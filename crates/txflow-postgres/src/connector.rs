@@ -65,6 +65,7 @@ impl PostgresConnector {
                 topic: topic.to_owned(),
                 partition,
                 next_offset: last.offset + 1,
+                unpublished_from: None,
             });
             let batch = Batch {
                 lineage,

@@ -113,6 +113,28 @@ impl PostgresStore {
             })
             .await
     }
+
+    pub(crate) async fn published(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<()> {
+        self.session()
+            .retrying("marking predictions published", |mut client| async move {
+                // One transaction: one commit to wait for, whatever the
+                // partitions.
+                let what = "marking predictions published";
+                let tx = client.transaction().await.map_err(Error::query(what))?;
+                for partition in partitions {
+                    tx.execute(txflow_sql::offsets::PUBLISHED, &[&group, &topic, partition])
+                        .await
+                        .map_err(Error::query(what))?;
+                }
+                tx.commit().await.map_err(Error::query(what))
+            })
+            .await
+    }
 }
 
 /// One batch in one database transaction: rows through the staging tables,
@@ -163,12 +185,23 @@ async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> 
         report.queued = review::queue(&tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
         if let Some(c) = &batch.checkpoint {
             tx.execute(
-                "INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)
-                 VALUES ($1, $2, $3, $4)
+                "INSERT INTO stream_offsets
+                     (consumer_group, topic, partition, next_offset, unpublished_from)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
                      next_offset = GREATEST(stream_offsets.next_offset, EXCLUDED.next_offset),
+                     unpublished_from = CASE
+                         WHEN EXCLUDED.next_offset >= stream_offsets.next_offset
+                         THEN EXCLUDED.unpublished_from
+                         ELSE stream_offsets.unpublished_from END,
                      updated_at = now()",
-                &[&c.group, &c.topic, &c.partition, &c.next_offset],
+                &[
+                    &c.group,
+                    &c.topic,
+                    &c.partition,
+                    &c.next_offset,
+                    &c.unpublished_from,
+                ],
             )
             .await
             .map_err(Error::query("storing the stream offset"))?;
@@ -207,6 +240,15 @@ impl OffsetStore for PostgresStore {
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>> {
         Box::pin(async move { Ok(self.offsets(group, topic).await?) })
+    }
+
+    fn published<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partitions: &'a [i32],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.published(group, topic, partitions).await?) })
     }
 }
 

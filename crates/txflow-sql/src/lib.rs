@@ -119,9 +119,16 @@ ORDER BY rejected_at, source_location, source_line LIMIT $3";
 
 /// A stream consumer group's stored positions.
 pub mod offsets {
-    /// Partition and next offset of group $1 on topic $2.
+    /// Partition and where group $1 resumes on topic $2: the next offset,
+    /// or the first whose predictions' Kafka transaction was not seen
+    /// committed.
     pub const STORED: &str = "\
-SELECT partition, next_offset FROM stream_offsets WHERE consumer_group = $1 AND topic = $2";
+SELECT partition, COALESCE(unpublished_from, next_offset) FROM stream_offsets
+WHERE consumer_group = $1 AND topic = $2";
+    /// Group $1's predictions of partition $3 of topic $2 are all published.
+    pub const PUBLISHED: &str = "\
+UPDATE stream_offsets SET unpublished_from = NULL
+WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND unpublished_from IS NOT NULL";
 }
 
 /// What `txflow dlq replay` sent back to the stream.

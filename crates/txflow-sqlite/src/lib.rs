@@ -142,6 +142,25 @@ impl SqliteStore {
         })
         .await
     }
+
+    async fn published(&self, group: &str, topic: &str, partitions: &[i32]) -> Result<()> {
+        let (group, topic, partitions) = (group.to_owned(), topic.to_owned(), partitions.to_vec());
+        self.with_conn(move |conn, path| {
+            let tx = conn
+                .transaction()
+                .map_err(query(path, "marking predictions published"))?;
+            for partition in partitions {
+                tx.execute(
+                    txflow_sql::offsets::PUBLISHED,
+                    params![group, topic, partition],
+                )
+                .map_err(query(path, "marking predictions published"))?;
+            }
+            tx.commit()
+                .map_err(query(path, "marking predictions published"))
+        })
+        .await
+    }
 }
 
 fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -246,12 +265,22 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
         report.queued = review::queue(&tx, path, &batch.reviews, batch.lineage.run_id.as_str())?;
         if let Some(c) = &batch.checkpoint {
             tx.execute(
-                "INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO stream_offsets
+                     (consumer_group, topic, partition, next_offset, unpublished_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
                      next_offset = max(next_offset, excluded.next_offset),
+                     unpublished_from = CASE
+                         WHEN excluded.next_offset >= next_offset THEN excluded.unpublished_from
+                         ELSE unpublished_from END,
                      updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                params![c.group, c.topic, c.partition, c.next_offset],
+                params![
+                    c.group,
+                    c.topic,
+                    c.partition,
+                    c.next_offset,
+                    c.unpublished_from
+                ],
             )
             .map_err(q("storing the stream offset"))?;
         }
@@ -271,6 +300,15 @@ impl OffsetStore for SqliteStore {
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(i32, i64)>, BoxError>> {
         Box::pin(async move { Ok(self.offsets(group, topic).await?) })
+    }
+
+    fn published<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+        partitions: &'a [i32],
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.published(group, topic, partitions).await?) })
     }
 }
 

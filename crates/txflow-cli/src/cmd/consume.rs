@@ -49,6 +49,16 @@ pub struct Args {
     #[arg(long, env = "TXFLOW_GROUP", default_value = "txflow")]
     group: String,
 
+    /// Publish each flush's predictions and dead letters in a Kafka
+    /// transaction committed once the database has its rows, so readers
+    /// with isolation.level=read_committed (the sinks) never see a
+    /// prediction that was not stored. Needs a broker with transactions
+    /// (Apache Kafka); transactional.id is txflow-<group>-<member id or
+    /// name>: give --member-id so a restarted member aborts what its
+    /// predecessor left open at once.
+    #[arg(long, env = "TXFLOW_TRANSACTIONS")]
+    transactions: bool,
+
     #[command(flatten)]
     membership: MemberArgs,
 
@@ -93,6 +103,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         predictions_topic: args.kafka.predictions_topic.clone(),
         writers: args.db_writers as usize,
         review_below,
+        transactions: args.transactions,
     };
     let member = config.member.name.clone();
 

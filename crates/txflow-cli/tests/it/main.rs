@@ -8,6 +8,7 @@ mod fuzz_replay;
 mod harness;
 mod kafka_secured;
 mod kafka_settings;
+mod kafka_transactions;
 mod learned;
 mod models;
 mod observability;

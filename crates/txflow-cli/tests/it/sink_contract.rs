@@ -271,6 +271,7 @@ async fn contract<S: Sink + OffsetStore, F: AsyncFn(&str) -> i64>(sink: &S, coun
         topic: "transactions".into(),
         partition: 2,
         next_offset,
+        unpublished_from: None,
     };
     let mut ahead = batch();
     ahead.checkpoint = Some(checkpoint(10));
@@ -291,6 +292,28 @@ async fn contract<S: Sink + OffsetStore, F: AsyncFn(&str) -> i64>(sink: &S, coun
             .expect("offsets")
             .is_empty()
     );
+
+    // Predictions in a Kafka transaction not seen committed: the member
+    // resumes at the batch's first offset until they are marked published;
+    // an older checkpoint changes neither.
+    let mut pending = batch();
+    pending.checkpoint = Some(Checkpoint {
+        unpublished_from: Some(12),
+        ..checkpoint(15)
+    });
+    sink.write_batch(pending)
+        .await
+        .expect("a pending checkpoint");
+    let mut behind = batch();
+    behind.checkpoint = Some(checkpoint(13));
+    sink.write_batch(behind).await.expect("an older checkpoint");
+    let resume = sink.stored_offsets("g", "transactions").await;
+    assert_eq!(resume.expect("offsets"), [(2, 12)]);
+    sink.published("g", "transactions", &[2])
+        .await
+        .expect("marked published");
+    let resume = sink.stored_offsets("g", "transactions").await;
+    assert_eq!(resume.expect("offsets"), [(2, 15)]);
 }
 
 /// A run started, one file done and one failed, finished: the ledger says

@@ -137,11 +137,18 @@ impl Topics {
         count_records(&client, topic)
     }
 
-    /// Every record of a topic: read until nothing comes for 3 seconds.
+    /// Every record of a topic: read until nothing comes for 3 seconds
+    /// (committed records only: librdkafka's default isolation).
     pub fn read_all(&self, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+        self.read_all_as(topic, "read_committed")
+    }
+
+    /// [`Topics::read_all`] with this `isolation.level`.
+    pub fn read_all_as(&self, topic: &str, isolation: &str) -> Vec<rdkafka::message::OwnedMessage> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", unique("reader"))
+            .set("isolation.level", isolation)
             .create()
             .expect("a consumer");
         let mut tpl = TopicPartitionList::new();
@@ -232,6 +239,18 @@ impl Member {
         member: Option<&str>,
         extra: &[&str],
     ) -> Member {
+        Member::start_with(topics, database_url, group, member, extra, &[])
+    }
+
+    /// [`Member::start_on`] with these environment variables.
+    pub fn start_with(
+        topics: &Topics,
+        database_url: &str,
+        group: &str,
+        member: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Member {
         // The schema first, so the test can count rows from the start.
         txflow(
             &std::env::temp_dir(),
@@ -250,7 +269,7 @@ impl Member {
         if !extra.contains(&"--metrics-listen") {
             args.extend(["--metrics-listen", "127.0.0.1:0"].map(String::from));
         }
-        Member::spawn(&args, &[])
+        Member::spawn(&args, env)
     }
 
     /// Any long-running `txflow` command (`consume`, `sink`), its log (JSON

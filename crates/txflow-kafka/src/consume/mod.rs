@@ -45,8 +45,9 @@ use txflow_core::{
 
 pub use self::publish::dead_letter;
 
+use self::partition::Traces;
 use self::poll::Event;
-use self::publish::Publisher;
+use self::publish::{DeadLetter, Part, Publisher};
 use self::rebalance::Context;
 use self::write::{Staged, Writer};
 use crate::client::Connection;
@@ -62,6 +63,49 @@ const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("message.max.bytes", "4000000"),
 ];
 
+/// A failpoint for the crash tests of `--transactions`: with
+/// `TXFLOW_FAILPOINT_CONSUME_ABORT=published:N` the process aborts (as
+/// `kill -9` would stop it) once the N-th flush is published in its open
+/// transaction, before the database has it; with `stored:N`, once the
+/// database committed it, before the Kafka commit. Unset, it costs one
+/// environment read at start.
+pub const FAILPOINT_ABORT: &str = "TXFLOW_FAILPOINT_CONSUME_ABORT";
+
+/// Where [`FAILPOINT_ABORT`] stops the member, and after how many flushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AbortAt {
+    Published(u64),
+    Stored(u64),
+}
+
+impl AbortAt {
+    fn from_env() -> Option<AbortAt> {
+        let value = std::env::var(FAILPOINT_ABORT).ok()?;
+        let (at, n) = value.split_once(':')?;
+        let n = n.parse().ok()?;
+        match at {
+            "published" => Some(AbortAt::Published(n)),
+            "stored" => Some(AbortAt::Stored(n)),
+            _ => None,
+        }
+    }
+
+    /// Aborts the process if this is the place and the flush.
+    fn check(this: Option<AbortAt>, here: AbortAt) {
+        if this == Some(here) {
+            tracing::error!(failpoint = FAILPOINT_ABORT, at = ?here, "aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// The transactional producer's: a delivery cannot outlive its transaction
+/// (`transaction.timeout.ms`, 60 s by default, settable with
+/// `--kafka-option`), so a broker away longer aborts the flush's
+/// transaction and publishes it again.
+const TRANSACTIONAL_SETTINGS: &[(&str, &str)] =
+    &[("linger.ms", "2"), ("message.max.bytes", "4000000")];
+
 /// A stream member's settings.
 #[derive(Debug, Clone)]
 pub struct ConsumeConfig {
@@ -74,6 +118,24 @@ pub struct ConsumeConfig {
     /// Predictions under this confidence are also queued for review, in the
     /// same database transaction as the rows and the offsets.
     pub review_below: Option<ReviewBelow>,
+    /// Publish each flush's predictions and dead letters in a Kafka
+    /// transaction, committed once the database has the rows (see
+    /// [`Member::flush_in_transaction`]).
+    pub transactions: bool,
+}
+
+impl ConsumeConfig {
+    /// The member's `transactional.id`: the group and the member's stable
+    /// name (`--member-id`, else `--member`), so a restarted member fences
+    /// its predecessor and aborts what it left open at once.
+    pub fn transactional_id(&self) -> String {
+        let m = &self.member;
+        format!(
+            "txflow-{}-{}",
+            m.group,
+            m.instance.as_deref().unwrap_or(&m.name)
+        )
+    }
 }
 
 /// What a member did, for its run summary.
@@ -105,7 +167,15 @@ where
     let (membership, mut inbox) = joining
         .join(|events| Ok(context(config, Arc::clone(&sink), events)))
         .await?;
-    let producer = m.connection.idempotent_producer(PRODUCER_SETTINGS)?;
+    let transactional_id = config.transactions.then(|| config.transactional_id());
+    let producer = match &transactional_id {
+        Some(id) => {
+            m.connection
+                .transactional_producer(TRANSACTIONAL_SETTINGS, id)
+                .await?
+        }
+        None => m.connection.idempotent_producer(PRODUCER_SETTINGS)?,
+    };
     let writer = Writer::start(&sink, &membership.consumer, &m.group, config.writers);
     let mut member = Member {
         config,
@@ -113,12 +183,20 @@ where
         publisher: Publisher {
             producer,
             connection: &m.connection,
-            settings: PRODUCER_SETTINGS,
+            settings: if config.transactions {
+                TRANSACTIONAL_SETTINGS
+            } else {
+                PRODUCER_SETTINGS
+            },
             predictions_topic: &config.predictions_topic,
             dead_letter_topic: &m.dead_letter_topic,
             version: &m.version,
+            transactional_id,
         },
         writer,
+        offsets: Arc::clone(&sink),
+        flushes: 0,
+        abort_at: AbortAt::from_env(),
         run_id: RunId::parse(&format!("{}/{}", m.group, m.name))
             .unwrap_or_else(|_| RunId::generate()),
         published: Consumed::default(),
@@ -245,11 +323,16 @@ pub(crate) fn check_topics(
     Ok(topics.first().map_or(0, |t| partitions(t)))
 }
 
-struct Member<'a, C> {
+struct Member<'a, C, S: ?Sized> {
     config: &'a ConsumeConfig,
     classifier: &'a C,
     publisher: Publisher<'a>,
     writer: Writer,
+    /// Where the marks of unpublished predictions are cleared.
+    offsets: Arc<S>,
+    /// Flushes published in transactions, and [`FAILPOINT_ABORT`].
+    flushes: u64,
+    abort_at: Option<AbortAt>,
     run_id: RunId,
     /// Dead letters and predictions published (the writer counts the rest).
     published: Consumed,
@@ -260,7 +343,7 @@ struct Member<'a, C> {
 /// partition's previous batch waits: the back-pressure). Nothing to settle
 /// on revocation: the offsets stored with the rows are the only authority,
 /// so the new owner replays only what is not stored.
-impl<C: Classifier> member::Flush for Member<'_, C> {
+impl<C: Classifier, S: OffsetStore + ?Sized> member::Flush for Member<'_, C, S> {
     type Progress = std::convert::Infallible;
 
     fn received(&mut self, count: usize) {
@@ -271,9 +354,13 @@ impl<C: Classifier> member::Flush for Member<'_, C> {
         let started = Instant::now();
         let records: usize = partitions.iter().map(|p| p.messages.len()).sum();
         metrics::histogram!(metric::BATCH_SIZE).record(records as f64);
-        for p in partitions {
-            let staged = self.stage(&p.topic, p.partition, &p.messages).await?;
-            self.writer.send(p.partition, staged).await?;
+        if self.config.transactions {
+            self.flush_in_transaction(&partitions).await?;
+        } else {
+            for p in partitions {
+                let staged = self.stage(&p.topic, p.partition, &p.messages).await?;
+                self.writer.send(p.partition, staged).await?;
+            }
         }
         metrics::histogram!(metric::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
@@ -300,7 +387,70 @@ impl<C: Classifier> member::Flush for Member<'_, C> {
     }
 }
 
-impl<C: Classifier> Member<'_, C> {
+impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
+    /// A flush in one Kafka transaction: every partition prepared, then
+    /// published (the broker acknowledged all, the transaction open), then
+    /// stored (rows and offsets, the batch marked unpublished from its
+    /// first offset), then the transaction committed and the marks
+    /// cleared. A member killed
+    /// before the commit leaves an open transaction, which the next
+    /// producer of the same id aborts (or the coordinator, after
+    /// `transaction.timeout.ms`): `read_committed` readers never see a
+    /// prediction whose rows were not stored. Killed after the database
+    /// commit and before Kafka's, the mark makes the next member resume at
+    /// the batch and publish it again. Flushes do not overlap (one open
+    /// transaction per producer): the drain is slower than without.
+    async fn flush_in_transaction(&mut self, partitions: &[PartitionRecords]) -> Result<()> {
+        let mut prepared = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            prepared.push(self.prepare(&p.topic, p.partition, &p.messages).await?);
+        }
+        let parts: Vec<Part<'_, '_>> = prepared
+            .iter()
+            .zip(partitions)
+            .map(|((staged, dead, traces), p)| Part {
+                batch: &staged.batch,
+                dead,
+                traces,
+                topic: &p.topic,
+                partition: p.partition,
+            })
+            .collect();
+        let started = Instant::now();
+        self.publisher.publish_in_transaction(&parts).await?;
+        stage_done("publish", started);
+        drop(parts);
+        self.flushes += 1;
+        AbortAt::check(self.abort_at, AbortAt::Published(self.flushes));
+        for ((mut staged, dead, traces), p) in prepared.into_iter().zip(partitions) {
+            drop(traces);
+            self.published.predictions_published += staged.batch.predictions.len() as u64;
+            self.published.dead_letters += dead.len() as u64;
+            if let Some(c) = &mut staged.batch.checkpoint {
+                c.unpublished_from = p.messages.first().map(Message::offset);
+            }
+            self.writer.send(p.partition, staged).await?;
+        }
+        self.writer.written().await?;
+        AbortAt::check(self.abort_at, AbortAt::Stored(self.flushes));
+        let started = Instant::now();
+        self.publisher.commit().await?;
+        // The marks cleared (one small database transaction): a crash in
+        // between publishes the flush again, at least once as without
+        // transactions.
+        let m = &self.config.member;
+        let flushed: Vec<i32> = partitions.iter().map(|p| p.partition).collect();
+        self.offsets
+            .published(&m.group, &m.topic, &flushed)
+            .await
+            .map_err(|source| Error::Offsets {
+                group: m.group.clone(),
+                source,
+            })?;
+        stage_done("commit", started);
+        Ok(())
+    }
+
     /// One partition's records, prepared and published: the broker has the
     /// predictions and the dead letters before the database has the offsets
     /// (a crash in between replays, never loses).
@@ -310,10 +460,29 @@ impl<C: Classifier> Member<'_, C> {
         partition: i32,
         messages: &[OwnedMessage],
     ) -> Result<Staged> {
+        let (staged, dead, traces) = self.prepare(topic, partition, messages).await?;
+        let started = Instant::now();
+        self.publisher
+            .publish(&staged.batch, &dead, &traces, topic, partition)
+            .await?;
+        stage_done("publish", started);
+        self.published.predictions_published += staged.batch.predictions.len() as u64;
+        self.published.dead_letters += dead.len() as u64;
+        Ok(staged)
+    }
+
+    /// One partition's records decoded, validated and classified into the
+    /// batch to store, with its dead letters and traces.
+    async fn prepare<'m>(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        messages: &'m [OwnedMessage],
+    ) -> Result<(Staged, Vec<DeadLetter<'m>>, Traces)> {
         let location = format!("kafka://{topic}/{partition}");
         let started = Instant::now();
         let prepared = partition::prepare(self.classifier, &location, messages).await?;
-        let started = stage_done("prepare", started);
+        stage_done("prepare", started);
         let last = messages.last().map_or(0, Message::offset);
         let read = messages.len() as u64;
         let mut done = Consumed::default();
@@ -341,21 +510,17 @@ impl<C: Classifier> Member<'_, C> {
                 topic: topic.to_owned(),
                 partition,
                 next_offset: last + 1,
+                unpublished_from: None,
             }),
         };
         batch.reviews = review::route(self.classifier, self.config.review_below, &batch);
-        self.publisher
-            .publish(&batch, &prepared.dead, &prepared.traces, topic, partition)
-            .await?;
-        stage_done("publish", started);
-        self.published.predictions_published += batch.predictions.len() as u64;
-        self.published.dead_letters += prepared.dead.len() as u64;
-        Ok(Staged {
+        let staged = Staged {
             location,
             batch,
             timestamps: prepared.timestamps,
             done,
-        })
+        };
+        Ok((staged, prepared.dead, prepared.traces))
     }
 }
 

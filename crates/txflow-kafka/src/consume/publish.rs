@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
 use txflow_core::Batch;
 
 use super::metric;
@@ -47,6 +48,18 @@ pub(crate) struct Publisher<'a> {
     pub dead_letter_topic: &'a str,
     /// Written in dead-letter headers.
     pub version: &'a str,
+    /// With `--transactions`: the producer's `transactional.id`, each
+    /// flush published in a transaction of its own.
+    pub transactional_id: Option<String>,
+}
+
+/// One partition's share of a flush published in a transaction.
+pub(crate) struct Part<'p, 'm> {
+    pub batch: &'p Batch,
+    pub dead: &'p [DeadLetter<'m>],
+    pub traces: &'p Traces,
+    pub topic: &'p str,
+    pub partition: i32,
 }
 
 impl Publisher<'_> {
@@ -75,6 +88,100 @@ impl Publisher<'_> {
         }
     }
 
+    /// Publishes a flush's partitions in one Kafka transaction and returns
+    /// once the broker acknowledged every record, the transaction left open
+    /// for [`Publisher::commit`] once the database has the rows. What fails
+    /// before (a broker away past `transaction.timeout.ms`, a producer
+    /// fenced or failed for good) is aborted and published again in a new
+    /// transaction, with a growing pause, as long as it takes; an error of
+    /// the records themselves (too large, not allowed) is returned.
+    pub async fn publish_in_transaction(&mut self, parts: &[Part<'_, '_>]) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.transaction_once(parts).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_fatal(&e) || aborts_the_transaction(&e) => {
+                    self.start_over(&e, attempt).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn transaction_once(&self, parts: &[Part<'_, '_>]) -> Result<()> {
+        self.producer
+            .begin_transaction()
+            .map_err(|source| self.transaction_error("beginning a transaction", source))?;
+        for p in parts {
+            self.publish_once(p.batch, p.dead, p.traces, p.topic, p.partition)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction, or, if the producer cannot, makes a new
+    /// one (which fences the old and aborts what it left open).
+    async fn start_over(&mut self, e: &Error, attempt: u32) -> Result<()> {
+        let pause = Duration::from_millis(200 * u64::from(attempt.min(25)));
+        tracing::warn!(error = %e, attempt, retry_in = ?pause,
+            "publishing in a Kafka transaction failed; aborting it and publishing again");
+        let producer = self.producer.clone();
+        let aborted =
+            tokio::task::spawn_blocking(move || producer.abort_transaction(Timeout::Never))
+                .await
+                .map_err(|_| KafkaError::Canceled)
+                .and_then(|outcome| outcome);
+        tokio::time::sleep(pause).await;
+        if let Err(source) = aborted {
+            tracing::warn!(error = %source, "the transaction could not be aborted; making a new producer");
+            let id = self.transactional_id.as_deref().unwrap_or_default();
+            self.producer = self
+                .connection
+                .transactional_producer(self.settings, id)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the flush's transaction: the predictions and dead letters
+    /// become visible to `read_committed` readers (the sinks). Waits out a
+    /// commit that can be retried; a transaction that must be aborted now,
+    /// its rows stored, is an error: the next member to take the
+    /// partitions resumes at the first offset still marked unpublished and
+    /// publishes them again.
+    pub async fn commit(&self) -> Result<()> {
+        loop {
+            let producer = self.producer.clone();
+            let committed =
+                tokio::task::spawn_blocking(move || producer.commit_transaction(Timeout::Never))
+                    .await
+                    .map_err(|_| KafkaError::Canceled)
+                    .and_then(|outcome| outcome);
+            match committed {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                    tracing::warn!(error = %e, "committing the Kafka transaction; again");
+                }
+                Err(source) => {
+                    return Err(self.transaction_error(
+                        "committing the transaction after its rows were stored (a member \
+                         resuming on these partitions publishes them again)",
+                        source,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn transaction_error(&self, what: &'static str, source: KafkaError) -> Error {
+        Error::Transaction {
+            id: self.transactional_id.clone().unwrap_or_default(),
+            what,
+            source,
+        }
+    }
+
     /// A fatal or fencing error ends the producer (see `ends_the_producer`);
     /// librdkafka's advice is to make a new one. What was being published
     /// is published again (at least once, as always).
@@ -85,7 +192,14 @@ impl Publisher<'_> {
         tracing::warn!(error = %e, attempt, retry_in = ?pause,
             "the producer failed for good; making a new one and publishing again");
         tokio::time::sleep(pause).await;
-        self.producer = self.connection.idempotent_producer(self.settings)?;
+        self.producer = match &self.transactional_id {
+            Some(id) => {
+                self.connection
+                    .transactional_producer(self.settings, id)
+                    .await?
+            }
+            None => self.connection.idempotent_producer(self.settings)?,
+        };
         Ok(())
     }
 
@@ -245,6 +359,21 @@ async fn settle(deliveries: Vec<(&str, DeliveryFuture)>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether a transaction's record or call failed in a way that the
+/// transaction must be aborted and its records published again: a delivery
+/// that timed out (a broker away past `message.timeout.ms`), or an error
+/// librdkafka marks abortable or retriable.
+fn aborts_the_transaction(e: &Error) -> bool {
+    match e {
+        Error::Publish { source, .. } | Error::Transaction { source, .. } => matches!(
+            source,
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+                | KafkaError::Transaction(_)
+        ),
+        _ => false,
+    }
 }
 
 /// Whether the producer itself is finished (see `ends_the_producer`), or

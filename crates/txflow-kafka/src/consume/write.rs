@@ -13,7 +13,7 @@ use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use txflow_core::{Batch, Sink};
 
@@ -32,12 +32,18 @@ pub(super) struct Staged {
     pub done: Consumed,
 }
 
+/// What a lane does next: write a batch, or say it wrote all before.
+pub(super) enum Job {
+    Write(Box<Staged>),
+    Written(oneshot::Sender<()>),
+}
+
 /// The writing tasks ("lanes") and their queues. A partition always goes
 /// to the same lane (`partition % lanes`), so its batches are written in
 /// order; lanes write side by side (with a sink that has a connection for
 /// each, see `PostgresStore::with_writers`).
 pub(super) struct Writer {
-    queues: Vec<mpsc::Sender<Staged>>,
+    queues: Vec<mpsc::Sender<Job>>,
     tasks: Vec<JoinHandle<Result<()>>>,
     /// What was written so far: read after a shutdown that timed out too.
     done: Arc<Mutex<Consumed>>,
@@ -54,13 +60,20 @@ impl Writer {
         let done = Arc::new(Mutex::new(Consumed::default()));
         let (mut queues, mut tasks) = (Vec::new(), Vec::new());
         for _ in 0..lanes.max(1) {
-            let (queue, mut batches) = mpsc::channel::<Staged>(1);
+            let (queue, mut jobs) = mpsc::channel::<Job>(1);
             let (sink, consumer) = (Arc::clone(sink), Arc::clone(consumer));
             let (written, group) = (Arc::clone(&done), group.to_owned());
             tasks.push(tokio::spawn(async move {
-                while let Some(staged) = batches.recv().await {
-                    let did = write(&*sink, &consumer, &group, staged).await?;
-                    add(&written, &did);
+                while let Some(job) = jobs.recv().await {
+                    match job {
+                        Job::Write(staged) => {
+                            let did = write(&*sink, &consumer, &group, *staged).await?;
+                            add(&written, &did);
+                        }
+                        Job::Written(told) => {
+                            let _ = told.send(());
+                        }
+                    }
                 }
                 Ok(())
             }));
@@ -81,9 +94,34 @@ impl Writer {
             return Err(stopped(&self.group));
         }
         let lane = partition.unsigned_abs() as usize % self.queues.len();
-        if self.queues[lane].send(staged).await.is_err() {
+        if self.queues[lane]
+            .send(Job::Write(Box::new(staged)))
+            .await
+            .is_err()
+        {
             // The lane's task ended: a write failed.
             return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    /// Waits until every batch queued so far is written.
+    pub async fn written(&mut self) -> Result<()> {
+        if self.queues.is_empty() {
+            return Err(stopped(&self.group));
+        }
+        let mut told = Vec::with_capacity(self.queues.len());
+        for queue in &self.queues {
+            let (tell, heard) = oneshot::channel();
+            if queue.send(Job::Written(tell)).await.is_err() {
+                return Err(self.failure().await);
+            }
+            told.push(heard);
+        }
+        for heard in told {
+            if heard.await.is_err() {
+                return Err(self.failure().await);
+            }
         }
         Ok(())
     }

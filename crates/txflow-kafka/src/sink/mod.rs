@@ -105,6 +105,7 @@ pub async fn run(
             predictions_topic: &config.topic,
             dead_letter_topic: &config.dead_letter_topic,
             version: &config.version,
+            transactional_id: None,
         },
         up,
         done: Sunk::default(),
