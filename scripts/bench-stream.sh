@@ -9,6 +9,7 @@
 #      fetch.queue.backoff.ms=10): the ratio
 #      is against the faster of the two;
 #   2. `txflow consume` draining the same pre-filled topic into PostgreSQL;
+#   2t. (Kafka only) the same with --transactions, another group and database;
 #   2b. the database's ceiling: the rows the member wrote (transactions and
 #      predictions), copied by psql (binary COPY) straight into empty tables
 #      of the same schema: no Kafka, no classification, no conflict handling,
@@ -53,24 +54,34 @@ echo "== 1. plain rdkafka consumer (librdkafka defaults, then the members' fetch
   queued.max.messages.kbytes=16384 fetch.queue.backoff.ms=10 | tee "$work/plain-fetch.txt"
 
 echo "== 2. txflow consume into PostgreSQL (max batch 5000)"
-psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_drain"
-"$txflow" migrate --database-url "$base/bench_drain" >/dev/null 2>&1
-start=$(ms)
-# shellcheck disable=SC2086
-"$txflow" consume --database-url "$base/bench_drain" --group bench \
-  --member drain --max-batch 5000 --max-wait 500ms --metrics-listen 127.0.0.1:0 $topics \
-  >"$work/consume.out" 2>"$work/consume.log" &
-pid=$!
-while [ "$(psql -At "$base/bench_drain" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
-  kill -0 "$pid" 2>/dev/null || { tail "$work/consume.log"; exit 1; }
-  sleep 0.2
-done
-end=$(ms)
-# Peak RSS so far (VmHWM), read before the member stops.
-rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-kill -TERM "$pid"
-wait "$pid" || true
-written=$(psql -At "$base/bench_drain" -c 'SELECT count(*) FROM transactions')
+# drain DATABASE GROUP FLAGS...: one member drains the topic into a new
+# database; writes "START END WRITTEN RSS_KIB" to $work/DATABASE.drain.
+drain() {
+  local db=$1 group=$2
+  shift 2
+  psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE $db"
+  "$txflow" migrate --database-url "$base/$db" >/dev/null 2>&1
+  local start pid end rss written
+  start=$(ms)
+  # shellcheck disable=SC2086
+  "$txflow" consume --database-url "$base/$db" --group "$group" \
+    --member drain --max-batch 5000 --max-wait 500ms --metrics-listen 127.0.0.1:0 $topics "$@" \
+    >"$work/$db.out" 2>"$work/$db.log" &
+  pid=$!
+  while [ "$(psql -At "$base/$db" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
+    kill -0 "$pid" 2>/dev/null || { tail "$work/$db.log"; exit 1; }
+    sleep 0.2
+  done
+  end=$(ms)
+  # Peak RSS so far (VmHWM), read before the member stops.
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  kill -TERM "$pid"
+  wait "$pid" || true
+  written=$(psql -At "$base/$db" -c 'SELECT count(*) FROM transactions')
+  echo "$start $end $written $rss" >"$work/$db.drain"
+}
+drain bench_drain bench
+read -r start end written rss <"$work/bench_drain.drain"
 python3 - "$work/plain-defaults.txt" "$work/plain-fetch.txt" "$rows" "$start" "$end" "$written" "$rss" <<'PY'
 import re, sys
 took = lambda f: float(re.search(r"in ([\d.]+) s", open(f).read()).group(1))
@@ -84,6 +95,20 @@ print(f"plain consumer : {rows / fetch:>10,.0f} records/s ({fetch:.2f} s), the m
 print(f"txflow consume : {rows / secs:>10,.0f} records/s ({secs:.2f} s, start-up included), peak RSS {rss / 1024:.0f} MiB")
 print(f"ratio          : {(rows / secs) / (rows / plain):.2f}")
 PY
+
+if [ "${BROKER:-kafka}" = kafka ]; then
+  echo "== 2t. txflow consume --transactions (each flush in a Kafka transaction) into PostgreSQL"
+  drain bench_drain_tx bench-tx --transactions
+  read -r t_start t_end t_written t_rss <"$work/bench_drain_tx.drain"
+  python3 - "$rows" "$start" "$end" "$t_start" "$t_end" "$t_written" "$t_rss" <<'PY'
+import sys
+rows, start, end, t_start, t_end, written, rss = (int(x) for x in sys.argv[1:])
+assert written == rows, f"{written} rows written, {rows} expected"
+plain, tx = rows / ((end - start) / 1000), rows / ((t_end - t_start) / 1000)
+print(f"txflow consume --transactions: {tx:>10,.0f} records/s ({(t_end - t_start) / 1000:.2f} s), peak RSS {rss / 1024:.0f} MiB")
+print(f"ratio to txflow consume without: {tx / plain:.2f}")
+PY
+fi
 
 echo "== 2b. the database's ceiling: psql COPY of the same rows into empty tables"
 psql -q "$base/bench_drain" -c "\\copy transactions TO '$work/transactions.copy' (FORMAT binary)"
