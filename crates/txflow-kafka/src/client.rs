@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaConfRes;
 use rdkafka::{ClientConfig, ClientContext};
 
@@ -148,18 +148,13 @@ impl Connection {
         let mut settings = vec![("transactional.id", id)];
         settings.extend_from_slice(extra);
         let producer = self.idempotent_producer(&settings)?;
-        let init = producer.clone();
-        tokio::task::spawn_blocking(move || {
-            rdkafka::producer::Producer::init_transactions(&init, Duration::from_secs(120))
-        })
-        .await
-        .map_err(|_| KafkaError::Canceled)
-        .and_then(|outcome| outcome)
-        .map_err(|source| Error::Transaction {
-            id: id.to_owned(),
-            what: "initialising transactions",
-            source,
-        })?;
+        off_runtime(&producer, |p| p.init_transactions(Duration::from_secs(120)))
+            .await
+            .map_err(|source| Error::Transaction {
+                id: id.to_owned(),
+                what: "initialising transactions",
+                source,
+            })?;
         Ok(producer)
     }
 
@@ -207,6 +202,19 @@ impl Connection {
             source: KafkaError::Subscription(e.to_string()),
         })?
     }
+}
+
+/// A blocking call of the producer's transactional API (init, commit,
+/// abort: they wait on the broker), off the runtime's threads.
+pub(crate) async fn off_runtime(
+    producer: &FutureProducer,
+    call: impl FnOnce(&FutureProducer) -> rdkafka::error::KafkaResult<()> + Send + 'static,
+) -> Result<(), KafkaError> {
+    let producer = producer.clone();
+    tokio::task::spawn_blocking(move || call(&producer))
+        .await
+        .map_err(|_| KafkaError::Canceled)
+        .and_then(|outcome| outcome)
 }
 
 /// The probe's context: remembers librdkafka's last error, and whether it

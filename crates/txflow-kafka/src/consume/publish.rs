@@ -12,7 +12,7 @@ use txflow_core::Batch;
 
 use super::metric;
 use super::partition::Traces;
-use crate::client::Connection;
+use crate::client::{Connection, off_runtime};
 use crate::error::{Error, Result};
 use crate::prediction;
 
@@ -126,12 +126,7 @@ impl Publisher<'_> {
         let pause = Duration::from_millis(200 * u64::from(attempt.min(25)));
         tracing::warn!(error = %e, attempt, retry_in = ?pause,
             "publishing in a Kafka transaction failed; aborting it and publishing again");
-        let producer = self.producer.clone();
-        let aborted =
-            tokio::task::spawn_blocking(move || producer.abort_transaction(Timeout::Never))
-                .await
-                .map_err(|_| KafkaError::Canceled)
-                .and_then(|outcome| outcome);
+        let aborted = off_runtime(&self.producer, |p| p.abort_transaction(Timeout::Never)).await;
         tokio::time::sleep(pause).await;
         if let Err(source) = aborted {
             tracing::warn!(error = %source, "the transaction could not be aborted; making a new producer");
@@ -152,12 +147,8 @@ impl Publisher<'_> {
     /// publishes them again.
     pub async fn commit(&self) -> Result<()> {
         loop {
-            let producer = self.producer.clone();
             let committed =
-                tokio::task::spawn_blocking(move || producer.commit_transaction(Timeout::Never))
-                    .await
-                    .map_err(|_| KafkaError::Canceled)
-                    .and_then(|outcome| outcome);
+                off_runtime(&self.producer, |p| p.commit_transaction(Timeout::Never)).await;
             match committed {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::Transaction(e)) if e.is_retriable() => {
