@@ -168,14 +168,12 @@ where
         .join(|events| Ok(context(config, Arc::clone(&sink), events)))
         .await?;
     let transactional_id = config.transactions.then(|| config.transactional_id());
-    let producer = match &transactional_id {
-        Some(id) => {
-            m.connection
-                .transactional_producer(TRANSACTIONAL_SETTINGS, id)
-                .await?
-        }
-        None => m.connection.idempotent_producer(PRODUCER_SETTINGS)?,
+    let settings = if config.transactions {
+        TRANSACTIONAL_SETTINGS
+    } else {
+        PRODUCER_SETTINGS
     };
+    let producer = publish::producer(&m.connection, settings, transactional_id.as_deref()).await?;
     let writer = Writer::start(&sink, &membership.consumer, &m.group, config.writers);
     let mut member = Member {
         config,
@@ -183,11 +181,7 @@ where
         publisher: Publisher {
             producer,
             connection: &m.connection,
-            settings: if config.transactions {
-                TRANSACTIONAL_SETTINGS
-            } else {
-                PRODUCER_SETTINGS
-            },
+            settings,
             predictions_topic: &config.predictions_topic,
             dead_letter_topic: &m.dead_letter_topic,
             version: &m.version,

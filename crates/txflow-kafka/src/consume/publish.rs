@@ -53,6 +53,25 @@ pub(crate) struct Publisher<'a> {
     pub transactional_id: Option<String>,
 }
 
+/// The member's producer: transactional (its transactions initialised)
+/// when it has a `transactional.id`, idempotent otherwise.
+pub(crate) async fn producer(
+    connection: &Connection,
+    settings: &[(&str, &str)],
+    transactional_id: Option<&str>,
+) -> Result<FutureProducer> {
+    match transactional_id {
+        Some(id) => connection.transactional_producer(settings, id).await,
+        None => connection.idempotent_producer(settings),
+    }
+}
+
+/// The pause before the `attempt`-th new try: 200 ms more each time, at
+/// most 5 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(attempt.min(25)))
+}
+
 /// One partition's share of a flush published in a transaction.
 pub(crate) struct Part<'p, 'm> {
     pub batch: &'p Batch,
@@ -120,23 +139,19 @@ impl Publisher<'_> {
         Ok(())
     }
 
-    /// Aborts the open transaction, or, if the producer cannot, makes a new
-    /// one (which fences the old and aborts what it left open).
+    /// Aborts the open transaction, or, if the producer cannot, renews it
+    /// (the new producer fences the old and aborts what it left open).
     async fn start_over(&mut self, e: &Error, attempt: u32) -> Result<()> {
-        let pause = Duration::from_millis(200 * u64::from(attempt.min(25)));
-        tracing::warn!(error = %e, attempt, retry_in = ?pause,
-            "publishing in a Kafka transaction failed; aborting it and publishing again");
-        let aborted = off_runtime(&self.producer, |p| p.abort_transaction(Timeout::Never)).await;
-        tokio::time::sleep(pause).await;
-        if let Err(source) = aborted {
-            tracing::warn!(error = %source, "the transaction could not be aborted; making a new producer");
-            let id = self.transactional_id.as_deref().unwrap_or_default();
-            self.producer = self
-                .connection
-                .transactional_producer(self.settings, id)
-                .await?;
+        match off_runtime(&self.producer, |p| p.abort_transaction(Timeout::Never)).await {
+            Ok(()) => {
+                let pause = backoff(attempt);
+                tracing::warn!(error = %e, attempt, retry_in = ?pause,
+                    "publishing in a Kafka transaction failed; aborted it, publishing again");
+                tokio::time::sleep(pause).await;
+                Ok(())
+            }
+            Err(_) => self.renew(e, attempt).await,
         }
-        Ok(())
     }
 
     /// Commits the flush's transaction: the predictions and dead letters
@@ -179,18 +194,16 @@ impl Publisher<'_> {
     /// As long as it takes (a broker that keeps losing producers is waited
     /// out like one that is away), with a growing pause between attempts.
     async fn renew(&mut self, e: &Error, attempt: u32) -> Result<()> {
-        let pause = Duration::from_millis(200 * u64::from(attempt.min(25)));
+        let pause = backoff(attempt);
         tracing::warn!(error = %e, attempt, retry_in = ?pause,
             "the producer failed for good; making a new one and publishing again");
         tokio::time::sleep(pause).await;
-        self.producer = match &self.transactional_id {
-            Some(id) => {
-                self.connection
-                    .transactional_producer(self.settings, id)
-                    .await?
-            }
-            None => self.connection.idempotent_producer(self.settings)?,
-        };
+        self.producer = producer(
+            self.connection,
+            self.settings,
+            self.transactional_id.as_deref(),
+        )
+        .await?;
         Ok(())
     }
 
