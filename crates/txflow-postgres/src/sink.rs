@@ -113,28 +113,6 @@ impl PostgresStore {
             })
             .await
     }
-
-    pub(crate) async fn published(
-        &self,
-        group: &str,
-        topic: &str,
-        partitions: &[i32],
-    ) -> Result<()> {
-        self.session()
-            .retrying("marking predictions published", |mut client| async move {
-                // One transaction: one commit to wait for, whatever the
-                // partitions.
-                let what = "marking predictions published";
-                let tx = client.transaction().await.map_err(Error::query(what))?;
-                for partition in partitions {
-                    tx.execute(txflow_sql::offsets::PUBLISHED, &[&group, &topic, partition])
-                        .await
-                        .map_err(Error::query(what))?;
-                }
-                tx.commit().await.map_err(Error::query(what))
-            })
-            .await
-    }
 }
 
 /// One batch in one database transaction: rows through the staging tables,
@@ -248,7 +226,23 @@ impl OffsetStore for PostgresStore {
         topic: &'a str,
         partitions: &'a [i32],
     ) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move { Ok(self.published(group, topic, partitions).await?) })
+        Box::pin(async move {
+            let what = "marking predictions published";
+            self.session()
+                .retrying(what, |mut client| async move {
+                    // One transaction: one commit to wait for, whatever the
+                    // partitions.
+                    let tx = client.transaction().await.map_err(Error::query(what))?;
+                    for partition in partitions {
+                        tx.execute(txflow_sql::offsets::PUBLISHED, &[&group, &topic, partition])
+                            .await
+                            .map_err(Error::query(what))?;
+                    }
+                    tx.commit().await.map_err(Error::query(what))
+                })
+                .await?;
+            Ok(())
+        })
     }
 }
 

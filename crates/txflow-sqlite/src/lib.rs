@@ -142,25 +142,6 @@ impl SqliteStore {
         })
         .await
     }
-
-    async fn published(&self, group: &str, topic: &str, partitions: &[i32]) -> Result<()> {
-        let (group, topic, partitions) = (group.to_owned(), topic.to_owned(), partitions.to_vec());
-        self.with_conn(move |conn, path| {
-            let tx = conn
-                .transaction()
-                .map_err(query(path, "marking predictions published"))?;
-            for partition in partitions {
-                tx.execute(
-                    txflow_sql::offsets::PUBLISHED,
-                    params![group, topic, partition],
-                )
-                .map_err(query(path, "marking predictions published"))?;
-            }
-            tx.commit()
-                .map_err(query(path, "marking predictions published"))
-        })
-        .await
-    }
 }
 
 fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -308,7 +289,23 @@ impl OffsetStore for SqliteStore {
         topic: &'a str,
         partitions: &'a [i32],
     ) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move { Ok(self.published(group, topic, partitions).await?) })
+        let (group, topic, partitions) = (group.to_owned(), topic.to_owned(), partitions.to_vec());
+        Box::pin(async move {
+            self.with_conn(move |conn, path| {
+                let what = "marking predictions published";
+                let tx = conn.transaction().map_err(query(path, what))?;
+                for partition in partitions {
+                    tx.execute(
+                        txflow_sql::offsets::PUBLISHED,
+                        params![group, topic, partition],
+                    )
+                    .map_err(query(path, what))?;
+                }
+                tx.commit().map_err(query(path, what))
+            })
+            .await?;
+            Ok(())
+        })
     }
 }
 
