@@ -4,7 +4,7 @@
 -- committed. Written with the rows and next_offset; a member starting on
 -- the partition resumes there instead (the predictions published again),
 -- so a crash after the database commit and before the Kafka commit loses
--- no prediction. NULL once the member saw the commit (it clears it when it
--- stops or the partition is revoked) and for members without transactions.
+-- no prediction. NULL once the member saw the commit (it clears it right
+-- after each Kafka commit) and for members without transactions.
 
 ALTER TABLE stream_offsets ADD COLUMN unpublished_from INTEGER;
