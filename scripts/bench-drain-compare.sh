@@ -9,6 +9,8 @@
 #   scripts/bench-drain-compare.sh /tmp/base/target/release/txflow 300000 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 baseline=${1:?usage: bench-drain-compare.sh BASELINE_TXFLOW [ROWS] [ROUNDS]}
 rows=${2:-300000}
 rounds=${3:-2}
@@ -17,7 +19,7 @@ current=$PWD/target/release/txflow
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-drain.XXXXXX")
 chmod 755 "$work"
-trap 'scripts/harness.sh stop "$work/harness"; rm -rf "$work"' EXIT
+on_exit "scripts/harness.sh stop '$work/harness'; rm -rf '$work'"
 TXFLOW_PG_DURABLE=1 scripts/harness.sh start "$work/harness" 2>/dev/null
 # shellcheck disable=SC1091
 source "$work/harness/env"
@@ -39,10 +41,7 @@ for round in $(seq 1 "$rounds"); do
     "$bin" consume --database-url "$base/$db" --group "g_$db" --member m --max-batch 5000 \
       --max-wait 500ms --metrics-listen 127.0.0.1:0 $topics >/dev/null 2>"$work/$db.log" &
     pid=$!
-    while [ "$(psql -At "$base/$db" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
-      kill -0 "$pid" 2>/dev/null || { tail "$work/$db.log"; exit 1; }
-      sleep 0.2
-    done
+    wait_drained "$base/$db" "$rows" "$pid" "$work/$db.log"
     end=$(ms)
     kill -TERM "$pid"
     wait "$pid" || true

@@ -50,3 +50,14 @@ free_port() {
 machine() {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
 }
+
+# wait_drained URL ROWS PID LOG: waits until the stream offsets stored in
+# the database at URL cover ROWS records (polled every 0.2 s); fails with
+# the end of LOG if the member PID has died meanwhile.
+wait_drained() {
+  local url=$1 rows=$2 pid=$3 log=$4
+  while [ "$(psql -At "$url" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
+    kill -0 "$pid" 2>/dev/null || { tail "$log"; exit 1; }
+    sleep 0.2
+  done
+}

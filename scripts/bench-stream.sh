@@ -20,6 +20,8 @@
 #   scripts/bench-stream.sh [ROWS] [SECONDS]      default 1000000 30
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 rows=${1:-1000000}
 seconds=${2:-30}
 
@@ -31,7 +33,7 @@ plain=$PWD/target/release/examples/plain_consume
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-bench-stream.XXXXXX")
 chmod 755 "$work"
 harness="$work/harness"
-trap 'scripts/harness.sh stop "$harness"; rm -rf "$work"' EXIT
+on_exit "scripts/harness.sh stop '$harness'; rm -rf '$work'"
 TXFLOW_PG_DURABLE=1 TXFLOW_HARNESS_TANSU=$([ "${BROKER:-kafka}" = tansu ] && echo 1 || echo 0) scripts/harness.sh start "$harness" 2>/dev/null
 # shellcheck disable=SC1091
 source "$harness/env"
@@ -40,7 +42,7 @@ export TXFLOW_KAFKA_BROKERS=$TXFLOW_TEST_KAFKA_BROKERS
 base=${TXFLOW_TEST_DATABASE_URL%/*}
 ms() { echo $(($(date +%s%N) / 1000000)); }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB"
+machine
 
 topics="--transactions-topic drain-tx --predictions-topic drain-pred --dead-letter-topic drain-dlq"
 # shellcheck disable=SC2086
@@ -68,10 +70,7 @@ drain() {
     --member drain --max-batch 5000 --max-wait 500ms --metrics-listen 127.0.0.1:0 $topics "$@" \
     >"$work/$db.out" 2>"$work/$db.log" &
   pid=$!
-  while [ "$(psql -At "$base/$db" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
-    kill -0 "$pid" 2>/dev/null || { tail "$work/$db.log"; exit 1; }
-    sleep 0.2
-  done
+  wait_drained "$base/$db" "$rows" "$pid" "$work/$db.log"
   end=$(ms)
   # Peak RSS so far (VmHWM), read before the member stops.
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
@@ -139,7 +138,7 @@ topics="--transactions-topic live-tx --predictions-topic live-pred --dead-letter
 "$txflow" topics create --replication 1 $topics >/dev/null
 psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_live"
 "$txflow" migrate --database-url "$base/bench_live" >/dev/null 2>&1
-metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+metrics_port=$(free_port)
 # shellcheck disable=SC2086
 "$txflow" consume --database-url "$base/bench_live" --group live --member live --max-wait 500ms \
   --metrics-listen "127.0.0.1:$metrics_port" $topics >/dev/null 2>"$work/live.log" &
