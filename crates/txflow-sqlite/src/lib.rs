@@ -204,10 +204,17 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
         let mut insert = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO rejected_records (source_location, source_line, source_offset, rule,
-                     field, message, raw, processing_type, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     field, message, raw, processing_type, run_id, rejected_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .map_err(q("preparing the rejected-row insert"))?;
+        // One time for the whole write, as PostgreSQL's now() (the
+        // transaction's start): SQLite's 'now' is per statement, so rows
+        // of one batch got times a millisecond apart and read back out of
+        // their line order.
+        let rejected_at = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
         for r in &batch.rejected {
             report.rejected += insert
                 .execute(params![
@@ -220,6 +227,7 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
                     r.raw,
                     lineage.processing_type.as_str(),
                     lineage.run_id.as_str(),
+                    rejected_at,
                 ])
                 .map_err(q("inserting a rejected row"))? as u64;
         }
