@@ -61,3 +61,31 @@ wait_drained() {
     sleep 0.2
   done
 }
+
+# copy_ceiling FROM_URL TO_URL: the database's ceiling for the rows stored
+# at FROM_URL: its transactions, predictions and rejected rows dumped in
+# PostgreSQL's binary format, then loaded by psql with `\copy … FROM`
+# straight into the empty tables of TO_URL (a fresh database, migrated
+# here: same indexes and constraints, no staging table, no conflict
+# handling), in one transaction. Prints "MILLISECONDS TRANSACTIONS".
+copy_ceiling() {
+  local from=$1 to=$2 table dir
+  dir=$(mktemp -d "$work/ceiling.XXXXXX")
+  chmod 755 "$dir"
+  for table in transactions predictions rejected_records; do
+    psql -q "$from" -c "\\copy $table TO '$dir/$table.copy' (FORMAT binary)"
+  done
+  "$txflow" migrate --database-url "$to" >/dev/null 2>&1
+  local start end
+  start=$(date +%s%N)
+  psql -q -v ON_ERROR_STOP=1 "$to" >/dev/null <<SQL
+BEGIN;
+\copy transactions FROM '$dir/transactions.copy' (FORMAT binary)
+\copy predictions FROM '$dir/predictions.copy' (FORMAT binary)
+\copy rejected_records FROM '$dir/rejected_records.copy' (FORMAT binary)
+COMMIT;
+SQL
+  end=$(date +%s%N)
+  rm -rf "$dir"
+  echo "$(((end - start) / 1000000)) $(psql -At "$to" -c 'SELECT count(*) FROM transactions')"
+}

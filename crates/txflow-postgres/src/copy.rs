@@ -1,4 +1,5 @@
-//! Binary COPY of a batch into the session's staging tables.
+//! Binary COPY of a batch, into the final tables or the session's staging
+//! tables.
 
 use futures::pin_mut;
 use tokio_postgres::Transaction as DbTransaction;
@@ -24,6 +25,25 @@ pub(crate) const PREDICTION_COLUMNS: &str =
     "transaction_id, model_version, category, confidence, run_id";
 pub(crate) const REJECTED_COLUMNS: &str = "source_location, source_line, source_offset, rule, field, message, raw, processing_type, run_id";
 
+/// Where a COPY goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tables {
+    /// Straight into the final tables: a row already stored fails the whole
+    /// COPY with a unique violation.
+    Final,
+    /// Into `staging_<table>`, to be moved with `ON CONFLICT DO NOTHING`.
+    Staging,
+}
+
+impl Tables {
+    fn table(self, table: &str) -> String {
+        match self {
+            Tables::Final => table.to_owned(),
+            Tables::Staging => format!("staging_{table}"),
+        }
+    }
+}
+
 /// PostgreSQL text cannot hold NUL; a rejected row may.
 fn text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') {
@@ -35,7 +55,7 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
 
 async fn begin(
     tx: &DbTransaction<'_>,
-    table: &str,
+    table: String,
     columns: &str,
     types: &[Type],
 ) -> Result<BinaryCopyInWriter> {
@@ -44,14 +64,19 @@ async fn begin(
             "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
         ))
         .await
-        .map_err(Error::query("starting COPY into staging"))?;
+        .map_err(Error::query("starting a COPY"))?;
     Ok(BinaryCopyInWriter::new(sink, types))
 }
 
-const COPY_ROW: &str = "COPY into staging";
-const COPY_END: &str = "finishing COPY into staging";
+const COPY_ROW: &str = "copying a batch";
+const COPY_END: &str = "finishing a batch's COPY";
 
-pub(crate) async fn transactions(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()> {
+/// Returns the rows copied.
+pub(crate) async fn transactions(
+    tx: &DbTransaction<'_>,
+    batch: &Batch,
+    into: Tables,
+) -> Result<u64> {
     use Type as T;
     let types = [
         T::UUID,
@@ -69,7 +94,7 @@ pub(crate) async fn transactions(tx: &DbTransaction<'_>, batch: &Batch) -> Resul
         T::INT8,
         T::INT8,
     ];
-    let writer = begin(tx, "staging_transactions", TRANSACTION_COLUMNS, &types).await?;
+    let writer = begin(tx, into.table("transactions"), TRANSACTION_COLUMNS, &types).await?;
     pin_mut!(writer);
     let lineage = &batch.lineage;
     let (processing, run, source) = (
@@ -104,13 +129,17 @@ pub(crate) async fn transactions(tx: &DbTransaction<'_>, batch: &Batch) -> Resul
             .await
             .map_err(Error::query(COPY_ROW))?;
     }
-    writer.finish().await.map_err(Error::query(COPY_END))?;
-    Ok(())
+    writer.finish().await.map_err(Error::query(COPY_END))
 }
 
-pub(crate) async fn predictions(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()> {
+/// Returns the rows copied.
+pub(crate) async fn predictions(
+    tx: &DbTransaction<'_>,
+    batch: &Batch,
+    into: Tables,
+) -> Result<u64> {
     let types = [Type::UUID, Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TEXT];
-    let writer = begin(tx, "staging_predictions", PREDICTION_COLUMNS, &types).await?;
+    let writer = begin(tx, into.table("predictions"), PREDICTION_COLUMNS, &types).await?;
     pin_mut!(writer);
     let run = batch.lineage.run_id.as_str();
     for p in &batch.predictions {
@@ -122,11 +151,11 @@ pub(crate) async fn predictions(tx: &DbTransaction<'_>, batch: &Batch) -> Result
             .await
             .map_err(Error::query(COPY_ROW))?;
     }
-    writer.finish().await.map_err(Error::query(COPY_END))?;
-    Ok(())
+    writer.finish().await.map_err(Error::query(COPY_END))
 }
 
-pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()> {
+/// Returns the rows copied.
+pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch, into: Tables) -> Result<u64> {
     use Type as T;
     let types = [
         T::TEXT,
@@ -139,7 +168,7 @@ pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()
         T::TEXT,
         T::TEXT,
     ];
-    let writer = begin(tx, "staging_rejected_records", REJECTED_COLUMNS, &types).await?;
+    let writer = begin(tx, into.table("rejected_records"), REJECTED_COLUMNS, &types).await?;
     pin_mut!(writer);
     let (processing, run) = (
         batch.lineage.processing_type.as_str(),
@@ -166,8 +195,7 @@ pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch) -> Result<()
             .await
             .map_err(Error::query(COPY_ROW))?;
     }
-    writer.finish().await.map_err(Error::query(COPY_END))?;
-    Ok(())
+    writer.finish().await.map_err(Error::query(COPY_END))
 }
 
 /// The batch's classification failures; rare, so one INSERT over arrays.

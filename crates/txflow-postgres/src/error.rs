@@ -67,6 +67,13 @@ impl Error {
         }
     }
 
+    /// Whether the server refused a write because a row with the same key
+    /// is stored (SQLSTATE 23505).
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        matches!(self, Error::Query { cause, .. }
+            if cause.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+    }
+
     /// A failed connection attempt; TLS failures (a certificate refused,
     /// no TLS on the server) get their own variant with the likely fix,
     /// and are not waited out.

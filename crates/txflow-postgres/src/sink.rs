@@ -115,80 +115,123 @@ impl PostgresStore {
     }
 }
 
-/// One batch in one database transaction: rows through the staging tables,
-/// then the stream checkpoint, if any.
+/// One batch in one database transaction: the rows, then the stream
+/// checkpoint, if any.
 async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> {
-    {
-        let tx = client
-            .transaction()
-            .await
-            .map_err(Error::query("starting a batch"))?;
-        let mut report = WriteReport::default();
-        if !batch.transactions.is_empty() {
-            copy::transactions(&tx, batch).await?;
-            report.transactions = from_staging(
-                &tx,
-                "transactions",
-                TRANSACTION_COLUMNS,
-                "id",
-                "moving transactions out of staging",
-            )
-            .await?;
-        }
-        if !batch.predictions.is_empty() {
-            copy::predictions(&tx, batch).await?;
-            report.predictions = from_staging(
-                &tx,
-                "predictions",
-                PREDICTION_COLUMNS,
-                "transaction_id, model_version",
-                "moving predictions out of staging",
-            )
-            .await?;
-        }
-        if !batch.rejected.is_empty() {
-            copy::rejected(&tx, batch).await?;
-            report.rejected = from_staging(
-                &tx,
-                "rejected_records",
-                REJECTED_COLUMNS,
-                "source_location, source_line",
-                "moving rejected rows out of staging",
-            )
-            .await?;
-        }
-        if !batch.unclassified.is_empty() {
-            report.unclassified = copy::unclassified(&tx, batch).await?;
-        }
-        report.queued = review::queue(&tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
-        if let Some(c) = &batch.checkpoint {
-            tx.execute(
-                "INSERT INTO stream_offsets
-                     (consumer_group, topic, partition, next_offset, unpublished_from)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
-                     next_offset = GREATEST(stream_offsets.next_offset, EXCLUDED.next_offset),
-                     unpublished_from = CASE
-                         WHEN EXCLUDED.next_offset >= stream_offsets.next_offset
-                         THEN EXCLUDED.unpublished_from
-                         ELSE stream_offsets.unpublished_from END,
-                     updated_at = now()",
-                &[
-                    &c.group,
-                    &c.topic,
-                    &c.partition,
-                    &c.next_offset,
-                    &c.unpublished_from,
-                ],
-            )
-            .await
-            .map_err(Error::query("storing the stream offset"))?;
-        }
-        tx.commit()
-            .await
-            .map_err(Error::query("committing a batch"))?;
-        Ok(report)
+    let mut tx = client
+        .transaction()
+        .await
+        .map_err(Error::query("starting a batch"))?;
+    let mut report = rows(&mut tx, batch).await?;
+    if !batch.unclassified.is_empty() {
+        report.unclassified = copy::unclassified(&tx, batch).await?;
     }
+    report.queued = review::queue(&tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
+    if let Some(c) = &batch.checkpoint {
+        tx.execute(
+            "INSERT INTO stream_offsets
+                 (consumer_group, topic, partition, next_offset, unpublished_from)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
+                 next_offset = GREATEST(stream_offsets.next_offset, EXCLUDED.next_offset),
+                 unpublished_from = CASE
+                     WHEN EXCLUDED.next_offset >= stream_offsets.next_offset
+                     THEN EXCLUDED.unpublished_from
+                     ELSE stream_offsets.unpublished_from END,
+                 updated_at = now()",
+            &[
+                &c.group,
+                &c.topic,
+                &c.partition,
+                &c.next_offset,
+                &c.unpublished_from,
+            ],
+        )
+        .await
+        .map_err(Error::query("storing the stream offset"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(Error::query("committing a batch"))?;
+    Ok(report)
+}
+
+/// The batch's transactions, predictions and rejected rows, each stored
+/// once. First copied straight into the final tables inside a savepoint:
+/// a batch that holds nothing already stored (the usual case) costs one
+/// COPY per table. A unique violation (a rerun, a replay, a resumed
+/// stream) rolls the savepoint back and the batch goes through the
+/// staging tables, where `ON CONFLICT DO NOTHING` keeps what is stored.
+async fn rows(tx: &mut tokio_postgres::Transaction<'_>, batch: &Batch) -> Result<WriteReport> {
+    let direct = tx
+        .savepoint("direct")
+        .await
+        .map_err(Error::query("starting a batch's COPY"))?;
+    match copy_all(&direct, batch, copy::Tables::Final).await {
+        Ok(report) => {
+            direct
+                .commit()
+                .await
+                .map_err(Error::query("releasing a batch's savepoint"))?;
+            return Ok(report);
+        }
+        Err(e) if e.is_unique_violation() => {
+            direct
+                .rollback()
+                .await
+                .map_err(Error::query("rolling back a batch's COPY"))?;
+        }
+        Err(e) => return Err(e),
+    }
+    let mut report = copy_all(tx, batch, copy::Tables::Staging).await?;
+    for (table, columns, key, what, added) in [
+        (
+            "transactions",
+            TRANSACTION_COLUMNS,
+            "id",
+            "moving transactions out of staging",
+            &mut report.transactions,
+        ),
+        (
+            "predictions",
+            PREDICTION_COLUMNS,
+            "transaction_id, model_version",
+            "moving predictions out of staging",
+            &mut report.predictions,
+        ),
+        (
+            "rejected_records",
+            REJECTED_COLUMNS,
+            "source_location, source_line",
+            "moving rejected rows out of staging",
+            &mut report.rejected,
+        ),
+    ] {
+        if *added > 0 {
+            *added = from_staging(tx, table, columns, key, what).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// Copies the batch's rows into `tables`; the report counts the rows
+/// copied.
+async fn copy_all(
+    tx: &tokio_postgres::Transaction<'_>,
+    batch: &Batch,
+    tables: copy::Tables,
+) -> Result<WriteReport> {
+    let mut report = WriteReport::default();
+    if !batch.transactions.is_empty() {
+        report.transactions = copy::transactions(tx, batch, tables).await?;
+    }
+    if !batch.predictions.is_empty() {
+        report.predictions = copy::predictions(tx, batch, tables).await?;
+    }
+    if !batch.rejected.is_empty() {
+        report.rejected = copy::rejected(tx, batch, tables).await?;
+    }
+    Ok(report)
 }
 
 /// Moves the rows of `staging_<table>` into `table`, leaving alone those whose

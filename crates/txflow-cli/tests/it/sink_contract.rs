@@ -237,6 +237,11 @@ async fn review_contract<S: Sink + ReviewStore, F: AsyncFn(&str) -> i64>(store: 
 /// `SELECT count(*)`.
 async fn contract<S: Sink + OffsetStore, F: AsyncFn(&str) -> i64>(sink: &S, count: F) {
     let once = batch();
+    // A batch that overlaps what is stored (a resumed run): its first
+    // transaction and prediction are `once`'s.
+    let mut overlapping = batch();
+    overlapping.transactions[0] = once.transactions[0].clone();
+    overlapping.predictions[0] = once.predictions[0].clone();
     let first = sink
         .write_batch(once.clone())
         .await
@@ -264,6 +269,20 @@ async fn contract<S: Sink + OffsetStore, F: AsyncFn(&str) -> i64>(sink: &S, coun
         .await,
         1
     );
+    let overlap = sink
+        .write_batch(overlapping)
+        .await
+        .expect("the overlapping write");
+    assert_eq!(
+        (
+            overlap.transactions,
+            overlap.predictions,
+            overlap.unclassified
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(count("SELECT count(*) FROM transactions").await, 5);
+    assert_eq!(count("SELECT count(*) FROM predictions").await, 3);
 
     // A stream's checkpoint is stored with its batch and never goes back.
     let checkpoint = |next_offset| Checkpoint {
