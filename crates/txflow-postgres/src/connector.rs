@@ -86,7 +86,7 @@ impl PostgresConnector {
                 reviews: Vec::new(),
                 checkpoint,
             };
-            self.sink.write(&batch).await.map_err(classify)?;
+            self.sink.write(batch).await.map_err(classify)?;
         }
         Ok(Vec::new())
     }

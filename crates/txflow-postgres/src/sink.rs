@@ -91,13 +91,24 @@ impl PostgresStore {
         self.session().health()
     }
 
-    pub(crate) async fn write(&self, batch: &Batch) -> Result<WriteReport> {
+    /// Writes on a task of its own: encoding the COPY runs on another
+    /// core than the caller, which reads and classifies the next batch
+    /// meanwhile.
+    pub(crate) async fn write(&self, batch: Batch) -> Result<WriteReport> {
         let writer = batch.checkpoint.as_ref().map_or(0, |c| {
             c.partition.unsigned_abs() as usize % self.sessions.len()
         });
+        let batch = std::sync::Arc::new(batch);
         self.sessions[writer]
-            .retrying("writing a batch", |mut client| async move {
-                write_batch(&mut client, batch).await
+            .retrying("writing a batch", |mut client| {
+                let batch = std::sync::Arc::clone(&batch);
+                async move {
+                    let task = tokio::spawn(async move { write_batch(&mut client, &batch).await });
+                    match task.await {
+                        Ok(written) => written,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                }
             })
             .await
     }
@@ -291,6 +302,6 @@ impl OffsetStore for PostgresStore {
 
 impl Sink for PostgresStore {
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
-        Box::pin(async move { Ok(self.write(&batch).await?) })
+        Box::pin(async move { Ok(self.write(batch).await?) })
     }
 }
