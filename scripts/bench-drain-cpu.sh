@@ -37,7 +37,7 @@ t0=$(ticks "$broker"); p0=$(ticks $(postgres))
 start=$(date +%s%N)
 # shellcheck disable=SC2086
 "$txflow" consume --database-url "$base/d" --group g --member m --max-batch "${MAX_BATCH:-5000}" \
-  --metrics-listen "127.0.0.1:$metrics_port" $topics >/dev/null 2>"$work/consume.log" &
+  --metrics-listen "127.0.0.1:$metrics_port" $topics ${CONSUME_ARGS:-} >/dev/null 2>"$work/consume.log" &
 pid=$!
 while [ "$(psql -At "$base/d" -c 'SELECT coalesce(sum(next_offset), 0) FROM stream_offsets')" -lt "$rows" ]; do
   kill -0 "$pid" 2>/dev/null || { tail "$work/consume.log"; exit 1; }

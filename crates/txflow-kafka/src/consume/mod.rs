@@ -56,11 +56,15 @@ use crate::member::{self, MemberConfig, PartitionRecords};
 
 /// The member's producer, besides idempotence: it waits for a broker that
 /// is away however long (`message.timeout.ms` 0), so offsets move only once
-/// the broker has what was published.
+/// the broker has what was published. Predictions are compressed (lz4):
+/// the broker then writes and replicates a fraction of the bytes, which
+/// took its CPU from 12.5 to 4.2 CPU-s for a 1M-record drain here
+/// (docs/PERFORMANCE.md); `--kafka-option compression.type=none` undoes it.
 const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("message.timeout.ms", "0"),
     ("linger.ms", "2"),
     ("message.max.bytes", "4000000"),
+    ("compression.type", "lz4"),
 ];
 
 /// A failpoint for the crash tests of `--transactions`: with
@@ -103,8 +107,11 @@ impl AbortAt {
 /// (`transaction.timeout.ms`, 60 s by default, settable with
 /// `--kafka-option`), so a broker away longer aborts the flush's
 /// transaction and publishes it again.
-const TRANSACTIONAL_SETTINGS: &[(&str, &str)] =
-    &[("linger.ms", "2"), ("message.max.bytes", "4000000")];
+const TRANSACTIONAL_SETTINGS: &[(&str, &str)] = &[
+    ("linger.ms", "2"),
+    ("message.max.bytes", "4000000"),
+    ("compression.type", "lz4"),
+];
 
 /// A stream member's settings.
 #[derive(Debug, Clone)]
