@@ -358,10 +358,7 @@ impl<C: Classifier, S: OffsetStore + ?Sized> member::Flush for Member<'_, C, S> 
         if self.config.transactions {
             self.flush_in_transaction(&partitions).await?;
         } else {
-            for p in partitions {
-                let staged = self.stage(&p.topic, p.partition, &p.messages).await?;
-                self.writer.send(p.partition, staged).await?;
-            }
+            self.flush_published(&partitions).await?;
         }
         metrics::histogram!(metric::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
@@ -406,17 +403,7 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
         for p in partitions {
             prepared.push(self.prepare(&p.topic, p.partition, &p.messages).await?);
         }
-        let parts: Vec<Part<'_, '_>> = prepared
-            .iter()
-            .zip(partitions)
-            .map(|((staged, dead, traces), p)| Part {
-                batch: &staged.batch,
-                dead,
-                traces,
-                topic: &p.topic,
-                partition: p.partition,
-            })
-            .collect();
+        let parts = parts(&prepared, partitions);
         let started = Instant::now();
         self.publisher.publish_in_transaction(&parts).await?;
         stage_done("publish", started);
@@ -452,24 +439,27 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
         Ok(())
     }
 
-    /// One partition's records, prepared and published: the broker has the
-    /// predictions and the dead letters before the database has the offsets
-    /// (a crash in between replays, never loses).
-    async fn stage(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        messages: &[OwnedMessage],
-    ) -> Result<Staged> {
-        let (staged, dead, traces) = self.prepare(topic, partition, messages).await?;
+    /// A flush's partitions prepared, then published together (one wait
+    /// for the broker's acknowledgements, not one per partition), then
+    /// handed to their writing lanes: the broker has the predictions and
+    /// the dead letters before the database has the offsets (a crash in
+    /// between replays, never loses).
+    async fn flush_published(&mut self, partitions: &[PartitionRecords]) -> Result<()> {
+        let mut prepared = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            prepared.push(self.prepare(&p.topic, p.partition, &p.messages).await?);
+        }
+        let parts = parts(&prepared, partitions);
         let started = Instant::now();
-        self.publisher
-            .publish(&staged.batch, &dead, &traces, topic, partition)
-            .await?;
+        self.publisher.publish_all(&parts).await?;
         stage_done("publish", started);
-        self.published.predictions_published += staged.batch.predictions.len() as u64;
-        self.published.dead_letters += dead.len() as u64;
-        Ok(staged)
+        drop(parts);
+        for ((staged, dead, _), p) in prepared.into_iter().zip(partitions) {
+            self.published.predictions_published += staged.batch.predictions.len() as u64;
+            self.published.dead_letters += dead.len() as u64;
+            self.writer.send(p.partition, staged).await?;
+        }
+        Ok(())
     }
 
     /// One partition's records decoded, validated and classified into the
@@ -523,6 +513,24 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
         };
         Ok((staged, prepared.dead, prepared.traces))
     }
+}
+
+/// The records a flush publishes, partition by partition.
+fn parts<'p, 'm>(
+    prepared: &'p [(Staged, Vec<DeadLetter<'m>>, Traces)],
+    partitions: &'p [PartitionRecords],
+) -> Vec<Part<'p, 'm>> {
+    prepared
+        .iter()
+        .zip(partitions)
+        .map(|((staged, dead, traces), p)| Part {
+            batch: &staged.batch,
+            dead,
+            traces,
+            topic: &p.topic,
+            partition: p.partition,
+        })
+        .collect()
 }
 
 /// Records how long a stage of a flush took; returns when the next began.

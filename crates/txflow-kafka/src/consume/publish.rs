@@ -82,25 +82,14 @@ pub(crate) struct Part<'p, 'm> {
 }
 
 impl Publisher<'_> {
-    /// Publishes a batch's predictions (events keyed by transaction id, see
-    /// [`prediction`](crate::prediction)) and one partition's dead letters
-    /// (the original key, value and headers plus ours), and returns once the
-    /// broker acknowledged all of them.
-    pub async fn publish(
-        &mut self,
-        batch: &Batch,
-        dead: &[DeadLetter<'_>],
-        traces: &Traces,
-        topic: &str,
-        partition: i32,
-    ) -> Result<()> {
+    /// Publishes a flush's partitions (all enqueued, then all acknowledged)
+    /// and returns once the broker has every record; a producer failed for
+    /// good is renewed and everything published again, as long as it takes.
+    pub async fn publish_all(&mut self, parts: &[Part<'_, '_>]) -> Result<()> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
-                .publish_once(batch, dead, traces, topic, partition)
-                .await
-            {
+            match self.publish_parts(parts).await {
                 Err(e) if is_fatal(&e) => self.renew(&e, attempt).await?,
                 outcome => return outcome,
             }
@@ -132,11 +121,7 @@ impl Publisher<'_> {
         self.producer
             .begin_transaction()
             .map_err(|source| self.transaction_error("beginning a transaction", source))?;
-        for p in parts {
-            self.publish_once(p.batch, p.dead, p.traces, p.topic, p.partition)
-                .await?;
-        }
-        Ok(())
+        self.publish_parts(parts).await
     }
 
     /// Aborts the open transaction, or, if the producer cannot, renews it
@@ -207,35 +192,36 @@ impl Publisher<'_> {
         Ok(())
     }
 
-    async fn publish_once(
-        &self,
-        batch: &Batch,
-        dead: &[DeadLetter<'_>],
-        traces: &Traces,
-        topic: &str,
-        partition: i32,
-    ) -> Result<()> {
-        let location = &*batch.lineage.source;
-        let mut deliveries: Vec<(&str, DeliveryFuture)> =
-            Vec::with_capacity(batch.predictions.len() + dead.len());
+    /// Publishes every part's records, then waits for the broker to
+    /// acknowledge them all: the partitions of a flush share the wait.
+    async fn publish_parts(&self, parts: &[Part<'_, '_>]) -> Result<()> {
+        let records = parts
+            .iter()
+            .map(|p| p.batch.predictions.len() + p.dead.len())
+            .sum();
+        let mut deliveries: Vec<(&str, DeliveryFuture)> = Vec::with_capacity(records);
         let predicted_at = Utc::now();
-        for (key, value, position) in prediction::events(batch, predicted_at) {
-            // The sinks continue the record's trace.
-            let mut headers = prediction::headers();
-            let traceparent = traces.traceparent(position.offset as i64);
-            if let Some(value) = &traceparent {
-                headers = headers.insert(Header {
-                    key: txflow_trace::HEADER,
-                    value: Some(value.as_str()),
-                });
+        for p in parts {
+            let (batch, traces) = (p.batch, p.traces);
+            let location = &*batch.lineage.source;
+            for (key, value, position) in prediction::events(batch, predicted_at) {
+                // The sinks continue the record's trace.
+                let mut headers = prediction::headers();
+                let traceparent = traces.traceparent(position.offset as i64);
+                if let Some(value) = &traceparent {
+                    headers = headers.insert(Header {
+                        key: txflow_trace::HEADER,
+                        value: Some(value.as_str()),
+                    });
+                }
+                let record = FutureRecord::to(self.predictions_topic)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes())
+                    .headers(headers);
+                deliveries.push((self.predictions_topic, self.enqueue(record)?));
             }
-            let record = FutureRecord::to(self.predictions_topic)
-                .key(key.as_bytes())
-                .payload(value.as_bytes())
-                .headers(headers);
-            deliveries.push((self.predictions_topic, self.enqueue(record)?));
+            self.enqueue_dead(p.dead, p.topic, p.partition, location, &mut deliveries)?;
         }
-        self.enqueue_dead(dead, topic, partition, location, &mut deliveries)?;
         settle(deliveries).await
     }
 
