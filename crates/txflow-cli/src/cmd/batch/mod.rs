@@ -83,8 +83,10 @@ pub struct Args {
     format: InputFormat,
 
     /// Valid rows per batch; each batch is one database transaction.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    batch_size: u32,
+    /// Default: 10,000 into PostgreSQL, 50,000 into SQLite (whose commits
+    /// cost more per batch).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_size: Option<u32>,
 
     /// Folder or prefix for the file of invalid rows (<ERRORS>/<run id>.csv);
     /// by default `_txflow_errors/` beside the first input.
@@ -230,7 +232,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         pipeline: BatchPipeline {
             classifier: &classifier,
             sink,
-            batch_size: args.batch_size as usize,
+            batch_size: args
+                .batch_size
+                .map_or(store.batch_size(), |rows| rows as usize),
             run_id: run_id.clone(),
             processing_type: ProcessingType::Batch,
             review_below,
