@@ -37,8 +37,8 @@ fresh_db() { # NAME: an empty database (txflow migrates it)
 }
 
 # Runs `txflow batch` under /usr/bin/time; prints "seconds rows_written peak_rss_kib cpu_seconds".
-run_txflow() { # DB FILE RUN_ID
-  /usr/bin/time -v -o "$work/time.txt" "$txflow" batch "$2" --database-url "$base/$1" \
+run_txflow() { # DATABASE_URL FILE RUN_ID
+  /usr/bin/time -v -o "$work/time.txt" "$txflow" batch "$2" --database-url "$1" \
     --run-id "$3" --no-progress --errors "$work/errors" --summary-json "$work/summary.json" \
     >/dev/null 2>"$work/txflow.log"
   python3 - "$work/time.txt" "$work/summary.json" <<'PY'
@@ -54,6 +54,13 @@ print(secs, s["rows_written"], rss, cpu)
 PY
 }
 
+# One line of the table, from the loop's variables.
+report_row() {
+  python3 -c "
+rows, a, b, rss, cpu = $rows, $tx_secs, $copy_ms / 1e3, $rss, $cpu
+print(f'{rows:<9} {rows/a:<12,.0f} {rows/b:<12,.0f} {(rows/a)/(rows/b):<8.2f} {rss/1024:<15.1f} {cpu:.2f}')"
+}
+
 machine
 echo "postgres: $(psql -At "$admin" -c 'SHOW server_version'), fsync $(psql -At "$admin" -c 'SHOW fsync')"
 printf '%-9s %-12s %-12s %-8s %-15s %s\n' rows "txflow r/s" "ceiling r/s" "ratio" "txflow RSS MiB" "txflow CPU s"
@@ -63,7 +70,7 @@ for rows in "${sizes[@]}"; do
 
   # (a) txflow, from the CSV file, into a fresh database.
   fresh_db bench_txflow
-  read -r tx_secs written rss cpu < <(run_txflow bench_txflow "$file" bench)
+  read -r tx_secs written rss cpu < <(run_txflow "$base/bench_txflow" "$file" bench)
 
   # (b) the ceiling: the rows (a) stored, copied straight into empty tables.
   fresh_db bench_copy
@@ -71,9 +78,7 @@ for rows in "${sizes[@]}"; do
 
   [ "$written" = "$rows" ] && [ "$copied" = "$rows" ] ||
     { echo "row counts differ: generated $rows, txflow wrote $written, copy loaded $copied" >&2; exit 1; }
-  python3 -c "
-rows, a, b, rss, cpu = $rows, $tx_secs, $copy_ms / 1e3, $rss, $cpu
-print(f'{rows:<9} {rows/a:<12,.0f} {rows/b:<12,.0f} {(rows/a)/(rows/b):<8.2f} {rss/1024:<15.1f} {cpu:.2f}')"
+  report_row
 done
 
 # The sqlite3 shell loads CSV exported from the file txflow wrote.
@@ -97,25 +102,9 @@ printf '%-9s %-12s %-12s %-8s %-15s %s\n' rows "txflow r/s" "ceiling r/s" "ratio
 for rows in "${sizes[@]}"; do
   file="$work/tx_$rows.csv"
   rm -f "$work"/lite*.db*
-  /usr/bin/time -v -o "$work/time.txt" "$txflow" batch "$file" --database-url "sqlite://$work/lite.db" \
-    --run-id bench --no-progress --errors "$work/errors" --summary-json "$work/summary.json" \
-    >/dev/null 2>"$work/txflow.log"
-  read -r tx_secs written rss cpu < <(python3 - "$work/time.txt" "$work/summary.json" <<'PY'
-import json, re, sys
-t = open(sys.argv[1]).read()
-wall = re.search(r"Elapsed \(wall clock\) time.*: (.+)", t).group(1)
-secs = sum(float(p) * 60 ** i for i, p in enumerate(reversed(wall.split(":"))))
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
-cpu = sum(float(re.search(p + r" time \(seconds\): ([\d.]+)", t).group(1)) for p in ("User", "System"))
-s = json.load(open(sys.argv[2]))
-assert s["status"] == "succeeded", s
-print(secs, s["rows_written"], rss, cpu)
-PY
-  )
+  read -r tx_secs written rss cpu < <(run_txflow "sqlite://$work/lite.db" "$file" bench)
   read -r copy_ms copied < <(sqlite_ceiling "$work/lite.db" "$work/lite_copy.db")
   [ "$written" = "$rows" ] && [ "$copied" = "$rows" ] ||
     { echo "row counts differ: generated $rows, txflow wrote $written, sqlite3 loaded $copied" >&2; exit 1; }
-  python3 -c "
-rows, a, b, rss, cpu = $rows, $tx_secs, $copy_ms / 1e3, $rss, $cpu
-print(f'{rows:<9} {rows/a:<12,.0f} {rows/b:<12,.0f} {(rows/a)/(rows/b):<8.2f} {rss/1024:<15.1f} {cpu:.2f}')"
+  report_row
 done
