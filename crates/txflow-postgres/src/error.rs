@@ -35,6 +35,8 @@ pub enum Error {
         what: &'static str,
         cause: tokio_postgres::Error,
     },
+    #[error("{what}: cancelled (txflow is shutting down)")]
+    Cancelled { what: &'static str },
     #[error(
         "{what}: the database was unreachable for {}s, longer than allowed (--db-max-outage); last error: {last}",
         waited.as_secs()
@@ -63,6 +65,7 @@ impl Error {
             | Error::Tls { .. }
             | Error::SchemaTooNew { .. }
             | Error::Corrupt { .. }
+            | Error::Cancelled { .. }
             | Error::Outage { .. } => false,
         }
     }

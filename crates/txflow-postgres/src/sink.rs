@@ -93,7 +93,9 @@ impl PostgresStore {
 
     /// Writes on a task of its own: encoding the COPY runs on another
     /// core than the caller, which reads and classifies the next batch
-    /// meanwhile.
+    /// meanwhile. A caller that stops waiting (a member abandoning its
+    /// writes) aborts the task, so the transaction in flight rolls back as
+    /// it did when the write ran on the caller's task.
     pub(crate) async fn write(&self, batch: Batch) -> Result<WriteReport> {
         let writer = batch.checkpoint.as_ref().map_or(0, |c| {
             c.partition.unsigned_abs() as usize % self.sessions.len()
@@ -103,10 +105,18 @@ impl PostgresStore {
             .retrying("writing a batch", |mut client| {
                 let batch = std::sync::Arc::clone(&batch);
                 async move {
-                    let task = tokio::spawn(async move { write_batch(&mut client, &batch).await });
+                    let task = AbortOnDrop(tokio::spawn(async move {
+                        write_batch(&mut client, &batch).await
+                    }));
                     match task.await {
                         Ok(written) => written,
-                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                        Err(e) => match e.try_into_panic() {
+                            Ok(panic) => std::panic::resume_unwind(panic),
+                            // Only a runtime shutting down cancels it.
+                            Err(_) => Err(Error::Cancelled {
+                                what: "writing a batch",
+                            }),
+                        },
                     }
                 }
             })
@@ -123,6 +133,26 @@ impl PostgresStore {
                 Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
             })
             .await
+    }
+}
+
+/// A spawned task that is aborted when whoever awaits it stops waiting.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
