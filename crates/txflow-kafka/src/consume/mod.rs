@@ -127,7 +127,7 @@ pub struct ConsumeConfig {
     pub review_below: Option<ReviewBelow>,
     /// Publish each flush's predictions and dead letters in a Kafka
     /// transaction, committed once the database has the rows (see
-    /// [`Member::flush_in_transaction`]).
+    /// [`Member::publish_and_store`]).
     pub transactions: bool,
 }
 
@@ -355,11 +355,7 @@ impl<C: Classifier, S: OffsetStore + ?Sized> member::Flush for Member<'_, C, S> 
         let started = Instant::now();
         let records: usize = partitions.iter().map(|p| p.messages.len()).sum();
         metrics::histogram!(metric::BATCH_SIZE).record(records as f64);
-        if self.config.transactions {
-            self.flush_in_transaction(&partitions).await?;
-        } else {
-            self.flush_published(&partitions).await?;
-        }
+        self.publish_and_store(&partitions).await?;
         metrics::histogram!(metric::FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -386,46 +382,64 @@ impl<C: Classifier, S: OffsetStore + ?Sized> member::Flush for Member<'_, C, S> 
 }
 
 impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
-    /// A flush in one Kafka transaction: every partition prepared, then
-    /// published (the broker acknowledged all, the transaction open), then
-    /// stored (rows and offsets, the batch marked unpublished from its
-    /// first offset), then the transaction committed and the marks
-    /// cleared. A member killed
-    /// before the commit leaves an open transaction, which the next
-    /// producer of the same id aborts (or the coordinator, after
-    /// `transaction.timeout.ms`): `read_committed` readers never see a
-    /// prediction whose rows were not stored. Killed after the database
-    /// commit and before Kafka's, the mark makes the next member resume at
-    /// the batch and publish it again. Flushes do not overlap (one open
-    /// transaction per producer): the drain is slower than without.
-    async fn flush_in_transaction(&mut self, partitions: &[PartitionRecords]) -> Result<()> {
+    /// A flush: every partition prepared, then published together (one
+    /// wait for the broker's acknowledgements), then handed to its writing
+    /// lane. The broker has the predictions and the dead letters before the
+    /// database has the offsets: a crash in between replays, never loses.
+    ///
+    /// With `--transactions` the flush is one Kafka transaction, left open
+    /// by the publish; each batch is marked unpublished from its first
+    /// offset, and [`Member::commit_flush`] waits for the writes, commits
+    /// and clears the marks. A member killed before the commit leaves an
+    /// open transaction, which the next producer of the same id aborts (or
+    /// the coordinator, after `transaction.timeout.ms`): `read_committed`
+    /// readers never see a prediction whose rows were not stored. Killed
+    /// after the database commit and before Kafka's, the mark makes the
+    /// next member resume at the batch and publish it again. Flushes do not
+    /// overlap then (one open transaction per producer): the drain is
+    /// slower than without.
+    async fn publish_and_store(&mut self, partitions: &[PartitionRecords]) -> Result<()> {
+        let transactions = self.config.transactions;
         let mut prepared = Vec::with_capacity(partitions.len());
         for p in partitions {
             prepared.push(self.prepare(&p.topic, p.partition, &p.messages).await?);
         }
         let parts = parts(&prepared, partitions);
         let started = Instant::now();
-        self.publisher.publish_in_transaction(&parts).await?;
+        if transactions {
+            self.publisher.publish_in_transaction(&parts).await?;
+        } else {
+            self.publisher.publish_all(&parts).await?;
+        }
         stage_done("publish", started);
         drop(parts);
-        self.flushes += 1;
-        AbortAt::check(self.abort_at, AbortAt::Published(self.flushes));
-        for ((mut staged, dead, traces), p) in prepared.into_iter().zip(partitions) {
-            drop(traces);
+        if transactions {
+            self.flushes += 1;
+            AbortAt::check(self.abort_at, AbortAt::Published(self.flushes));
+        }
+        for ((mut staged, dead, _), p) in prepared.into_iter().zip(partitions) {
             self.published.predictions_published += staged.batch.predictions.len() as u64;
             self.published.dead_letters += dead.len() as u64;
-            if let Some(c) = &mut staged.batch.checkpoint {
+            if transactions && let Some(c) = &mut staged.batch.checkpoint {
                 c.unpublished_from = p.messages.first().map(Message::offset);
             }
             self.writer.send(p.partition, staged).await?;
         }
+        if transactions {
+            self.commit_flush(partitions).await?;
+        }
+        Ok(())
+    }
+
+    /// The open transaction's end: once the database has every batch of
+    /// the flush, the Kafka transaction committed and the marks cleared
+    /// (one small database transaction; a crash in between publishes the
+    /// flush again, at least once as without transactions).
+    async fn commit_flush(&mut self, partitions: &[PartitionRecords]) -> Result<()> {
         self.writer.written().await?;
         AbortAt::check(self.abort_at, AbortAt::Stored(self.flushes));
         let started = Instant::now();
         self.publisher.commit().await?;
-        // The marks cleared (one small database transaction): a crash in
-        // between publishes the flush again, at least once as without
-        // transactions.
         let m = &self.config.member;
         let flushed: Vec<i32> = partitions.iter().map(|p| p.partition).collect();
         self.offsets
@@ -436,29 +450,6 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
                 source,
             })?;
         stage_done("commit", started);
-        Ok(())
-    }
-
-    /// A flush's partitions prepared, then published together (one wait
-    /// for the broker's acknowledgements, not one per partition), then
-    /// handed to their writing lanes: the broker has the predictions and
-    /// the dead letters before the database has the offsets (a crash in
-    /// between replays, never loses).
-    async fn flush_published(&mut self, partitions: &[PartitionRecords]) -> Result<()> {
-        let mut prepared = Vec::with_capacity(partitions.len());
-        for p in partitions {
-            prepared.push(self.prepare(&p.topic, p.partition, &p.messages).await?);
-        }
-        let parts = parts(&prepared, partitions);
-        let started = Instant::now();
-        self.publisher.publish_all(&parts).await?;
-        stage_done("publish", started);
-        drop(parts);
-        for ((staged, dead, _), p) in prepared.into_iter().zip(partitions) {
-            self.published.predictions_published += staged.batch.predictions.len() as u64;
-            self.published.dead_letters += dead.len() as u64;
-            self.writer.send(p.partition, staged).await?;
-        }
         Ok(())
     }
 

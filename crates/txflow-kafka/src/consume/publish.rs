@@ -72,7 +72,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200 * u64::from(attempt.min(25)))
 }
 
-/// One partition's share of a flush published in a transaction.
+/// One partition's share of a flush to publish.
 pub(crate) struct Part<'p, 'm> {
     pub batch: &'p Batch,
     pub dead: &'p [DeadLetter<'m>],
@@ -202,27 +202,39 @@ impl Publisher<'_> {
         let mut deliveries: Vec<(&str, DeliveryFuture)> = Vec::with_capacity(records);
         let predicted_at = Utc::now();
         for p in parts {
-            let (batch, traces) = (p.batch, p.traces);
-            let location = &*batch.lineage.source;
-            for (key, value, position) in prediction::events(batch, predicted_at) {
-                // The sinks continue the record's trace.
-                let mut headers = prediction::headers();
-                let traceparent = traces.traceparent(position.offset as i64);
-                if let Some(value) = &traceparent {
-                    headers = headers.insert(Header {
-                        key: txflow_trace::HEADER,
-                        value: Some(value.as_str()),
-                    });
-                }
-                let record = FutureRecord::to(self.predictions_topic)
-                    .key(key.as_bytes())
-                    .payload(value.as_bytes())
-                    .headers(headers);
-                deliveries.push((self.predictions_topic, self.enqueue(record)?));
-            }
+            self.enqueue_predictions(p.batch, p.traces, predicted_at, &mut deliveries)?;
+            let location = &*p.batch.lineage.source;
             self.enqueue_dead(p.dead, p.topic, p.partition, location, &mut deliveries)?;
         }
         settle(deliveries).await
+    }
+
+    /// Enqueues a batch's predictions (events keyed by transaction id, see
+    /// [`prediction`](crate::prediction)), each continuing its record's
+    /// trace.
+    fn enqueue_predictions<'t>(
+        &'t self,
+        batch: &Batch,
+        traces: &Traces,
+        predicted_at: chrono::DateTime<Utc>,
+        deliveries: &mut Vec<(&'t str, DeliveryFuture)>,
+    ) -> Result<()> {
+        for (key, value, position) in prediction::events(batch, predicted_at) {
+            let mut headers = prediction::headers();
+            let traceparent = traces.traceparent(position.offset as i64);
+            if let Some(value) = &traceparent {
+                headers = headers.insert(Header {
+                    key: txflow_trace::HEADER,
+                    value: Some(value.as_str()),
+                });
+            }
+            let record = FutureRecord::to(self.predictions_topic)
+                .key(key.as_bytes())
+                .payload(value.as_bytes())
+                .headers(headers);
+            deliveries.push((self.predictions_topic, self.enqueue(record)?));
+        }
+        Ok(())
     }
 
     /// Publishes one partition's dead letters; returns once the broker
