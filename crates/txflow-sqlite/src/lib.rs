@@ -216,9 +216,7 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
         // transaction's start): SQLite's 'now' is per statement, so rows
         // of one batch got times a millisecond apart and read back out of
         // their line order.
-        let rejected_at = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+        let rejected_at = chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         for r in &batch.rejected {
             report.rejected += insert
                 .execute(params![
