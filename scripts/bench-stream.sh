@@ -110,18 +110,9 @@ PY
 fi
 
 echo "== 2b. the database's ceiling: psql COPY of the same rows into empty tables"
-psql -q "$base/bench_drain" -c "\\copy transactions TO '$work/transactions.copy' (FORMAT binary)"
-psql -q "$base/bench_drain" -c "\\copy predictions TO '$work/predictions.copy' (FORMAT binary)"
 psql -q "$TXFLOW_TEST_DATABASE_URL" -c "CREATE DATABASE bench_copy"
-"$txflow" migrate --database-url "$base/bench_copy" >/dev/null 2>&1
-copy_start=$(ms)
-psql -q -v ON_ERROR_STOP=1 "$base/bench_copy" <<SQL
-\copy transactions FROM '$work/transactions.copy' (FORMAT binary)
-\copy predictions FROM '$work/predictions.copy' (FORMAT binary)
-SQL
-copy_end=$(ms)
-copied=$(psql -At "$base/bench_copy" -c 'SELECT count(*) FROM transactions')
-python3 - "$work/plain-fetch.txt" "$rows" "$start" "$end" "$copy_start" "$copy_end" "$copied" <<'PY'
+read -r copy_ms copied < <(copy_ceiling "$base/bench_drain" "$base/bench_copy")
+python3 - "$work/plain-fetch.txt" "$rows" "$start" "$end" 0 "$copy_ms" "$copied" <<'PY'
 import re, sys
 fetch = float(re.search(r"in ([\d.]+) s", open(sys.argv[1]).read()).group(1))
 rows, start, end, c_start, c_end, copied = (int(x) for x in sys.argv[2:])
