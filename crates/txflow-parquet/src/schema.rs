@@ -12,6 +12,7 @@ use arrow_array::types::Int16Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
@@ -61,6 +62,50 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// The records as one Parquet file (one row group), zstd-compressed.
 pub fn encode(rows: &[&SinkRecord]) -> Result<Vec<u8>, ParquetError> {
+    write(&[batch(rows)?], Metadata::Arrow)
+}
+
+/// Whether a file carries the Arrow schema in its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// With it: Arrow readers get the dictionaries and the time zone back.
+    Arrow,
+    /// Without it: the Parquet types alone (strings, UTC timestamps), which
+    /// is what a table format's readers expect of a data file.
+    ParquetOnly,
+}
+
+/// Batches of [`SCHEMA`] as one Parquet file (a row group per batch),
+/// zstd-compressed.
+pub fn write(batches: &[RecordBatch], metadata: Metadata) -> Result<Vec<u8>, ParquetError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut out = Vec::with_capacity(rows * 64);
+    let mut writer = writer(&mut out, metadata)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.close()?;
+    Ok(out)
+}
+
+/// A writer of [`SCHEMA`]'s batches into `out`, zstd-compressed: for a
+/// file made of more batches than fit in memory at once (a compaction).
+pub fn writer<W: std::io::Write + Send>(
+    out: W,
+    metadata: Metadata,
+) -> Result<ArrowWriter<W>, ParquetError> {
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_created_by(concat!("txflow ", env!("CARGO_PKG_VERSION")).to_owned())
+        .build();
+    let options = ArrowWriterOptions::new()
+        .with_properties(properties)
+        .with_skip_arrow_metadata(metadata == Metadata::ParquetOnly);
+    ArrowWriter::try_new_with_options(out, Arc::clone(&SCHEMA), options)
+}
+
+/// The records as one batch of [`SCHEMA`].
+pub fn batch(rows: &[&SinkRecord]) -> Result<RecordBatch, ParquetError> {
     let n = rows.len();
     let mut id = StringBuilder::with_capacity(n, n * 36);
     let mut source_id = StringBuilder::new();
@@ -135,14 +180,5 @@ pub fn encode(rows: &[&SinkRecord]) -> Result<Vec<u8>, ParquetError> {
         Arc::new(kafka_partition.finish()),
         Arc::new(kafka_offset.finish()),
     ];
-    let batch = RecordBatch::try_new(Arc::clone(&SCHEMA), columns)?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_created_by(concat!("txflow ", env!("CARGO_PKG_VERSION")).to_owned())
-        .build();
-    let mut out = Vec::with_capacity(n * 64);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(&SCHEMA), Some(properties))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(out)
+    Ok(RecordBatch::try_new(Arc::clone(&SCHEMA), columns)?)
 }

@@ -1,0 +1,809 @@
+//! The Delta Lake sink connector: the predictions topic as a Delta table.
+//!
+//! Layout under the table's root:
+//!
+//! ```text
+//! _delta_log/00000000000000000000.json            the commits
+//! date=2023-11-28/p2-<first>-<last>-<uuid>.parquet   data files
+//! ```
+//!
+//! Each write of a Kafka partition's records is one commit adding its data
+//! files (one per date) and a `txn` action whose `appId` is
+//! `<group>/<topic>/<partition>` and whose `version` is the last offset
+//! written. The table is the only record of progress: on assignment the
+//! member resumes after each partition's `txn` version, and a write first
+//! drops the records the table already has, so a replay (a crash between
+//! the files and the commit, a zombie member after a rebalance) adds
+//! nothing. Files put by a write that never committed are invisible to
+//! readers and go with `txflow lake vacuum`.
+//!
+//! Commits in one process are serialised (the partitions of a flush commit
+//! one after the other); two processes writing one table (two sink members)
+//! take versions with "create if absent" puts and, when one loses, read
+//! the winner's commit and try the next version, as the protocol says.
+//!
+//! Parts: [`log`] (actions, snapshots, commits), [`schema`] (the table's
+//! schema and its evolution), [`table`] (compaction, vacuum, history: the
+//! `txflow lake` commands), this module (the [`Connector`]).
+
+pub mod log;
+pub mod schema;
+pub mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::sync::Mutex;
+use txflow_core::connector::BoxFuture;
+use txflow_core::{BoxError, Connector, ConnectorError, Refused, Resume, SinkRecord};
+use txflow_parquet::LakeDate;
+use txflow_parquet::schema::Metadata as FileMetadata;
+
+use crate::log::{Action, Add, Format, Log, Metadata, Protocol, Snapshot, Txn};
+use crate::schema::{DATE, Evolution};
+
+/// Data files of one write put at once, at most.
+const PARALLEL_PUTS: usize = 16;
+
+/// Versions tried before a write gives up on a busy table (each loss means
+/// another writer committed: the table moves, this one waits its turn).
+const COMMIT_ATTEMPTS: usize = 1_000;
+
+/// What can go wrong with a table.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    #[error("the Delta table {table} is damaged: {what}")]
+    Corrupt { table: String, what: String },
+    #[error("txflow cannot write the Delta table {table}: {what}")]
+    Unsupported { table: String, what: String },
+    #[error("the Delta table {table} has no version {version}: `txflow lake history` lists them")]
+    NoSuchVersion { table: String, version: i64 },
+    #[error(
+        "there is no Delta table at {table} (no _delta_log/ commits): `txflow sink delta+…` makes one"
+    )]
+    NoTable { table: String },
+    #[error("the Delta table {table}: {what}")]
+    Data { table: String, what: String },
+}
+
+impl Error {
+    /// Whether waiting may cure it (a store away, a time-out).
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Store(e) => {
+                !matches!(
+                    e,
+                    object_store::Error::PermissionDenied { .. }
+                        | object_store::Error::Unauthenticated { .. }
+                        | object_store::Error::NotSupported { .. }
+                        | object_store::Error::NotImplemented { .. }
+                        | object_store::Error::InvalidPath { .. }
+                ) && !e.to_string().contains("NoSuchBucket")
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<Error> for ConnectorError {
+    fn from(e: Error) -> ConnectorError {
+        let transient = e.is_transient();
+        let boxed: BoxError = Box::new(e);
+        if transient {
+            ConnectorError::Unavailable(boxed)
+        } else {
+            ConnectorError::Fatal(boxed)
+        }
+    }
+}
+
+/// Milliseconds since the epoch, as the protocol's times are.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The engine info written in each commit.
+pub const ENGINE: &str = concat!("txflow/", env!("CARGO_PKG_VERSION"));
+
+/// Writes predictions events into a Delta table.
+#[derive(Debug)]
+pub struct DeltaConnector {
+    log: Log,
+    /// The sink's consumer group: the first part of every `appId`.
+    group: String,
+    date: LakeDate,
+    /// The table as last read or written by this process; commits hold it.
+    state: Mutex<Option<Snapshot>>,
+}
+
+impl DeltaConnector {
+    /// The table at `root` of `store` (made by the first write), written by
+    /// the sink group `group`; `url` is for logs.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        url: String,
+        group: String,
+    ) -> DeltaConnector {
+        DeltaConnector {
+            log: Log::new(store, root, url),
+            group,
+            date: LakeDate::default(),
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Partitions the table by `date`.
+    pub fn with_date(mut self, date: LakeDate) -> DeltaConnector {
+        self.date = date;
+        self
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The `appId` of a partition's progress.
+    pub fn app_id(&self, topic: &str, partition: i32) -> String {
+        format!("{}/{topic}/{partition}", self.group)
+    }
+
+    /// The table brought to its latest version, made if there is none.
+    async fn latest<'a>(&self, state: &'a mut Option<Snapshot>) -> Result<&'a mut Snapshot, Error> {
+        match state {
+            Some(snapshot) => {
+                self.log.update(snapshot).await?;
+            }
+            None => {
+                let snapshot = match self.log.snapshot().await? {
+                    Some(s) => s,
+                    None => self.create().await?,
+                };
+                *state = Some(snapshot);
+            }
+        }
+        Ok(state.as_mut().expect("set above"))
+    }
+
+    /// Makes the table (version 0), or reads the one another writer made
+    /// meanwhile.
+    async fn create(&self) -> Result<Snapshot, Error> {
+        let protocol = Protocol {
+            min_reader_version: log::READER_VERSION,
+            min_writer_version: log::WRITER_VERSION,
+            reader_features: None,
+            writer_features: None,
+        };
+        let metadata = Metadata {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: None,
+            description: Some("txflow predictions".into()),
+            format: Format {
+                provider: "parquet".into(),
+                options: BTreeMap::new(),
+            },
+            schema_string: schema_string(),
+            partition_columns: vec![DATE.into()],
+            configuration: BTreeMap::new(),
+            created_time: Some(now_ms()),
+        };
+        let actions = [
+            Action {
+                protocol: Some(protocol),
+                ..Action::default()
+            },
+            Action::metadata(metadata),
+            Action::commit_info(serde_json::json!({
+                "timestamp": now_ms(),
+                "operation": "CREATE TABLE",
+                "operationParameters": {
+                    "mode": "ErrorIfExists",
+                    "partitionBy": serde_json::to_string(&[DATE]).unwrap_or_default(),
+                },
+                "engineInfo": ENGINE,
+                "isBlindAppend": true,
+            })),
+        ];
+        if self.log.try_commit(0, &actions).await? {
+            tracing::info!(table = %self.log.url(), "made the Delta table");
+        }
+        self.log.snapshot().await?.ok_or_else(|| Error::Corrupt {
+            table: self.log.url().to_owned(),
+            what: "version 0 was put but cannot be read back".into(),
+        })
+    }
+
+    async fn resume_topic(&self, topic: &str) -> Result<Resume, Error> {
+        let mut state = self.state.lock().await;
+        let snapshot = self.latest(&mut state).await?;
+        let prefix = format!("{}/{topic}/", self.group);
+        let next = snapshot
+            .txns
+            .iter()
+            .filter_map(|(app, version)| {
+                let partition = app.strip_prefix(&prefix)?.parse::<i32>().ok()?;
+                Some((partition, version + 1))
+            })
+            .collect::<HashMap<_, _>>();
+        Ok(Resume::Stored(next))
+    }
+
+    /// The last offset of `app` the table has, or -1.
+    async fn stored_offset(&self, app: &str) -> Result<i64, Error> {
+        let mut state = self.state.lock().await;
+        let snapshot = self.latest(&mut state).await?;
+        Ok(snapshot.txns.get(app).copied().unwrap_or(-1))
+    }
+
+    /// Puts the data files of `records` (one per date); returns their adds.
+    async fn put_files(&self, partition: i32, records: &[&SinkRecord]) -> Result<Vec<Add>, Error> {
+        let mut by_date: BTreeMap<String, Vec<&SinkRecord>> = BTreeMap::new();
+        for r in records {
+            let at = match self.date {
+                LakeDate::Transaction => r.event.transaction.timestamp(),
+                LakeDate::Prediction => r.event.predicted_at,
+            };
+            by_date
+                .entry(at.format("%Y-%m-%d").to_string())
+                .or_default()
+                .push(r);
+        }
+        let mut files = Vec::with_capacity(by_date.len());
+        for (date, rows) in by_date {
+            let (lo, hi) = (rows[0].offset, rows[rows.len() - 1].offset);
+            let batch = txflow_parquet::schema::batch(&rows).map_err(|e| self.data_error(e))?;
+            let bytes = txflow_parquet::schema::write(&[batch], FileMetadata::ParquetOnly)
+                .map_err(|e| self.data_error(e))?;
+            let name = format!(
+                "{DATE}={date}/p{partition}-{lo:020}-{hi:020}-{}.parquet",
+                uuid::Uuid::new_v4().simple()
+            );
+            let stats = serde_json::json!({
+                "numRecords": rows.len(),
+                "minValues": { "kafka_offset": lo },
+                "maxValues": { "kafka_offset": hi },
+                "nullCount": { "kafka_offset": 0 },
+            });
+            files.push((date, name, bytes, stats.to_string()));
+        }
+        futures::stream::iter(files)
+            .map(|(date, name, bytes, stats)| {
+                let store = Arc::clone(self.log.store());
+                let path = self.log.data_path(&name);
+                async move {
+                    let path = path?;
+                    let size = bytes.len() as i64;
+                    store
+                        .put(&path, PutPayload::from(Bytes::from(bytes)))
+                        .await?;
+                    Ok::<_, Error>(Add {
+                        path: name,
+                        partition_values: BTreeMap::from([(DATE.to_owned(), Some(date))]),
+                        size,
+                        modification_time: now_ms(),
+                        data_change: true,
+                        stats: Some(stats),
+                    })
+                }
+            })
+            .buffer_unordered(PARALLEL_PUTS)
+            .try_collect()
+            .await
+    }
+
+    fn data_error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Data {
+            table: self.log.url().to_owned(),
+            what: e.to_string(),
+        }
+    }
+
+    async fn delete_files(&self, adds: &[Add]) {
+        for add in adds {
+            let Ok(path) = self.log.data_path(&add.path) else {
+                continue;
+            };
+            if let Err(e) = self.log.store().delete(&path).await {
+                tracing::warn!(file = %path, error = %e, "an uncommitted data file stays (txflow lake vacuum removes it)");
+            }
+        }
+    }
+
+    async fn write_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[SinkRecord],
+    ) -> Result<Vec<Refused>, Error> {
+        let app = self.app_id(topic, partition);
+        let mut stored = self.stored_offset(&app).await?;
+        loop {
+            let fresh: Vec<&SinkRecord> = records.iter().filter(|r| r.offset > stored).collect();
+            let Some(last) = fresh.last().map(|r| r.offset) else {
+                return Ok(Vec::new());
+            };
+            let adds = self.put_files(partition, &fresh).await?;
+            match self.commit(&app, stored, last, &adds, fresh.len()).await? {
+                Committed::Done => return Ok(Vec::new()),
+                Committed::Moved(now) => {
+                    // Another writer stored this partition meanwhile: these
+                    // files go, the records it lacks are written again.
+                    tracing::warn!(table = %self.log.url(), app, stored = now,
+                        "another writer stored this partition meanwhile; writing only what it lacks");
+                    self.delete_files(&adds).await;
+                    stored = now;
+                }
+            }
+        }
+    }
+
+    /// Commits `adds` with `app`'s new version `last`, if the table still has
+    /// `stored` for `app`.
+    async fn commit(
+        &self,
+        app: &str,
+        stored: i64,
+        last: i64,
+        adds: &[Add],
+        rows: usize,
+    ) -> Result<Committed, Error> {
+        let mut state = self.state.lock().await;
+        for _ in 0..COMMIT_ATTEMPTS {
+            let snapshot = self.latest(&mut state).await?;
+            let now = snapshot.txns.get(app).copied().unwrap_or(-1);
+            if now != stored {
+                return Ok(Committed::Moved(now));
+            }
+            let mut actions = Vec::with_capacity(adds.len() + 3);
+            match schema::evolution(&snapshot.metadata.schema_string, &schema::current()) {
+                Evolution::Same => {}
+                Evolution::Adds(columns) => {
+                    tracing::info!(table = %self.log.url(), ?columns, "adding the new columns to the table's schema");
+                    actions.push(Action::metadata(Metadata {
+                        schema_string: schema_string(),
+                        ..snapshot.metadata.clone()
+                    }));
+                }
+                Evolution::Incompatible(why) => {
+                    return Err(Error::Unsupported {
+                        table: self.log.url().to_owned(),
+                        what: format!("{why}; write to a new table"),
+                    });
+                }
+            }
+            actions.extend(adds.iter().cloned().map(Action::add));
+            actions.push(Action::txn(Txn {
+                app_id: app.to_owned(),
+                version: last,
+                last_updated: Some(now_ms()),
+            }));
+            actions.push(Action::commit_info(serde_json::json!({
+                "timestamp": now_ms(),
+                "operation": "STREAMING UPDATE",
+                "operationParameters": {
+                    "outputMode": "Append",
+                    "queryId": app,
+                    "epochId": last.to_string(),
+                },
+                "readVersion": snapshot.version,
+                "isolationLevel": "Serializable",
+                "isBlindAppend": true,
+                "operationMetrics": {
+                    "numFiles": adds.len().to_string(),
+                    "numOutputRows": rows.to_string(),
+                },
+                "engineInfo": ENGINE,
+            })));
+            let version = snapshot.version + 1;
+            if self.log.try_commit(version, &actions).await? {
+                log::apply(snapshot, &actions);
+                snapshot.version = version;
+                return Ok(Committed::Done);
+            }
+            tracing::debug!(
+                version,
+                "another writer took the version; reading its commit"
+            );
+        }
+        Err(Error::Corrupt {
+            table: self.log.url().to_owned(),
+            what: format!("{COMMIT_ATTEMPTS} versions in a row were taken by other writers"),
+        })
+    }
+}
+
+/// What became of a commit.
+#[derive(Debug)]
+enum Committed {
+    Done,
+    /// The partition's stored offset moved to this one meanwhile.
+    Moved(i64),
+}
+
+/// The current schema as the `schemaString` of a `metaData` action.
+fn schema_string() -> String {
+    serde_json::to_string(&schema::current()).expect("a schema always encodes")
+}
+
+impl Connector for DeltaConnector {
+    fn kind(&self) -> &'static str {
+        "delta"
+    }
+
+    fn resume<'a>(
+        &'a self,
+        topic: &'a str,
+        _assigned: &'a [i32],
+    ) -> BoxFuture<'a, Result<Resume, ConnectorError>> {
+        Box::pin(async move { Ok(self.resume_topic(topic).await?) })
+    }
+
+    fn write<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        records: &'a [SinkRecord],
+    ) -> BoxFuture<'a, Result<Vec<Refused>, ConnectorError>> {
+        Box::pin(async move { Ok(self.write_partition(topic, partition, records).await?) })
+    }
+
+    fn describe(&self) -> String {
+        format!("the Delta table {}", self.log.url())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use object_store::memory::InMemory;
+    use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
+    use txflow_core::{
+        Category, Lineage, Position, Prediction, PredictionEvent, ProcessingType, RunId,
+        Transaction,
+    };
+
+    use super::*;
+    use crate::table::{CompactOptions, compact, history, read_file, vacuum};
+
+    fn record(partition: i32, offset: i64, day: u32) -> SinkRecord {
+        let id = TransactionId::from_uuid(uuid::Uuid::from_u128(
+            (partition as u128) << 64 | offset as u128,
+        ));
+        let timestamp = chrono::NaiveDate::from_ymd_opt(2023, 11, day)
+            .and_then(|d| d.and_hms_opt(6, 35, 12))
+            .expect("a date")
+            .and_utc();
+        let transaction = Transaction::from(TransactionParts {
+            id,
+            source_id: offset.to_string(),
+            description: "Card expense at EDF".into(),
+            amount: Amount::from_cents(-95_240 - offset).expect("in range"),
+            timestamp,
+            merchant: (offset % 2 == 0).then(|| "EDF".to_owned()),
+            operation_type: "card".into(),
+            side: Side::Debit,
+        });
+        SinkRecord {
+            partition,
+            offset,
+            event: PredictionEvent {
+                prediction: Prediction {
+                    transaction_id: id,
+                    category: Category::new("Utilities").expect("a name"),
+                    confidence: Some(0.9),
+                    model_version: "reference-1".into(),
+                },
+                transaction,
+                predicted_at: timestamp,
+                lineage: Lineage {
+                    run_id: RunId::parse("g/m").expect("a run id"),
+                    source: "kafka://t/0".into(),
+                    processing_type: ProcessingType::Streaming,
+                },
+                position: Some(Position {
+                    line: offset as u64,
+                    offset: offset as u64,
+                }),
+                needs_review: false,
+            },
+        }
+    }
+
+    fn records(partition: i32, offsets: std::ops::Range<i64>) -> Vec<SinkRecord> {
+        offsets
+            .map(|o| record(partition, o, 1 + (o % 3) as u32))
+            .collect()
+    }
+
+    fn table(store: &Arc<InMemory>) -> DeltaConnector {
+        let store: Arc<dyn ObjectStore> = store.clone();
+        DeltaConnector::new(
+            store,
+            Path::from("lake"),
+            "memory://lake".into(),
+            "g".into(),
+        )
+    }
+
+    /// Every (partition, offset) of the latest version, read from its files.
+    async fn rows(log: &Log) -> Vec<(i32, i64)> {
+        let snapshot = log.snapshot().await.expect("read").expect("a table");
+        let mut rows = Vec::new();
+        for path in snapshot.files.keys() {
+            for batch in read_file(log, path).await.expect("a file") {
+                use arrow_array::cast::AsArray;
+                use arrow_array::types::{Int32Type, Int64Type};
+                let p = batch.column_by_name("kafka_partition").expect("column");
+                let o = batch.column_by_name("kafka_offset").expect("column");
+                let (p, o) = (p.as_primitive::<Int32Type>(), o.as_primitive::<Int64Type>());
+                rows.extend(p.values().iter().copied().zip(o.values().iter().copied()));
+            }
+        }
+        rows.sort_unstable();
+        rows
+    }
+
+    fn expected(parts: &[(i32, std::ops::Range<i64>)]) -> Vec<(i32, i64)> {
+        let mut all: Vec<(i32, i64)> = parts
+            .iter()
+            .flat_map(|(p, r)| r.clone().map(move |o| (*p, o)))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    #[tokio::test]
+    async fn each_write_is_a_commit_with_its_files_by_date_and_the_partitions_progress() {
+        let store = Arc::new(InMemory::new());
+        let delta = table(&store);
+        assert_eq!(
+            delta.resume("t", &[0]).await.expect("resume"),
+            Resume::Stored(HashMap::new()),
+            "a new table has no progress"
+        );
+        delta
+            .write("t", 0, &records(0, 0..10))
+            .await
+            .expect("written");
+        delta
+            .write("t", 1, &records(1, 0..4))
+            .await
+            .expect("written");
+        delta
+            .write("t", 0, &records(0, 10..12))
+            .await
+            .expect("written");
+        let snapshot = delta
+            .log()
+            .snapshot()
+            .await
+            .expect("read")
+            .expect("a table");
+        assert_eq!(
+            snapshot.version, 3,
+            "version 0 makes the table, then one per write"
+        );
+        assert_eq!(snapshot.num_records(), 16);
+        assert_eq!(snapshot.files.len(), 3 + 3 + 2, "a file per date and write");
+        assert!(
+            snapshot
+                .files
+                .values()
+                .all(|f| f.path.starts_with("date=2023-11-0") && f.data_change),
+            "{:?}",
+            snapshot.files.keys()
+        );
+        assert_eq!(rows(delta.log()).await, expected(&[(0, 0..12), (1, 0..4)]));
+        assert_eq!(
+            delta.resume("t", &[]).await.expect("resume"),
+            Resume::Stored(HashMap::from([(0, 12), (1, 4)]))
+        );
+        // Another topic of the same group, or another group, starts afresh.
+        assert_eq!(
+            delta.resume("other", &[]).await.expect("resume"),
+            Resume::Stored(HashMap::new())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_and_a_zombie_member_add_only_what_the_table_lacks() {
+        let store = Arc::new(InMemory::new());
+        let first = table(&store);
+        first
+            .write("t", 0, &records(0, 0..10))
+            .await
+            .expect("written");
+        // The same member replays from before what it stored.
+        first
+            .write("t", 0, &records(0, 5..15))
+            .await
+            .expect("written");
+        // A second process (a member that took the partition over) that
+        // never read the table, then the first one as a zombie.
+        let second = table(&store);
+        second
+            .write("t", 0, &records(0, 0..20))
+            .await
+            .expect("written");
+        first
+            .write("t", 0, &records(0, 15..25))
+            .await
+            .expect("written");
+        assert_eq!(rows(first.log()).await, expected(&[(0, 0..25)]));
+        assert_eq!(
+            second.resume("t", &[0]).await.expect("resume"),
+            Resume::Stored(HashMap::from([(0, 25)]))
+        );
+    }
+
+    #[tokio::test]
+    async fn two_processes_committing_side_by_side_take_every_version_once() {
+        let store = Arc::new(InMemory::new());
+        let (a, b) = (table(&store), table(&store));
+        async fn write(delta: &DeltaConnector, partition: i32) {
+            for start in (0..200).step_by(10) {
+                delta
+                    .write("t", partition, &records(partition, start..start + 10))
+                    .await
+                    .expect("written");
+            }
+        }
+        tokio::join!(write(&a, 0), write(&b, 1), write(&a, 2), write(&b, 3));
+        let snapshot = a.log().snapshot().await.expect("read").expect("a table");
+        assert_eq!(snapshot.version, 80, "80 writes, each its own version");
+        assert_eq!(
+            rows(a.log()).await,
+            expected(&[(0, 0..200), (1, 0..200), (2, 0..200), (3, 0..200)])
+        );
+    }
+
+    #[tokio::test]
+    async fn compaction_rewrites_small_files_with_the_same_rows_and_vacuum_removes_the_old() {
+        let store = Arc::new(InMemory::new());
+        let delta = table(&store);
+        for start in (0..300).step_by(20) {
+            delta
+                .write("t", 0, &records(0, start..start + 20))
+                .await
+                .expect("written");
+        }
+        let log = delta.log();
+        let before = log.snapshot().await.expect("read").expect("a table");
+        assert_eq!(before.files.len(), 45);
+        let options = CompactOptions {
+            target_size: 128 << 20,
+            since: Some("2023-11-02".into()),
+        };
+        let done = compact(log, &options).await.expect("compacted");
+        assert_eq!(done.partitions, 2, "dates 2 and 3, not 1");
+        assert_eq!(
+            (done.files_before, done.files_after, done.rows),
+            (30, 2, 200)
+        );
+        let after = log.snapshot().await.expect("read").expect("a table");
+        assert_eq!(after.files.len(), 15 + 2);
+        assert_eq!(after.num_records(), 300);
+        assert_eq!(rows(log).await, expected(&[(0, 0..300)]));
+        // The sink's progress is untouched.
+        assert_eq!(after.txns, before.txns);
+
+        let versions = history(log).await.expect("history");
+        let last = versions.last().expect("a version");
+        assert_eq!(last.operation, "OPTIMIZE");
+        assert_eq!(
+            (last.files_added, last.files_removed, last.rows_added),
+            (2, 30, 0)
+        );
+        assert_eq!(last.rows, 300);
+        assert_eq!(versions[1].rows_added, 20);
+
+        // A file of a write that never committed.
+        store
+            .put(
+                &Path::from("lake/date=2023-11-01/orphan.parquet"),
+                PutPayload::from_static(b"x"),
+            )
+            .await
+            .expect("put");
+        let kept = vacuum(log, Duration::from_secs(3600), false)
+            .await
+            .expect("vacuum");
+        assert!(kept.files.is_empty(), "all younger than the retention");
+        let dry = vacuum(log, Duration::ZERO, true).await.expect("vacuum");
+        assert_eq!(dry.files.len(), 31, "the 30 compacted and the orphan");
+        assert!(
+            dry.files
+                .contains(&"date=2023-11-01/orphan.parquet".to_owned())
+        );
+        let listed = |store: Arc<InMemory>| async move {
+            store
+                .list(Some(&Path::from("lake")))
+                .try_collect::<Vec<_>>()
+                .await
+                .expect("listed")
+                .len()
+        };
+        let objects = listed(Arc::clone(&store)).await;
+        vacuum(log, Duration::ZERO, false).await.expect("vacuum");
+        assert_eq!(listed(Arc::clone(&store)).await, objects - 31);
+        assert_eq!(rows(log).await, expected(&[(0, 0..300)]));
+        // Time travel to before the compaction now lacks its files.
+        let old = log
+            .snapshot_at(Some(3))
+            .await
+            .expect("read")
+            .expect("a table");
+        let missing: HashSet<&String> = old
+            .files
+            .keys()
+            .filter(|p| !after.files.contains_key(*p))
+            .collect();
+        assert!(!missing.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_table_missing_a_nullable_column_gains_it_and_a_changed_type_is_refused() {
+        let store = Arc::new(InMemory::new());
+        let delta = table(&store);
+        delta
+            .write("t", 0, &records(0, 0..3))
+            .await
+            .expect("written");
+        let log = delta.log();
+        // An older txflow's table: its schema lacks `confidence`.
+        let snapshot = log.snapshot().await.expect("read").expect("a table");
+        let mut older = schema::current();
+        older.fields.retain(|f| f.name != "confidence");
+        let metadata = Metadata {
+            schema_string: serde_json::to_string(&older).expect("encoded"),
+            ..snapshot.metadata.clone()
+        };
+        assert!(
+            log.try_commit(2, &[Action::metadata(metadata)])
+                .await
+                .expect("put")
+        );
+        delta
+            .write("t", 0, &records(0, 3..6))
+            .await
+            .expect("written");
+        let evolved = log.read_commit(3).await.expect("read");
+        let schema = evolved
+            .iter()
+            .find_map(|a| a.metadata.as_ref())
+            .expect("a metaData action in the write's commit");
+        assert_eq!(schema.schema_string, schema_string());
+        assert_eq!(schema.id, snapshot.metadata.id, "the same table");
+
+        let mut retyped = schema::current();
+        retyped.fields[0].kind = serde_json::Value::String("long".into());
+        let metadata = Metadata {
+            schema_string: serde_json::to_string(&retyped).expect("encoded"),
+            ..snapshot.metadata
+        };
+        assert!(
+            log.try_commit(4, &[Action::metadata(metadata)])
+                .await
+                .expect("put")
+        );
+        let refused = delta
+            .write("t", 0, &records(0, 6..9))
+            .await
+            .expect_err("refused");
+        let message = refused.to_string();
+        assert!(
+            matches!(refused, ConnectorError::Fatal(_))
+                && message.contains("transaction_id")
+                && message.contains("memory://lake"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! The Delta log: the actions txflow writes and reads, a table's state
+//! replayed from its commits, and a commit put only if its version is free.
+//!
+//! What of the protocol (PROTOCOL.md of delta-io/delta) this covers:
+//! reader version 1 and writer version 2 tables (no table features, no
+//! deletion vectors, no column mapping); the `protocol`, `metaData`, `add`,
+//! `remove`, `txn` and `commitInfo` actions; commits as
+//! `_delta_log/<version, 20 digits>.json`, put with "create if absent" so
+//! that two writers cannot both take a version. A table written by other
+//! tools that needs more is refused, named, rather than misread.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The log's folder under the table's root.
+pub const LOG: &str = "_delta_log";
+
+/// The reader and writer versions txflow writes and can write to.
+pub const READER_VERSION: i32 = 1;
+pub const WRITER_VERSION: i32 = 2;
+
+/// A data file added to the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Add {
+    /// Relative to the table's root, URL-encoded.
+    pub path: String,
+    pub partition_values: BTreeMap<String, Option<String>>,
+    pub size: i64,
+    pub modification_time: i64,
+    pub data_change: bool,
+    /// JSON: `numRecords`, `minValues`, `maxValues`, `nullCount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<String>,
+}
+
+impl Add {
+    /// The file's row count from its statistics, when they say.
+    pub fn num_records(&self) -> Option<i64> {
+        let stats: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        stats.get("numRecords")?.as_i64()
+    }
+}
+
+/// A data file removed from the table (kept as a tombstone until vacuum).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Remove {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<i64>,
+    pub data_change: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_file_metadata: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_values: Option<BTreeMap<String, Option<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+}
+
+/// An application's progress, kept in the table with the data it wrote
+/// (the protocol's "set transaction").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Txn {
+    pub app_id: String,
+    pub version: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Format {
+    pub provider: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// The table's identity, schema and partition columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub format: Format,
+    pub schema_string: String,
+    pub partition_columns: Vec<String>,
+    #[serde(default)]
+    pub configuration: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_time: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Protocol {
+    pub min_reader_version: i32,
+    pub min_writer_version: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_features: Option<Vec<String>>,
+}
+
+/// One line of a commit: one action. Other actions (`cdc`,
+/// `domainMetadata`, ...) are read as empty lines; the protocol check
+/// refuses the tables that would need them understood.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "metaData")]
+    pub metadata: Option<Metadata>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<Add>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<Remove>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<Txn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_info: Option<serde_json::Value>,
+}
+
+impl Action {
+    pub fn add(add: Add) -> Action {
+        Action {
+            add: Some(add),
+            ..Action::default()
+        }
+    }
+
+    pub fn remove(remove: Remove) -> Action {
+        Action {
+            remove: Some(remove),
+            ..Action::default()
+        }
+    }
+
+    pub fn txn(txn: Txn) -> Action {
+        Action {
+            txn: Some(txn),
+            ..Action::default()
+        }
+    }
+
+    pub fn metadata(metadata: Metadata) -> Action {
+        Action {
+            metadata: Some(metadata),
+            ..Action::default()
+        }
+    }
+
+    pub fn commit_info(info: serde_json::Value) -> Action {
+        Action {
+            commit_info: Some(info),
+            ..Action::default()
+        }
+    }
+}
+
+/// A table as of one version: what a reader of that version sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: i64,
+    pub protocol: Protocol,
+    pub metadata: Metadata,
+    /// Each application's last version (`txn`).
+    pub txns: HashMap<String, i64>,
+    /// The table's data files by path.
+    pub files: BTreeMap<String, Add>,
+    /// Files removed and not yet vacuumed, by path.
+    pub tombstones: BTreeMap<String, Remove>,
+}
+
+impl Snapshot {
+    /// The rows of the version, from the files' statistics.
+    pub fn num_records(&self) -> i64 {
+        self.files.values().filter_map(Add::num_records).sum()
+    }
+}
+
+/// A table's log in a store.
+#[derive(Debug, Clone)]
+pub struct Log {
+    store: std::sync::Arc<dyn ObjectStore>,
+    root: Path,
+    /// The table's URL, for messages.
+    url: String,
+}
+
+/// The path of commit `version`.
+fn commit_name(version: i64) -> String {
+    format!("{version:020}.json")
+}
+
+/// The version of a commit file's name, or `None` for another file.
+fn commit_version(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+impl Log {
+    pub fn new(store: std::sync::Arc<dyn ObjectStore>, root: Path, url: String) -> Log {
+        Log { store, root, url }
+    }
+
+    pub fn store(&self) -> &std::sync::Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The location of a data file named by its path relative to the root.
+    pub fn data_path(&self, relative: &str) -> Result<Path, Error> {
+        let root = self.root.as_ref();
+        let joined = if root.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{root}/{relative}")
+        };
+        Path::parse(&joined).map_err(|e| Error::Corrupt {
+            table: self.url.clone(),
+            what: format!("the data file path {relative:?} is not valid: {e}"),
+        })
+    }
+
+    fn log_path(&self) -> Path {
+        self.root.clone().join(LOG)
+    }
+
+    fn commit_path(&self, version: i64) -> Path {
+        self.log_path().join(commit_name(version))
+    }
+
+    /// The commit versions after `after` (all when `None`), in order.
+    pub async fn versions_after(&self, after: Option<i64>) -> Result<Vec<i64>, Error> {
+        let folder = self.log_path();
+        let listed: Vec<_> = match after {
+            Some(v) => {
+                let offset = folder.clone().join(commit_name(v));
+                self.store
+                    .list_with_offset(Some(&folder), &offset)
+                    .try_collect()
+                    .await?
+            }
+            None => self.store.list(Some(&folder)).try_collect().await?,
+        };
+        let mut versions: Vec<i64> = listed
+            .iter()
+            .filter_map(|m| m.location.filename().and_then(commit_version))
+            .filter(|v| after.is_none_or(|a| *v > a))
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// The actions of commit `version`.
+    pub async fn read_commit(&self, version: i64) -> Result<Vec<Action>, Error> {
+        let path = self.commit_path(version);
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        let mut actions = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let action = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
+                table: self.url.clone(),
+                what: format!("{path}, line {}: {e}", i + 1),
+            })?;
+            actions.push(action);
+        }
+        Ok(actions)
+    }
+
+    /// The table at its latest version, or `None` when there is no table.
+    pub async fn snapshot(&self) -> Result<Option<Snapshot>, Error> {
+        self.snapshot_at(None).await
+    }
+
+    /// The table as of `version` (the latest when `None`).
+    pub async fn snapshot_at(&self, version: Option<i64>) -> Result<Option<Snapshot>, Error> {
+        let mut versions = self.versions_after(None).await?;
+        if let Some(v) = version {
+            versions.retain(|x| *x <= v);
+            if versions.last() != Some(&v) {
+                return Err(Error::NoSuchVersion {
+                    table: self.url.clone(),
+                    version: v,
+                });
+            }
+        }
+        let Some(&first) = versions.first() else {
+            return Ok(None);
+        };
+        if first != 0 {
+            return Err(Error::Unsupported {
+                table: self.url.clone(),
+                what: format!(
+                    "its log starts at version {first} (older commits were cleaned up after a checkpoint, which txflow does not read)"
+                ),
+            });
+        }
+        let mut state = Replay::default();
+        for v in versions {
+            state.apply(v, self.read_commit(v).await?);
+        }
+        state.finish(&self.url).map(Some)
+    }
+
+    /// Brings `snapshot` to the latest version; returns the commits read.
+    pub async fn update(&self, snapshot: &mut Snapshot) -> Result<Vec<(i64, Vec<Action>)>, Error> {
+        let mut read = Vec::new();
+        for v in self.versions_after(Some(snapshot.version)).await? {
+            if v != snapshot.version + 1 {
+                return Err(Error::Corrupt {
+                    table: self.url.clone(),
+                    what: format!("commit {} is missing before {v}", snapshot.version + 1),
+                });
+            }
+            let actions = self.read_commit(v).await?;
+            apply(snapshot, &actions);
+            snapshot.version = v;
+            check_protocol(&snapshot.protocol, &self.url)?;
+            read.push((v, actions));
+        }
+        Ok(read)
+    }
+
+    /// Puts `actions` as commit `version` if no writer took it first.
+    /// Returns false when one did (the caller reads it and tries the next).
+    pub async fn try_commit(&self, version: i64, actions: &[Action]) -> Result<bool, Error> {
+        let mut body = Vec::with_capacity(256 * actions.len());
+        for action in actions {
+            serde_json::to_writer(&mut body, action).map_err(|e| Error::Corrupt {
+                table: self.url.clone(),
+                what: format!("an action could not be encoded: {e}"),
+            })?;
+            body.push(b'\n');
+        }
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&self.commit_path(version), PutPayload::from(body), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Applies one commit's actions to a snapshot.
+pub fn apply(snapshot: &mut Snapshot, actions: &[Action]) {
+    for action in actions {
+        if let Some(p) = &action.protocol {
+            snapshot.protocol = p.clone();
+        }
+        if let Some(m) = &action.metadata {
+            snapshot.metadata = m.clone();
+        }
+        if let Some(add) = &action.add {
+            snapshot.tombstones.remove(&add.path);
+            snapshot.files.insert(add.path.clone(), add.clone());
+        }
+        if let Some(remove) = &action.remove {
+            snapshot.files.remove(&remove.path);
+            snapshot
+                .tombstones
+                .insert(remove.path.clone(), remove.clone());
+        }
+        if let Some(txn) = &action.txn {
+            snapshot.txns.insert(txn.app_id.clone(), txn.version);
+        }
+    }
+}
+
+/// A snapshot being replayed from version 0, before it has its protocol
+/// and metadata.
+#[derive(Debug, Default)]
+struct Replay {
+    version: i64,
+    protocol: Option<Protocol>,
+    metadata: Option<Metadata>,
+    rest: Vec<Action>,
+}
+
+impl Replay {
+    fn apply(&mut self, version: i64, actions: Vec<Action>) {
+        self.version = version;
+        for action in actions {
+            if let Some(p) = &action.protocol {
+                self.protocol = Some(p.clone());
+            }
+            if let Some(m) = &action.metadata {
+                self.metadata = Some(m.clone());
+            }
+            if action.add.is_some() || action.remove.is_some() || action.txn.is_some() {
+                self.rest.push(action);
+            }
+        }
+    }
+
+    fn finish(self, url: &str) -> Result<Snapshot, Error> {
+        let corrupt = |what: &str| Error::Corrupt {
+            table: url.to_owned(),
+            what: format!("its log has no {what} action"),
+        };
+        let mut snapshot = Snapshot {
+            version: self.version,
+            protocol: self.protocol.ok_or_else(|| corrupt("protocol"))?,
+            metadata: self.metadata.ok_or_else(|| corrupt("metaData"))?,
+            txns: HashMap::new(),
+            files: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+        };
+        check_protocol(&snapshot.protocol, url)?;
+        apply(&mut snapshot, &self.rest);
+        Ok(snapshot)
+    }
+}
+
+/// Refuses a table whose protocol asks for what txflow does not do.
+fn check_protocol(protocol: &Protocol, url: &str) -> Result<(), Error> {
+    if protocol.min_reader_version > READER_VERSION || protocol.min_writer_version > WRITER_VERSION
+    {
+        return Err(Error::Unsupported {
+            table: url.to_owned(),
+            what: format!(
+                "it needs reader version {} and writer version {} (txflow reads {READER_VERSION} and writes {WRITER_VERSION}: no table features, deletion vectors or column mapping); write to a new table",
+                protocol.min_reader_version, protocol.min_writer_version
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_names_are_twenty_digits_and_nothing_else_is_a_commit() {
+        assert_eq!(commit_name(7), "00000000000000000007.json");
+        assert_eq!(commit_version("00000000000000000007.json"), Some(7));
+        assert_eq!(
+            commit_version("00000000000000000007.checkpoint.parquet"),
+            None
+        );
+        assert_eq!(commit_version("_last_checkpoint"), None);
+        assert_eq!(commit_version("7.json"), None);
+    }
+
+    #[test]
+    fn actions_are_written_as_the_protocol_names_them() {
+        let line = serde_json::to_string(&Action::txn(Txn {
+            app_id: "g/t/0".into(),
+            version: 41,
+            last_updated: Some(1),
+        }))
+        .expect("encoded");
+        assert_eq!(
+            line,
+            r#"{"txn":{"appId":"g/t/0","version":41,"lastUpdated":1}}"#
+        );
+        let read: Action = serde_json::from_str(
+            r#"{"add":{"path":"a.parquet","partitionValues":{"date":"2023-11-28"},"size":10,"modificationTime":5,"dataChange":true,"stats":"{\"numRecords\":3}","tags":{"x":"y"}}}"#,
+        )
+        .expect("decoded");
+        assert_eq!(read.add.and_then(|a| a.num_records()), Some(3));
+        let other: Action =
+            serde_json::from_str(r#"{"domainMetadata":{"domain":"d"}}"#).expect("decoded");
+        assert_eq!(other, Action::default());
+    }
+}

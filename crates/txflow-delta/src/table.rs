@@ -1,0 +1,377 @@
+//! What `txflow lake` does to a table: its history, compaction of small
+//! files, and vacuum of the files no version needs any more.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use txflow_parquet::schema::{Metadata as FileMetadata, SCHEMA};
+
+use crate::log::{Action, Add, LOG, Log, Remove, Snapshot};
+use crate::schema::DATE;
+use crate::{ENGINE, Error, now_ms};
+
+/// One version of the table, as `txflow lake history` prints it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Version {
+    pub version: i64,
+    /// Milliseconds since the epoch, from the commit's `commitInfo`.
+    pub timestamp: Option<i64>,
+    pub operation: String,
+    pub files_added: usize,
+    pub files_removed: usize,
+    /// Rows of the files added with `dataChange` (new data, not rewrites).
+    pub rows_added: i64,
+    /// Rows in the table at this version.
+    pub rows: i64,
+}
+
+/// Every version of the table, oldest first.
+pub async fn history(log: &Log) -> Result<Vec<Version>, Error> {
+    let versions = log.versions_after(None).await?;
+    if versions.is_empty() {
+        return Err(Error::NoTable {
+            table: log.url().to_owned(),
+        });
+    }
+    let mut sizes: BTreeMap<String, i64> = BTreeMap::new();
+    let mut out = Vec::with_capacity(versions.len());
+    for v in versions {
+        let actions = log.read_commit(v).await?;
+        let mut entry = Version {
+            version: v,
+            timestamp: None,
+            operation: String::new(),
+            files_added: 0,
+            files_removed: 0,
+            rows_added: 0,
+            rows: 0,
+        };
+        for action in &actions {
+            if let Some(info) = &action.commit_info {
+                entry.timestamp = info.get("timestamp").and_then(|t| t.as_i64());
+                entry.operation = info
+                    .get("operation")
+                    .and_then(|o| o.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            if let Some(add) = &action.add {
+                entry.files_added += 1;
+                let rows = add.num_records().unwrap_or(0);
+                if add.data_change {
+                    entry.rows_added += rows;
+                }
+                sizes.insert(add.path.clone(), rows);
+            }
+            if let Some(remove) = &action.remove {
+                entry.files_removed += 1;
+                sizes.remove(&remove.path);
+            }
+        }
+        entry.rows = sizes.values().sum();
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Compaction {
+    /// The version it committed, if it rewrote anything.
+    pub version: Option<i64>,
+    pub partitions: usize,
+    pub files_before: usize,
+    pub files_after: usize,
+    pub rows: i64,
+}
+
+/// Which files a compaction rewrites.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// A rewritten file's size at most (of its inputs' compressed bytes).
+    pub target_size: u64,
+    /// Only partitions whose `date` is at least this one (`YYYY-MM-DD`).
+    pub since: Option<String>,
+}
+
+/// The small files of each partition rewritten into files of about
+/// `target_size`, in one commit (`remove` and `add` with `dataChange`
+/// false: readers of the changes see none, the rows are the same).
+pub async fn compact(log: &Log, options: &CompactOptions) -> Result<Compaction, Error> {
+    let snapshot = log.snapshot().await?.ok_or_else(|| Error::NoTable {
+        table: log.url().to_owned(),
+    })?;
+    let bins = plan(&snapshot, options);
+    let mut report = Compaction {
+        partitions: bins.iter().map(|b| &b.date).collect::<HashSet<_>>().len(),
+        files_before: bins.iter().map(|b| b.files.len()).sum(),
+        ..Compaction::default()
+    };
+    if bins.is_empty() {
+        return Ok(report);
+    }
+    let mut actions = Vec::new();
+    let stamp = now_ms();
+    for bin in &bins {
+        let (add, rows) = rewrite(log, bin).await?;
+        report.rows += rows;
+        report.files_after += 1;
+        actions.push(Action::add(add));
+        for old in &bin.files {
+            actions.push(Action::remove(Remove {
+                path: old.path.clone(),
+                deletion_timestamp: Some(stamp),
+                data_change: false,
+                extended_file_metadata: Some(true),
+                partition_values: Some(old.partition_values.clone()),
+                size: Some(old.size),
+            }));
+        }
+    }
+    actions.push(Action::commit_info(serde_json::json!({
+        "timestamp": now_ms(),
+        "operation": "OPTIMIZE",
+        "operationParameters": {
+            "targetSize": options.target_size.to_string(),
+            "predicate": options.since.as_ref().map(|d| format!("{DATE} >= '{d}'")),
+        },
+        "readVersion": snapshot.version,
+        "isBlindAppend": false,
+        "operationMetrics": {
+            "numAddedFiles": report.files_after.to_string(),
+            "numRemovedFiles": report.files_before.to_string(),
+        },
+        "engineInfo": ENGINE,
+    })));
+    let removed: HashSet<&str> = bins
+        .iter()
+        .flat_map(|b| b.files.iter().map(|f| f.path.as_str()))
+        .collect();
+    let mut latest = snapshot;
+    loop {
+        let version = latest.version + 1;
+        if log.try_commit(version, &actions).await? {
+            report.version = Some(version);
+            return Ok(report);
+        }
+        // Appends by the sink meanwhile do not touch the files rewritten;
+        // another compaction that removed one of them does.
+        for (v, commit) in log.update(&mut latest).await? {
+            if commit
+                .iter()
+                .filter_map(|a| a.remove.as_ref())
+                .any(|r| removed.contains(r.path.as_str()))
+            {
+                return Err(Error::Data {
+                    table: log.url().to_owned(),
+                    what: format!(
+                        "version {v} removed files this compaction rewrote (another compaction?); nothing was committed, run it again"
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// Files of one partition to rewrite into one.
+#[derive(Debug)]
+struct Bin {
+    date: String,
+    files: Vec<Add>,
+}
+
+/// The bins of a compaction: in each partition, the files under the target
+/// size, in path order, packed while their sum stays under it; a bin of one
+/// file is left alone.
+fn plan(snapshot: &Snapshot, options: &CompactOptions) -> Vec<Bin> {
+    let mut by_date: BTreeMap<String, Vec<&Add>> = BTreeMap::new();
+    for add in snapshot.files.values() {
+        let date = add
+            .partition_values
+            .get(DATE)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        if options.since.as_ref().is_some_and(|s| date < *s) {
+            continue;
+        }
+        if (add.size as u64) < options.target_size {
+            by_date.entry(date).or_default().push(add);
+        }
+    }
+    let mut bins = Vec::new();
+    for (date, files) in by_date {
+        let mut bin: Vec<Add> = Vec::new();
+        let mut size = 0u64;
+        for file in files {
+            if !bin.is_empty() && size + file.size as u64 > options.target_size {
+                if bin.len() > 1 {
+                    bins.push(Bin {
+                        date: date.clone(),
+                        files: std::mem::take(&mut bin),
+                    });
+                }
+                bin.clear();
+                size = 0;
+            }
+            size += file.size as u64;
+            bin.push(file.clone());
+        }
+        if bin.len() > 1 {
+            bins.push(Bin { date, files: bin });
+        }
+    }
+    bins
+}
+
+/// Reads a data file of the table as batches of the lake's schema.
+pub async fn read_file(log: &Log, path: &str) -> Result<Vec<RecordBatch>, Error> {
+    let location = log.data_path(path)?;
+    let bytes = log.store().get(&location).await?.bytes().await?;
+    let data = |e: &dyn std::fmt::Display| Error::Data {
+        table: log.url().to_owned(),
+        what: format!("{path}: {e}"),
+    };
+    let options = ArrowReaderOptions::new().with_schema(Arc::clone(&SCHEMA));
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+        .map_err(|e| data(&e))?
+        .build()
+        .map_err(|e| data(&e))?;
+    reader.map(|b| b.map_err(|e| data(&e))).collect()
+}
+
+/// One bin rewritten as one file: its add and row count.
+async fn rewrite(log: &Log, bin: &Bin) -> Result<(Add, i64), Error> {
+    let data = |e: &dyn std::fmt::Display| Error::Data {
+        table: log.url().to_owned(),
+        what: format!("rewriting {DATE}={}: {e}", bin.date),
+    };
+    let mut out = Vec::new();
+    let mut writer = txflow_parquet::schema::writer(&mut out, FileMetadata::ParquetOnly)
+        .map_err(|e| data(&e))?;
+    let (mut rows, mut lo, mut hi) = (0i64, i64::MAX, i64::MIN);
+    for file in &bin.files {
+        for batch in read_file(log, &file.path).await? {
+            rows += batch.num_rows() as i64;
+            if let Some(offsets) = batch.column_by_name("kafka_offset") {
+                for o in offsets.as_primitive::<Int64Type>().values() {
+                    lo = lo.min(*o);
+                    hi = hi.max(*o);
+                }
+            }
+            writer.write(&batch).map_err(|e| data(&e))?;
+        }
+    }
+    writer.close().map_err(|e| data(&e))?;
+    let name = format!(
+        "{DATE}={}/compacted-{}.parquet",
+        bin.date,
+        uuid::Uuid::new_v4().simple()
+    );
+    let size = out.len() as i64;
+    log.store()
+        .put(&log.data_path(&name)?, PutPayload::from(Bytes::from(out)))
+        .await?;
+    let stats = serde_json::json!({
+        "numRecords": rows,
+        "minValues": { "kafka_offset": lo },
+        "maxValues": { "kafka_offset": hi },
+        "nullCount": { "kafka_offset": 0 },
+    });
+    Ok((
+        Add {
+            path: name,
+            partition_values: BTreeMap::from([(DATE.to_owned(), Some(bin.date.clone()))]),
+            size,
+            modification_time: now_ms(),
+            data_change: false,
+            stats: Some(stats.to_string()),
+        },
+        rows,
+    ))
+}
+
+/// What a vacuum removed (or would remove, dry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Vacuum {
+    /// Relative paths, sorted.
+    pub files: Vec<String>,
+    pub bytes: u64,
+    pub dry_run: bool,
+}
+
+/// Deletes the data files the latest version does not use and that were
+/// written, or removed from the table, more than `retain` ago: files that
+/// compaction replaced, and files of writes that never committed. Versions
+/// older than `retain` may then no longer be readable (time travel goes
+/// back at most `retain`).
+pub async fn vacuum(log: &Log, retain: Duration, dry_run: bool) -> Result<Vacuum, Error> {
+    let snapshot = log.snapshot().await?.ok_or_else(|| Error::NoTable {
+        table: log.url().to_owned(),
+    })?;
+    let cutoff_ms = now_ms() - i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = chrono::DateTime::from_timestamp_millis(cutoff_ms).unwrap_or_default();
+    let root = log.root().clone();
+    let listed: Vec<_> = log.store().list(Some(&root)).try_collect().await?;
+    let mut report = Vacuum {
+        dry_run,
+        ..Vacuum::default()
+    };
+    let mut doomed = Vec::new();
+    for meta in listed {
+        let Some(relative) = meta.location.prefix_match(&root) else {
+            continue;
+        };
+        let parts: Vec<String> = relative.map(|p| p.as_ref().to_owned()).collect();
+        let relative = parts.join("/");
+        // The log and hidden folders are not data.
+        if parts
+            .first()
+            .is_none_or(|p| p == LOG || p.starts_with('_') || p.starts_with('.'))
+        {
+            continue;
+        }
+        if snapshot.files.contains_key(&relative) || meta.last_modified > cutoff {
+            continue;
+        }
+        if let Some(t) = snapshot.tombstones.get(&relative)
+            && t.deletion_timestamp.is_some_and(|d| d > cutoff_ms)
+        {
+            continue;
+        }
+        report.bytes += meta.size;
+        report.files.push(relative);
+        doomed.push(meta.location);
+    }
+    report.files.sort();
+    if !dry_run {
+        for path in doomed {
+            match log.store().delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The table's latest version: its files and rows, for `txflow lake` and tests.
+pub async fn latest(
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+) -> Result<Snapshot, Error> {
+    let log = Log::new(store, root, url);
+    log.snapshot().await?.ok_or_else(|| Error::NoTable {
+        table: log.url().to_owned(),
+    })
+}
