@@ -21,7 +21,8 @@
 # "localhost"; TXFLOW_TEST_PG_TLS_OTHER_CA, one that did not;
 # TXFLOW_TEST_PG_TLS_ADMIN, its Unix socket for the tests' set-up), and
 # VictoriaMetrics (TXFLOW_TEST_VM_URL, http://host:port), and
-# headless Chromium (TXFLOW_TEST_CHROMIUM), and
+# headless Chromium (TXFLOW_TEST_CHROMIUM), the Python of a venv with
+# delta-rs and polars (TXFLOW_TEST_DELTA_PYTHON), and
 # the servers' binaries (TXFLOW_TEST_PG_BIN, TXFLOW_TEST_VM_BIN,
 # TXFLOW_TEST_KAFKA_DIST, TXFLOW_TEST_S3S_BIN) for tests that start, stop and
 # restart servers of their own (a restart of the shared ones would disturb
@@ -39,6 +40,9 @@ KAFKA_KIT=${TXFLOW_KAFKA_KIT:-$ROOT/../shared/kafka}
 KAFKA_DIST=$CACHE/kafka/kafka-dist
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 S3S_VERSION=0.14.1
+# The Delta tests' readers: delta-rs and polars, from PyPI, in a venv.
+DELTA_VENV=$CACHE/delta-venv
+DELTA_READERS="deltalake==1.6.6 polars==2.1.0"
 TANSU_VERSION=0.6.0
 
 log() { echo "harness: $*" >&2; }
@@ -85,6 +89,14 @@ install_tools() {
   if [ "${TXFLOW_HARNESS_TANSU:-0}" = 1 ] && [ ! -x "$CACHE/bin/tansu" ]; then
     log "installing tansu $TANSU_VERSION into $CACHE (about 10 minutes, once)"
     cargo install --locked "tansu@$TANSU_VERSION" --features postgres,dynostore --root "$CACHE" >&2
+  fi
+  if [ ! -f "$DELTA_VENV/.installed" ] || [ "$(cat "$DELTA_VENV/.installed")" != "$DELTA_READERS" ]; then
+    log "installing $DELTA_READERS into $DELTA_VENV (PyPI, once)"
+    rm -rf "$DELTA_VENV"
+    python3 -m venv "$DELTA_VENV"
+    # shellcheck disable=SC2086
+    "$DELTA_VENV/bin/pip" install --quiet $DELTA_READERS >&2
+    echo "$DELTA_READERS" >"$DELTA_VENV/.installed"
   fi
   if [ ! -f "$KAFKA_DIST/.built" ]; then
     if [ ! -x "$KAFKA_KIT/build-kafka.sh" ]; then
@@ -303,6 +315,7 @@ export TXFLOW_TEST_PG_TLS_OTHER_CA=$dir/pgtls/other-ca.pem
 export TXFLOW_TEST_PG_BIN=$PG_BIN
 export TXFLOW_TEST_TANSU_BROKERS=${tansu_port:+127.0.0.1:$tansu_port}
 export TXFLOW_TEST_S3S_BIN=$CACHE/bin/s3s-fs
+export TXFLOW_TEST_DELTA_PYTHON=$DELTA_VENV/bin/python
 export TXFLOW_TEST_VM_URL=http://127.0.0.1:$vm_port
 export TXFLOW_TEST_VM_BIN=$(command -v victoria-metrics)
 export TXFLOW_TEST_PUSHGATEWAY_URL=http://127.0.0.1:$push_port

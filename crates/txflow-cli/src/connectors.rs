@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
 use txflow_core::{Connector, Secret};
+use txflow_delta::DeltaConnector;
 use txflow_elasticsearch::ElasticsearchConnector;
 use txflow_influx::InfluxConnector;
 use txflow_parquet::{LakeDate, ParquetConnector};
@@ -26,6 +27,10 @@ pub struct Options<'a> {
     pub influx_token: Option<&'a Secret>,
     /// Which date names the Parquet lake's `date=` folders.
     pub parquet_date: LakeDate,
+    /// Which date is the Delta table's `date` partition.
+    pub delta_date: LakeDate,
+    /// Commits between the Delta table's checkpoints, if not the table's.
+    pub delta_checkpoint_interval: Option<u32>,
 }
 
 type Open = for<'a> fn(&'a str, &'a Options<'a>) -> BoxFuture<'a, Result<Arc<dyn Connector>>>;
@@ -47,6 +52,12 @@ pub const CONNECTORS: &[Entry] = &[
         kind: "parquet",
         what: "Parquet objects (a Hive-style data lake)",
         open: |url, options| Box::pin(parquet(url, options)),
+    },
+    Entry {
+        schemes: &["delta+s3", "delta+file"],
+        kind: "delta",
+        what: "a Delta Lake table",
+        open: |url, options| Box::pin(delta(url, options)),
     },
     Entry {
         schemes: &["influx+http", "influx+https"],
@@ -104,6 +115,37 @@ async fn parquet(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>>
         )
         .with_date(options.parquet_date),
     ))
+}
+
+async fn delta(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {
+    let location = open_table(url, &options.s3.options())?;
+    Ok(Arc::new(
+        DeltaConnector::new(
+            Arc::clone(location.store()),
+            location.path().clone(),
+            format!("delta+{}", location.url()),
+            options.group.to_owned(),
+        )
+        .with_date(options.delta_date)
+        .with_checkpoint_interval(options.delta_checkpoint_interval),
+    ))
+}
+
+/// The location of a Delta table's root from its URL: `delta+s3://bucket/path`
+/// or `delta+file:///path` (`delta+` optional; a local folder is made if
+/// missing).
+pub fn open_table(url: &str, s3: &txflow_storage::S3Options) -> Result<Location> {
+    let bare = url.strip_prefix("delta+").unwrap_or(url);
+    if let Some(path) = bare.strip_prefix("file://") {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating the folder of {url} (the table's root)"))?;
+    }
+    let root = if bare.ends_with('/') {
+        bare.to_owned()
+    } else {
+        format!("{bare}/")
+    };
+    Ok(Location::parse(&root, s3)?)
 }
 
 async fn influx(url: &str, options: &Options<'_>) -> Result<Arc<dyn Connector>> {

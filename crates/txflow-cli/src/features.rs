@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use anyhow::{Error, anyhow};
 
 /// The commands the `kafka` feature brings.
-pub const KAFKA_COMMANDS: &[&str] = &["consume", "dlq", "produce", "sink", "topics"];
+pub const KAFKA_COMMANDS: &[&str] = &["consume", "dlq", "lake", "produce", "sink", "topics"];
 
 /// The error for the command line `args` (the command's name first) that
 /// names no command of this build.

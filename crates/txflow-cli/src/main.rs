@@ -61,6 +61,8 @@ enum Command {
     Dlq(cmd::dlq::Args),
     Evaluate(cmd::evaluate::Args),
     Generate(cmd::generate::Args),
+    #[cfg(feature = "kafka")]
+    Lake(cmd::lake::Args),
     Diff(cmd::diff::Args),
     Reclassify(cmd::reclassify::Args),
     Review(cmd::review::Args),
@@ -95,6 +97,8 @@ impl Command {
             Command::Dlq(_) => "dlq",
             Command::Evaluate(_) => "evaluate",
             Command::Generate(_) => "generate",
+            #[cfg(feature = "kafka")]
+            Command::Lake(_) => "lake",
             Command::Diff(_) => "diff",
             Command::Reclassify(_) => "reclassify",
             Command::Review(_) => "review",
@@ -156,6 +160,8 @@ fn main() -> ExitCode {
             Command::Dlq(args) => cmd::dlq::run(args).await,
             Command::Evaluate(args) => cmd::evaluate::run(args).await,
             Command::Generate(args) => cmd::generate::run(args).await,
+            #[cfg(feature = "kafka")]
+            Command::Lake(args) => cmd::lake::run(args).await,
             Command::Diff(args) => cmd::diff::run(args).await,
             Command::Reclassify(args) => cmd::reclassify::run(args).await,
             Command::Review(args) => cmd::review::run(args).await,

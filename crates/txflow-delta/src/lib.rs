@@ -26,6 +26,7 @@
 //! schema and its evolution), [`table`] (compaction, vacuum, history: the
 //! `txflow lake` commands), this module (the [`Connector`]).
 
+pub mod checkpoint;
 pub mod log;
 pub mod schema;
 pub mod table;
@@ -48,6 +49,10 @@ use crate::schema::{DATE, Evolution};
 
 /// Data files of one write put at once, at most.
 const PARALLEL_PUTS: usize = 16;
+
+/// Commits between checkpoints, unless the table's `delta.checkpointInterval`
+/// says otherwise (delta-rs's default; Spark's is 10).
+pub const CHECKPOINT_INTERVAL: i64 = 100;
 
 /// Versions tried before a write gives up on a busy table (each loss means
 /// another writer committed: the table moves, this one waits its turn).
@@ -118,6 +123,9 @@ pub struct DeltaConnector {
     /// The sink's consumer group: the first part of every `appId`.
     group: String,
     date: LakeDate,
+    /// Commits between checkpoints, when the operator says (else the
+    /// table's `delta.checkpointInterval`, else [`CHECKPOINT_INTERVAL`]).
+    checkpoint_interval: Option<i64>,
     /// The table as last read or written by this process; commits hold it.
     state: Mutex<Option<Snapshot>>,
 }
@@ -135,6 +143,7 @@ impl DeltaConnector {
             log: Log::new(store, root, url),
             group,
             date: LakeDate::default(),
+            checkpoint_interval: None,
             state: Mutex::new(None),
         }
     }
@@ -142,6 +151,12 @@ impl DeltaConnector {
     /// Partitions the table by `date`.
     pub fn with_date(mut self, date: LakeDate) -> DeltaConnector {
         self.date = date;
+        self
+    }
+
+    /// Writes a checkpoint every `commits` commits.
+    pub fn with_checkpoint_interval(mut self, commits: Option<u32>) -> DeltaConnector {
+        self.checkpoint_interval = commits.map(i64::from).filter(|c| *c > 0);
         self
     }
 
@@ -404,6 +419,16 @@ impl DeltaConnector {
             if self.log.try_commit(version, &actions).await? {
                 log::apply(snapshot, &actions);
                 snapshot.version = version;
+                let interval = self
+                    .checkpoint_interval
+                    .unwrap_or_else(|| checkpoint_interval(snapshot));
+                if version % interval == 0 {
+                    // Readers start from it; a failure only makes them
+                    // read more commits.
+                    if let Err(e) = self.log.write_checkpoint(snapshot).await {
+                        tracing::warn!(table = %self.log.url(), version, error = %e, "the checkpoint was not written");
+                    }
+                }
                 return Ok(Committed::Done);
             }
             tracing::debug!(
@@ -424,6 +449,19 @@ enum Committed {
     Done,
     /// The partition's stored offset moved to this one meanwhile.
     Moved(i64),
+}
+
+/// Commits between checkpoints of this table.
+fn checkpoint_interval(snapshot: &Snapshot) -> i64 {
+    snapshot
+        .metadata
+        .configuration
+        .get("delta.checkpointInterval")
+        .cloned()
+        .flatten()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(CHECKPOINT_INTERVAL)
 }
 
 /// The current schema as the `schemaString` of a `metaData` action.
@@ -611,6 +649,96 @@ mod tests {
             delta.resume("other", &[]).await.expect("resume"),
             Resume::Stored(HashMap::new())
         );
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_every_interval_gives_the_same_state_as_the_commits() {
+        let store = Arc::new(InMemory::new());
+        let delta = table(&store);
+        delta
+            .write("t", 0, &records(0, 0..5))
+            .await
+            .expect("written");
+        let log = delta.log();
+        // A table whose interval is 4 (a property other writers set).
+        let mut snapshot = log.snapshot().await.expect("read").expect("a table");
+        let mut metadata = snapshot.metadata.clone();
+        metadata
+            .configuration
+            .insert("delta.checkpointInterval".into(), Some("4".into()));
+        assert!(
+            log.try_commit(2, &[Action::metadata(metadata)])
+                .await
+                .expect("put")
+        );
+        for start in (5..50).step_by(5) {
+            delta
+                .write(
+                    "t",
+                    start as i32 % 2,
+                    &records(start as i32 % 2, start..start + 5),
+                )
+                .await
+                .expect("written");
+        }
+        let listed: Vec<String> = store
+            .list(Some(&Path::from("lake/_delta_log")))
+            .map_ok(|m| m.location.filename().unwrap_or_default().to_owned())
+            .try_collect()
+            .await
+            .expect("listed");
+        let mut checkpoints: Vec<&String> =
+            listed.iter().filter(|n| n.contains("checkpoint")).collect();
+        checkpoints.sort();
+        assert_eq!(
+            checkpoints,
+            [
+                "00000000000000000004.checkpoint.parquet",
+                "00000000000000000008.checkpoint.parquet",
+                "_last_checkpoint"
+            ]
+        );
+        // From the checkpoint of version 8 and commits 9 to 11, or from
+        // every commit: the same table.
+        let from_checkpoint = log.snapshot().await.expect("read").expect("a table");
+        assert_eq!(from_checkpoint.version, 11);
+        let mut replayed = log
+            .snapshot_at(Some(0))
+            .await
+            .expect("read")
+            .expect("a table");
+        log.update(&mut replayed).await.expect("updated");
+        assert_eq!(from_checkpoint.txns, replayed.txns);
+        assert_eq!(from_checkpoint.files, replayed.files);
+        assert_eq!(from_checkpoint.metadata, replayed.metadata);
+        assert_eq!(from_checkpoint.protocol, replayed.protocol);
+        snapshot = log
+            .snapshot_at(Some(8))
+            .await
+            .expect("read")
+            .expect("a table");
+        assert_eq!(
+            snapshot.num_records(),
+            35,
+            "versions 1 and 3 to 8 each added 5"
+        );
+        // The commits before a checkpoint may be cleaned up (as other
+        // tools do): the table still reads.
+        for v in 0..8 {
+            store
+                .delete(&Path::from(format!("lake/_delta_log/{v:020}.json")))
+                .await
+                .expect("deleted");
+        }
+        let later = log.snapshot().await.expect("read").expect("a table");
+        assert_eq!(later.files, from_checkpoint.files);
+        assert_eq!(rows(log).await, {
+            let mut all: Vec<(i32, i64)> = (0..50)
+                .map(|o| (if o < 5 { 0 } else { (o / 5 * 5) as i32 % 2 }, o))
+                .collect();
+            all.sort_unstable();
+            all
+        });
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, checkpoint};
 
 /// The log's folder under the table's root.
 pub const LOG: &str = "_delta_log";
@@ -80,7 +80,7 @@ pub struct Txn {
 pub struct Format {
     pub provider: String,
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: BTreeMap<String, Option<String>>,
 }
 
 /// The table's identity, schema and partition columns.
@@ -199,6 +199,29 @@ pub struct Log {
     url: String,
 }
 
+/// The file that names the latest checkpoint.
+pub const LAST_CHECKPOINT: &str = "_last_checkpoint";
+
+/// What the log's folder holds.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    pub(crate) commits: Vec<i64>,
+    /// Single-file Parquet checkpoints (others are not read).
+    pub(crate) checkpoints: Vec<i64>,
+}
+
+fn checkpoint_name(version: i64) -> String {
+    format!("{version:020}.checkpoint.parquet")
+}
+
+/// The version of a single-file checkpoint's name.
+fn checkpoint_version(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".checkpoint.parquet")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// The path of commit `version`.
 fn commit_name(version: i64) -> String {
     format!("{version:020}.json")
@@ -253,6 +276,11 @@ impl Log {
 
     /// The commit versions after `after` (all when `None`), in order.
     pub async fn versions_after(&self, after: Option<i64>) -> Result<Vec<i64>, Error> {
+        Ok(self.list_log(after).await?.commits)
+    }
+
+    /// The commits and checkpoints after `after` (all when `None`).
+    pub(crate) async fn list_log(&self, after: Option<i64>) -> Result<Listing, Error> {
         let folder = self.log_path();
         let listed: Vec<_> = match after {
             Some(v) => {
@@ -264,13 +292,22 @@ impl Log {
             }
             None => self.store.list(Some(&folder)).try_collect().await?,
         };
-        let mut versions: Vec<i64> = listed
-            .iter()
-            .filter_map(|m| m.location.filename().and_then(commit_version))
-            .filter(|v| after.is_none_or(|a| *v > a))
+        let after_it = |v: &i64| after.is_none_or(|a| *v > a);
+        let names = || listed.iter().filter_map(|m| m.location.filename());
+        let mut commits: Vec<i64> = names()
+            .filter_map(commit_version)
+            .filter(after_it)
             .collect();
-        versions.sort_unstable();
-        Ok(versions)
+        commits.sort_unstable();
+        let mut checkpoints: Vec<i64> = names()
+            .filter_map(checkpoint_version)
+            .filter(after_it)
+            .collect();
+        checkpoints.sort_unstable();
+        Ok(Listing {
+            commits,
+            checkpoints,
+        })
     }
 
     /// The actions of commit `version`.
@@ -296,34 +333,89 @@ impl Log {
         self.snapshot_at(None).await
     }
 
-    /// The table as of `version` (the latest when `None`).
+    /// The table as of `version` (the latest when `None`): from the latest
+    /// checkpoint at or before it, then the commits after that.
     pub async fn snapshot_at(&self, version: Option<i64>) -> Result<Option<Snapshot>, Error> {
-        let mut versions = self.versions_after(None).await?;
-        if let Some(v) = version {
-            versions.retain(|x| *x <= v);
-            if versions.last() != Some(&v) {
-                return Err(Error::NoSuchVersion {
-                    table: self.url.clone(),
-                    version: v,
-                });
-            }
-        }
-        let Some(&first) = versions.first() else {
+        let Listing {
+            mut commits,
+            mut checkpoints,
+        } = self.list_log(None).await?;
+        let Some(latest) = commits.last().copied().max(checkpoints.last().copied()) else {
             return Ok(None);
         };
-        if first != 0 {
-            return Err(Error::Unsupported {
+        let target = version.unwrap_or(latest);
+        commits.retain(|v| *v <= target);
+        checkpoints.retain(|v| *v <= target);
+        if version.is_some()
+            && commits.last() != Some(&target)
+            && checkpoints.last() != Some(&target)
+        {
+            return Err(Error::NoSuchVersion {
                 table: self.url.clone(),
-                what: format!(
-                    "its log starts at version {first} (older commits were cleaned up after a checkpoint, which txflow does not read)"
-                ),
+                version: target,
             });
         }
-        let mut state = Replay::default();
-        for v in versions {
-            state.apply(v, self.read_commit(v).await?);
+        let (mut snapshot, from) = match checkpoints.last() {
+            Some(&cp) => (self.read_checkpoint(cp).await?, cp + 1),
+            None => {
+                if commits.first() != Some(&0) {
+                    return Err(Error::Unsupported {
+                        table: self.url.clone(),
+                        what: format!(
+                            "its log starts at version {} without a checkpoint txflow reads (a single-file Parquet checkpoint)",
+                            commits.first().copied().unwrap_or_default()
+                        ),
+                    });
+                }
+                let mut replay = Replay::default();
+                replay.apply(0, self.read_commit(0).await?);
+                (replay.finish(&self.url)?, 1)
+            }
+        };
+        for v in commits.into_iter().filter(|v| *v >= from) {
+            if v != snapshot.version + 1 {
+                return Err(Error::Corrupt {
+                    table: self.url.clone(),
+                    what: format!("commit {} is missing before {v}", snapshot.version + 1),
+                });
+            }
+            apply(&mut snapshot, &self.read_commit(v).await?);
+            snapshot.version = v;
+            check_protocol(&snapshot.protocol, &self.url)?;
         }
-        state.finish(&self.url).map(Some)
+        Ok(Some(snapshot))
+    }
+
+    pub(crate) async fn read_checkpoint(&self, version: i64) -> Result<Snapshot, Error> {
+        let path = self.log_path().join(checkpoint_name(version));
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        let snapshot = checkpoint::decode(bytes, version).map_err(|what| Error::Corrupt {
+            table: self.url.clone(),
+            what: format!("the checkpoint {path}: {what}"),
+        })?;
+        check_protocol(&snapshot.protocol, &self.url)?;
+        Ok(snapshot)
+    }
+
+    /// Writes `snapshot` as a checkpoint and points `_last_checkpoint` at it.
+    pub async fn write_checkpoint(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        let (bytes, size) = checkpoint::encode(snapshot).map_err(|e| Error::Corrupt {
+            table: self.url.clone(),
+            what: format!(
+                "version {} could not be encoded as a checkpoint: {e}",
+                snapshot.version
+            ),
+        })?;
+        let path = self.log_path().join(checkpoint_name(snapshot.version));
+        self.store.put(&path, PutPayload::from(bytes)).await?;
+        let last = serde_json::json!({ "version": snapshot.version, "size": size });
+        self.store
+            .put(
+                &self.log_path().join(LAST_CHECKPOINT),
+                PutPayload::from(last.to_string().into_bytes()),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Brings `snapshot` to the latest version; returns the commits read.

@@ -34,17 +34,47 @@ pub struct Version {
     pub rows: i64,
 }
 
-/// Every version of the table, oldest first.
+/// Every version of the table, oldest first. When the early commits were
+/// cleaned up after a checkpoint (as other tools do), the history starts
+/// at that checkpoint, listed as operation `CHECKPOINT`.
 pub async fn history(log: &Log) -> Result<Vec<Version>, Error> {
-    let versions = log.versions_after(None).await?;
-    if versions.is_empty() {
+    let listing = log.list_log(None).await?;
+    let Some(&first) = listing.commits.first() else {
         return Err(Error::NoTable {
             table: log.url().to_owned(),
         });
-    }
+    };
     let mut sizes: BTreeMap<String, i64> = BTreeMap::new();
-    let mut out = Vec::with_capacity(versions.len());
-    for v in versions {
+    let mut out = Vec::with_capacity(listing.commits.len());
+    let mut from = 0;
+    if first > 0 {
+        let Some(&checkpoint) = listing.checkpoints.iter().find(|c| **c >= first - 1) else {
+            return Err(Error::Unsupported {
+                table: log.url().to_owned(),
+                what: format!(
+                    "its log starts at version {first} without a checkpoint txflow reads"
+                ),
+            });
+        };
+        let state = log.read_checkpoint(checkpoint).await?;
+        sizes.extend(
+            state
+                .files
+                .values()
+                .map(|a| (a.path.clone(), a.num_records().unwrap_or(0))),
+        );
+        out.push(Version {
+            version: checkpoint,
+            timestamp: None,
+            operation: "CHECKPOINT".into(),
+            files_added: 0,
+            files_removed: 0,
+            rows_added: 0,
+            rows: sizes.values().sum(),
+        });
+        from = checkpoint + 1;
+    }
+    for v in listing.commits.into_iter().filter(|v| *v >= from) {
         let actions = log.read_commit(v).await?;
         let mut entry = Version {
             version: v,

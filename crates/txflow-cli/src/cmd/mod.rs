@@ -8,6 +8,8 @@ pub mod diff;
 pub mod dlq;
 pub mod evaluate;
 pub mod generate;
+#[cfg(feature = "kafka")]
+pub mod lake;
 pub mod list;
 pub mod migrate;
 pub mod models;

@@ -22,6 +22,8 @@ const EXAMPLES: &str = "\
 Examples:
   txflow sink s3://lake/predictions           # Parquet on S3 (AWS_* variables, --s3-endpoint)
   txflow sink file:///var/lib/txflow/lake     # Parquet in a local folder
+  txflow sink delta+s3://lake/predictions     # a Delta Lake table on S3
+  txflow sink delta+file:///var/lib/txflow/delta   # a Delta Lake table in a folder
   txflow sink influx+http://vm:8428/write     # VictoriaMetrics (line protocol)
   txflow sink 'influx+http://influx:8086/write?db=txflow'   # InfluxDB 1.x
   txflow sink postgres://txflow@replica/analytics  # a second database
@@ -32,11 +34,20 @@ offsets, lag and restart point; start more members with the same --group to
 share the partitions. SIGTERM or Ctrl-C: stop fetching, write what is
 buffered, leave the group.";
 
-/// `--parquet-date`.
+/// `--parquet-date`, `--delta-partition`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ParquetDate {
+pub enum LakeDateArg {
     Transaction,
     Prediction,
+}
+
+impl From<LakeDateArg> for LakeDate {
+    fn from(arg: LakeDateArg) -> LakeDate {
+        match arg {
+            LakeDateArg::Transaction => LakeDate::Transaction,
+            LakeDateArg::Prediction => LakeDate::Prediction,
+        }
+    }
 }
 
 /// Write the predictions topic to a store (a data lake, ...), exactly once.
@@ -44,6 +55,7 @@ pub enum ParquetDate {
 #[command(after_long_help = EXAMPLES)]
 pub struct Args {
     /// Where to write: s3://bucket/prefix or file:///path (Parquet),
+    /// delta+s3://bucket/path or delta+file:///path (a Delta table),
     /// influx+http(s)://host:port/write?db=NAME (line protocol),
     /// postgres://… (a second database with txflow's schema),
     /// elasticsearch+http(s)://host:9200/INDEX (_bulk).
@@ -63,8 +75,20 @@ pub struct Args {
     /// Parquet: which date names the `date=` folders: the transaction's
     /// (default) or the prediction's (a backfill then makes large objects
     /// in the days it runs instead of small ones in every past day).
-    #[arg(long, value_enum, default_value_t = ParquetDate::Transaction)]
-    parquet_date: ParquetDate,
+    #[arg(long, value_enum, default_value_t = LakeDateArg::Transaction)]
+    parquet_date: LakeDateArg,
+
+    /// Delta: which date is the table's `date` partition: the
+    /// transaction's (default) or the prediction's (a backfill then adds
+    /// few large files instead of small ones in every past day).
+    #[arg(long, value_enum, default_value_t = LakeDateArg::Transaction)]
+    delta_partition: LakeDateArg,
+
+    /// Delta: a checkpoint (the table's state in one Parquet file, where
+    /// readers start) every N commits. Default: the table's
+    /// `delta.checkpointInterval`, else 100.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    delta_checkpoint_interval: Option<u32>,
 
     /// The consumer group (default txflow-sink-<kind>, e.g. txflow-sink-parquet).
     #[arg(long, env = "TXFLOW_SINK_GROUP")]
@@ -96,10 +120,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         group: &group,
         s3: &args.s3,
         influx_token: args.influx_token.as_ref(),
-        parquet_date: match args.parquet_date {
-            ParquetDate::Transaction => LakeDate::Transaction,
-            ParquetDate::Prediction => LakeDate::Prediction,
-        },
+        parquet_date: args.parquet_date.into(),
+        delta_date: args.delta_partition.into(),
+        delta_checkpoint_interval: args.delta_checkpoint_interval,
     };
     let connector = (entry.open)(&args.url, &options).await?;
     let config: SinkConfig = args.membership.config(

@@ -3,6 +3,7 @@
 
 mod batch_outages;
 mod connectors;
+mod delta;
 mod dlq;
 mod fuzz_replay;
 mod harness;

@@ -1,0 +1,298 @@
+//! `txflow sink delta+…` and `txflow lake`: the predictions topic as a Delta
+//! table, against the harness's broker, PostgreSQL and S3, read back by
+//! delta-rs (the `deltalake` package) and polars, the tools analysts use
+//! (`scripts/read_delta.py`, in the harness's venv).
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+use txflow_delta::log::Log;
+
+use crate::connectors::sink;
+use crate::harness::{Bucket, Database, harness_var, unique};
+use crate::stream::{Member, Topics};
+
+/// The partitions `Topics::create` makes.
+const PARTITIONS: i32 = 3;
+
+/// What `scripts/read_delta.py` printed: delta-rs's and polars's view.
+fn read_delta(uri: &str, version: Option<i64>, app_ids: &[String]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/read_delta.py");
+    let mut command = Command::new(harness_var("TXFLOW_TEST_DELTA_PYTHON"));
+    command.arg(script).arg(uri);
+    if let Some(v) = version {
+        command.args(["--version", &v.to_string()]);
+    }
+    for app in app_ids {
+        command.args(["--app-id", app]);
+    }
+    command.env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"));
+    let output = command.output().expect("starting read_delta.py");
+    assert!(
+        output.status.success(),
+        "read_delta.py {uri}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "read_delta.py printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// Waits until the table's latest version holds `n` rows (by the files'
+/// statistics, as txflow wrote them).
+async fn wait_rows(log: &Log, n: i64, within: Duration, sink: &Member) -> i64 {
+    let started = Instant::now();
+    loop {
+        let rows = match log.snapshot().await {
+            Ok(Some(s)) => s.num_records(),
+            Ok(None) => 0,
+            Err(e) => panic!("reading the table: {e}"),
+        };
+        if rows >= n {
+            return rows;
+        }
+        assert!(
+            started.elapsed() < within,
+            "the table holds {rows} of {n} rows after {within:?}\n{}",
+            sink.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn app_ids(group: &str, topics: &Topics) -> Vec<String> {
+    (0..PARTITIONS)
+        .map(|p| format!("{group}/{}/{p}", topics.predictions))
+        .collect()
+}
+
+/// Each partition's last offset, as delta-rs reads the `txn` actions, plus
+/// one, summed: the records the table says it holds.
+fn txn_total(seen: &serde_json::Value) -> i64 {
+    seen["txn"]
+        .as_object()
+        .expect("txn")
+        .values()
+        .map(|v| v.as_i64().map_or(0, |o| o + 1))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_delta_sink_fills_a_table_that_delta_rs_and_polars_read_and_compact_and_vacuum_keep_its_rows()
+ {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let root = dir.path().join("predictions");
+    let url = format!("delta+file://{}", root.display());
+    let group = unique("delta");
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    let delta = sink(
+        &topics,
+        &url,
+        &["--group", &group, "--delta-checkpoint-interval", "5"],
+        &[],
+    );
+    topics.producer(3_000, 1_500).wait();
+    let log = Log::new(
+        Arc::new(object_store::local::LocalFileSystem::new()),
+        ObjectPath::from_filesystem_path(&root).expect("a path"),
+        url.clone(),
+    );
+    wait_rows(&log, 3_000, Duration::from_secs(90), &delta).await;
+    delta.stop();
+    member.stop();
+    let stored = db.count("predictions", "").await;
+    assert_eq!(stored, 3_000);
+
+    // Checkpoints every 5 commits, where delta-rs and polars start reading.
+    let checkpoints = walk(&root.join("_delta_log"))
+        .into_iter()
+        .filter(|f| f.ends_with(".checkpoint.parquet"))
+        .count();
+    assert!(
+        checkpoints > 0,
+        "no checkpoint in {:?}",
+        walk(&root.join("_delta_log"))
+    );
+    let uri = root.display().to_string();
+    let seen = read_delta(&uri, Some(1), &app_ids(&group, &topics));
+    assert_eq!(seen["count"], 3_000, "{seen}");
+    assert_eq!(seen["rows"], 3_000, "{seen}");
+    assert_eq!(seen["distinct_ids"], 3_000, "{seen}");
+    assert_eq!(
+        txn_total(&seen),
+        3_000,
+        "the txn versions cover the topic: {seen}"
+    );
+    let version_1 = log
+        .snapshot_at(Some(1))
+        .await
+        .expect("read")
+        .expect("a table")
+        .num_records();
+    assert!(version_1 > 0 && version_1 < 3_000, "{version_1}");
+    assert_eq!(
+        seen["rows_at"], version_1,
+        "time travel to version 1: {seen}"
+    );
+    let columns: Vec<&str> = seen["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    for column in [
+        "transaction_id",
+        "category",
+        "amount",
+        "kafka_offset",
+        "date",
+    ] {
+        assert!(columns.contains(&column), "{column} in {columns:?}");
+    }
+    let files_before = seen["files"].as_i64().expect("files");
+    assert!(files_before > 1, "{seen}");
+
+    let dir_path = dir.path();
+    let compacted = crate::harness::txflow(dir_path, &["lake", "compact", &url, "--json"]);
+    compacted.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&compacted.stdout).expect("JSON");
+    assert_eq!(report["rows"], 3_000, "{report}");
+    let after = read_delta(&uri, None, &app_ids(&group, &topics));
+    assert_eq!(
+        (&after["rows"], &after["distinct_ids"], &after["count"]),
+        (&seen["rows"], &seen["distinct_ids"], &seen["count"]),
+        "{after}"
+    );
+    assert_eq!(after["categories"], seen["categories"]);
+    assert_eq!(after["txn"], seen["txn"], "compaction keeps the progress");
+    assert!(
+        after["files"].as_i64().expect("files") < files_before,
+        "{files_before} files before, {after}"
+    );
+    assert_eq!(
+        after["operations"].as_array().and_then(|o| o.last()),
+        Some(&serde_json::json!("OPTIMIZE")),
+        "{after}"
+    );
+
+    let history = crate::harness::txflow(dir_path, &["lake", "history", &url]);
+    history.assert_code(0);
+    assert!(
+        history.stdout.contains("CREATE TABLE")
+            && history.stdout.contains("STREAMING UPDATE")
+            && history.stdout.contains("OPTIMIZE"),
+        "{}",
+        history.stdout
+    );
+
+    let dry = crate::harness::txflow(
+        dir_path,
+        &["lake", "vacuum", &url, "--retain", "0s", "--dry-run"],
+    );
+    dry.assert_code(0);
+    assert!(
+        dry.stdout
+            .contains(&format!("would delete {files_before} files")),
+        "{}",
+        dry.stdout
+    );
+    let vacuumed = crate::harness::txflow(dir_path, &["lake", "vacuum", &url, "--retain", "0s"]);
+    vacuumed.assert_code(0);
+    let parquet_files = walk(&root)
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && !p.starts_with("_delta_log"))
+        .count() as i64;
+    assert_eq!(parquet_files, after["files"].as_i64().expect("files"));
+    let last = read_delta(&uri, None, &[]);
+    assert_eq!(last["rows"], 3_000, "{last}");
+}
+
+/// Every file under `root`, as paths relative to it.
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a folder") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .expect("under the root")
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_delta_sink_on_s3_killed_mid_stream_and_restarted_leaves_every_prediction_once() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let bucket = Bucket::new();
+    let url = format!("delta+{}", bucket.url("table"));
+    let group = unique("delta");
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    let first = sink(
+        &topics,
+        &url,
+        &["--group", &group, "--max-batch", "200"],
+        &[],
+    );
+    // 4,000 events over about 4 s; the sink is killed while they arrive.
+    let producer = topics.producer(4_000, 1_000);
+    let log = Log::new(
+        Arc::new(bucket.store.clone()) as Arc<dyn ObjectStore>,
+        ObjectPath::from(format!("{}/table", bucket.prefix)),
+        url.clone(),
+    );
+    let partial = wait_rows(&log, 600, Duration::from_secs(60), &first).await;
+    first.kill_9();
+    producer.wait();
+    assert!(partial < 4_000, "{partial} rows when killed");
+    let restarted = sink(&topics, &url, &["--group", &group], &[]);
+    wait_rows(&log, 4_000, Duration::from_secs(90), &restarted).await;
+    // Nothing more arrives later either.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    restarted.stop();
+    member.stop();
+
+    let seen = read_delta(
+        &format!("s3://{}/{}/table", bucket.bucket, bucket.prefix),
+        None,
+        &app_ids(&group, &topics),
+    );
+    assert_eq!(seen["rows"], 4_000, "{seen}");
+    assert_eq!(seen["distinct_ids"], 4_000, "each prediction once: {seen}");
+    assert_eq!(txn_total(&seen), 4_000, "{seen}");
+    let stored: HashSet<String> = db
+        .client
+        .query("SELECT transaction_id::text FROM predictions", &[])
+        .await
+        .expect("ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored.len(), 4_000);
+    // The S3 server refuses a second put of a version (If-None-Match: *):
+    // what keeps two writers from both taking one.
+    let taken = log
+        .try_commit(1, &[txflow_delta::log::Action::default()])
+        .await
+        .expect("a put");
+    assert!(!taken, "version 1 was overwritten");
+}
