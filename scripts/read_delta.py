@@ -1,14 +1,14 @@
 """Reads a Delta table as analysts do, for the tests: with delta-rs (the
 `deltalake` package) and with polars, and prints what they see as JSON.
 
-    read_delta.py TABLE_URI [--version N] [--app-id ID]...
+    read_delta.py TABLE_URI [--version N] [--app-id ID]... [--nulls COLUMN]...
 
 TABLE_URI is a local path or s3://bucket/path (AWS_* variables, with
 AWS_ENDPOINT_URL for an S3-compatible server). Prints, of the latest
 version: delta-rs's "version", "files", "count", "operations" (of the
 history, oldest first) and "txn" (each --app-id's version); polars's
-"rows", "distinct_ids", "columns", "categories"; and "rows_at" (polars, of
-version N) when --version is given.
+"rows", "distinct_ids", "columns", "categories", "nulls" (of each --nulls
+column); and "rows_at" (polars, of version N) when --version is given.
 """
 
 import argparse
@@ -34,6 +34,7 @@ def main():
     parser.add_argument("uri")
     parser.add_argument("--version", type=int)
     parser.add_argument("--app-id", action="append", default=[])
+    parser.add_argument("--nulls", action="append", default=[])
     args = parser.parse_args()
     options = storage_options(args.uri)
     table = DeltaTable(args.uri, storage_options=options)
@@ -49,6 +50,7 @@ def main():
         "columns": frame.columns,
         "categories": sorted(frame["category"].unique().to_list()),
     }
+    out["nulls"] = {c: frame[c].null_count() for c in args.nulls}
     if args.version is not None:
         out["rows_at"] = pl.read_delta(args.uri, version=args.version, storage_options=options).height
     print(json.dumps(out))

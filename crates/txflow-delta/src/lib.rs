@@ -38,7 +38,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::{Mutex, oneshot};
 use txflow_core::connector::BoxFuture;
 use txflow_core::{BoxError, Connector, ConnectorError, Refused, Resume, SinkRecord};
 use txflow_parquet::LakeDate;
@@ -75,6 +77,9 @@ pub enum Error {
     NoTable { table: String },
     #[error("the Delta table {table}: {what}")]
     Data { table: String, what: String },
+    /// One failure of a commit shared by the writes it held.
+    #[error(transparent)]
+    Shared(Arc<Error>),
 }
 
 impl Error {
@@ -128,6 +133,10 @@ pub struct DeltaConnector {
     checkpoint_interval: Option<i64>,
     /// The table as last read or written by this process; commits hold it.
     state: Mutex<Option<Snapshot>>,
+    /// Writes waiting for the next commit.
+    queue: std::sync::Mutex<Vec<Pending>>,
+    /// The version of the last checkpoint this process wrote.
+    checkpointed: AtomicI64,
 }
 
 impl DeltaConnector {
@@ -145,6 +154,8 @@ impl DeltaConnector {
             date: LakeDate::default(),
             checkpoint_interval: None,
             state: Mutex::new(None),
+            queue: std::sync::Mutex::new(Vec::new()),
+            checkpointed: AtomicI64::new(0),
         }
     }
 
@@ -344,7 +355,10 @@ impl DeltaConnector {
                 return Ok(Vec::new());
             };
             let adds = self.put_files(partition, &fresh).await?;
-            match self.commit(&app, stored, last, &adds, fresh.len()).await? {
+            match self
+                .commit(&app, stored, last, adds.clone(), fresh.len())
+                .await?
+            {
                 Committed::Done => return Ok(Vec::new()),
                 Committed::Moved(now) => {
                     // Another writer stored this partition meanwhile: these
@@ -359,23 +373,70 @@ impl DeltaConnector {
     }
 
     /// Commits `adds` with `app`'s new version `last`, if the table still has
-    /// `stored` for `app`.
+    /// `stored` for `app`. Writes that arrive while a commit is being put
+    /// go together into the next one (the partitions of a flush, written
+    /// side by side, make one or two commits rather than one each).
     async fn commit(
         &self,
         app: &str,
         stored: i64,
         last: i64,
-        adds: &[Add],
+        adds: Vec<Add>,
         rows: usize,
     ) -> Result<Committed, Error> {
-        let mut state = self.state.lock().await;
-        for _ in 0..COMMIT_ATTEMPTS {
-            let snapshot = self.latest(&mut state).await?;
-            let now = snapshot.txns.get(app).copied().unwrap_or(-1);
-            if now != stored {
-                return Ok(Committed::Moved(now));
+        let (done, outcome) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Pending {
+                app: app.to_owned(),
+                stored,
+                last,
+                adds,
+                rows,
+                done,
+            });
+        {
+            let mut state = self.state.lock().await;
+            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+            if !batch.is_empty() {
+                self.commit_batch(&mut state, batch).await;
             }
-            let mut actions = Vec::with_capacity(adds.len() + 3);
+        }
+        // Ours was in this batch or in the one of the holder before.
+        outcome.await.unwrap_or_else(|_| {
+            Err(Error::Corrupt {
+                table: self.log.url().to_owned(),
+                what: "a commit ended without saying how".into(),
+            })
+        })
+    }
+
+    /// One commit of every write in `batch` whose partition has not moved;
+    /// each write is told what became of it.
+    async fn commit_batch(&self, state: &mut Option<Snapshot>, mut batch: Vec<Pending>) {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let snapshot = match self.latest(state).await {
+                Ok(s) => s,
+                Err(e) => return fail(batch, e),
+            };
+            // A partition moved by another writer, or written twice in
+            // this batch, is sent back to write what the table lacks.
+            let mut seen = std::collections::HashSet::new();
+            let (ready, moved): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {
+                snapshot.txns.get(&p.app).copied().unwrap_or(-1) == p.stored
+                    && seen.insert(p.app.clone())
+            });
+            for p in moved {
+                let now = snapshot.txns.get(&p.app).copied().unwrap_or(-1);
+                let _ = p.done.send(Ok(Committed::Moved(now)));
+            }
+            batch = ready;
+            if batch.is_empty() {
+                return;
+            }
+            let mut actions =
+                Vec::with_capacity(batch.iter().map(|p| p.adds.len() + 1).sum::<usize>() + 2);
             match schema::evolution(&snapshot.metadata.schema_string, &schema::current()) {
                 Evolution::Same => {}
                 Evolution::Adds(columns) => {
@@ -386,60 +447,101 @@ impl DeltaConnector {
                     }));
                 }
                 Evolution::Incompatible(why) => {
-                    return Err(Error::Unsupported {
+                    let e = Error::Unsupported {
                         table: self.log.url().to_owned(),
                         what: format!("{why}; write to a new table"),
-                    });
+                    };
+                    return fail(batch, e);
                 }
             }
-            actions.extend(adds.iter().cloned().map(Action::add));
-            actions.push(Action::txn(Txn {
-                app_id: app.to_owned(),
-                version: last,
-                last_updated: Some(now_ms()),
-            }));
+            let stamp = now_ms();
+            for p in &batch {
+                actions.extend(p.adds.iter().cloned().map(Action::add));
+                actions.push(Action::txn(Txn {
+                    app_id: p.app.clone(),
+                    version: p.last,
+                    last_updated: Some(stamp),
+                }));
+            }
+            let apps: Vec<&str> = batch.iter().map(|p| p.app.as_str()).collect();
             actions.push(Action::commit_info(serde_json::json!({
-                "timestamp": now_ms(),
+                "timestamp": stamp,
                 "operation": "STREAMING UPDATE",
                 "operationParameters": {
                     "outputMode": "Append",
-                    "queryId": app,
-                    "epochId": last.to_string(),
+                    "queryId": apps.join(","),
+                    "epochId": batch.iter().map(|p| p.last.to_string()).collect::<Vec<_>>().join(","),
                 },
                 "readVersion": snapshot.version,
                 "isolationLevel": "Serializable",
                 "isBlindAppend": true,
                 "operationMetrics": {
-                    "numFiles": adds.len().to_string(),
-                    "numOutputRows": rows.to_string(),
+                    "numFiles": batch.iter().map(|p| p.adds.len()).sum::<usize>().to_string(),
+                    "numOutputRows": batch.iter().map(|p| p.rows).sum::<usize>().to_string(),
                 },
                 "engineInfo": ENGINE,
             })));
             let version = snapshot.version + 1;
-            if self.log.try_commit(version, &actions).await? {
-                log::apply(snapshot, &actions);
-                snapshot.version = version;
-                let interval = self
-                    .checkpoint_interval
-                    .unwrap_or_else(|| checkpoint_interval(snapshot));
-                if version % interval == 0 {
-                    // Readers start from it; a failure only makes them
-                    // read more commits.
-                    if let Err(e) = self.log.write_checkpoint(snapshot).await {
-                        tracing::warn!(table = %self.log.url(), version, error = %e, "the checkpoint was not written");
+            match self.log.try_commit(version, &actions).await {
+                Ok(true) => {
+                    log::apply(snapshot, &actions);
+                    snapshot.version = version;
+                    self.checkpoint_if_due(snapshot).await;
+                    for p in batch {
+                        let _ = p.done.send(Ok(Committed::Done));
                     }
+                    return;
                 }
-                return Ok(Committed::Done);
+                Ok(false) => tracing::debug!(
+                    version,
+                    "another writer took the version; reading its commit"
+                ),
+                Err(e) => return fail(batch, e),
             }
-            tracing::debug!(
-                version,
-                "another writer took the version; reading its commit"
-            );
         }
-        Err(Error::Corrupt {
+        let e = Error::Corrupt {
             table: self.log.url().to_owned(),
             what: format!("{COMMIT_ATTEMPTS} versions in a row were taken by other writers"),
-        })
+        };
+        fail(batch, e)
+    }
+
+    /// Writes a checkpoint when `interval` commits passed since the last
+    /// this process wrote (or, at its first commit, since version 0).
+    async fn checkpoint_if_due(&self, snapshot: &Snapshot) {
+        let interval = self
+            .checkpoint_interval
+            .unwrap_or_else(|| checkpoint_interval(snapshot));
+        let last = self.checkpointed.load(Ordering::Relaxed);
+        if snapshot.version - last < interval {
+            return;
+        }
+        // Readers start from it; a failure only makes them read more commits.
+        match self.log.write_checkpoint(snapshot).await {
+            Ok(()) => self.checkpointed.store(snapshot.version, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(table = %self.log.url(), version = snapshot.version, error = %e, "the checkpoint was not written")
+            }
+        }
+    }
+}
+
+/// A write waiting for the next commit.
+#[derive(Debug)]
+struct Pending {
+    app: String,
+    stored: i64,
+    last: i64,
+    adds: Vec<Add>,
+    rows: usize,
+    done: oneshot::Sender<Result<Committed, Error>>,
+}
+
+/// Tells every write of `batch` that its commit failed with `e`.
+fn fail(batch: Vec<Pending>, e: Error) {
+    let shared = Arc::new(e);
+    for p in batch {
+        let _ = p.done.send(Err(Error::Shared(Arc::clone(&shared))));
     }
 }
 
@@ -786,10 +888,75 @@ mod tests {
         }
         tokio::join!(write(&a, 0), write(&b, 1), write(&a, 2), write(&b, 3));
         let snapshot = a.log().snapshot().await.expect("read").expect("a table");
-        assert_eq!(snapshot.version, 80, "80 writes, each its own version");
+        // 80 writes; those that met a commit in flight went into the next.
+        assert!(snapshot.version <= 80, "{}", snapshot.version);
+        let versions = a.log().versions_after(None).await.expect("listed");
+        assert_eq!(versions, (0..=snapshot.version).collect::<Vec<_>>());
         assert_eq!(
             rows(a.log()).await,
             expected(&[(0, 0..200), (1, 0..200), (2, 0..200), (3, 0..200)])
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_that_meet_a_commit_in_flight_go_together_into_the_next() {
+        use object_store::throttle::{ThrottleConfig, ThrottledStore};
+        // Every put takes 50 ms: the writes of six partitions, side by
+        // side, reach the commit while the first one's is being put.
+        let slow = ThrottledStore::new(
+            InMemory::new(),
+            ThrottleConfig {
+                wait_put_per_call: Duration::from_millis(50),
+                ..ThrottleConfig::default()
+            },
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(slow);
+        let delta = DeltaConnector::new(
+            store,
+            Path::from("lake"),
+            "memory://lake".into(),
+            "g".into(),
+        );
+        delta.resume("t", &[]).await.expect("the table made");
+        let parts: Vec<Vec<SinkRecord>> = (0..6).map(|p| records(p, 0..10)).collect();
+        let writes = parts
+            .iter()
+            .enumerate()
+            .map(|(p, r)| delta.write("t", p as i32, r));
+        for written in futures::future::join_all(writes).await {
+            written.expect("written");
+        }
+        let snapshot = delta
+            .log()
+            .snapshot()
+            .await
+            .expect("read")
+            .expect("a table");
+        assert!(
+            snapshot.version < 6,
+            "6 writes in {} commits",
+            snapshot.version
+        );
+        assert_eq!(snapshot.txns.len(), 6);
+        assert_eq!(
+            rows(delta.log()).await,
+            expected(&[
+                (0, 0..10),
+                (1, 0..10),
+                (2, 0..10),
+                (3, 0..10),
+                (4, 0..10),
+                (5, 0..10)
+            ])
+        );
+        let mut most = 0;
+        for v in 1..=snapshot.version {
+            let commit = delta.log().read_commit(v).await.expect("read");
+            most = most.max(commit.iter().filter(|a| a.txn.is_some()).count());
+        }
+        assert!(
+            most > 1,
+            "no commit holds more than one partition's progress"
         );
     }
 

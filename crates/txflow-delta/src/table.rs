@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
+use arrow_array::{RecordBatch, new_null_array};
+use arrow_schema::{Field, Schema};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -140,6 +141,16 @@ pub async fn compact(log: &Log, options: &CompactOptions) -> Result<Compaction, 
     let snapshot = log.snapshot().await?.ok_or_else(|| Error::NoTable {
         table: log.url().to_owned(),
     })?;
+    if let crate::schema::Evolution::Incompatible(why) =
+        crate::schema::evolution(&snapshot.metadata.schema_string, &crate::schema::current())
+    {
+        return Err(Error::Unsupported {
+            table: log.url().to_owned(),
+            what: format!(
+                "{why}; a compaction by this txflow would drop it (use a txflow as new as the table)"
+            ),
+        });
+    }
     let bins = plan(&snapshot, options);
     let mut report = Compaction {
         partitions: bins.iter().map(|b| &b.date).collect::<HashSet<_>>().len(),
@@ -263,7 +274,9 @@ fn plan(snapshot: &Snapshot, options: &CompactOptions) -> Vec<Bin> {
     bins
 }
 
-/// Reads a data file of the table as batches of the lake's schema.
+/// Reads a data file of the table as batches of the lake's schema: the
+/// columns it has typed as txflow writes them, the nullable columns it
+/// lacks (a file older than the column) as nulls.
 pub async fn read_file(log: &Log, path: &str) -> Result<Vec<RecordBatch>, Error> {
     let location = log.data_path(path)?;
     let bytes = log.store().get(&location).await?.bytes().await?;
@@ -271,12 +284,40 @@ pub async fn read_file(log: &Log, path: &str) -> Result<Vec<RecordBatch>, Error>
         table: log.url().to_owned(),
         what: format!("{path}: {e}"),
     };
-    let options = ArrowReaderOptions::new().with_schema(Arc::clone(&SCHEMA));
+    let plain = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| data(&e))?;
+    // The file's columns in its order, with the lake's types as hints
+    // (dictionaries, the time zone).
+    let hint: Vec<Field> = plain
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            SCHEMA
+                .field_with_name(f.name())
+                .map_or_else(|_| f.as_ref().clone(), Clone::clone)
+        })
+        .collect();
+    let options = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(hint)));
     let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
         .map_err(|e| data(&e))?
         .build()
         .map_err(|e| data(&e))?;
-    reader.map(|b| b.map_err(|e| data(&e))).collect()
+    let mut batches = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| data(&e))?;
+        let mut columns = Vec::with_capacity(SCHEMA.fields().len());
+        for field in SCHEMA.fields() {
+            match batch.column_by_name(field.name()) {
+                Some(c) => columns.push(Arc::clone(c)),
+                None if field.is_nullable() => {
+                    columns.push(new_null_array(field.data_type(), batch.num_rows()));
+                }
+                None => return Err(data(&format!("it has no column {}", field.name()))),
+            }
+        }
+        batches.push(RecordBatch::try_new(Arc::clone(&SCHEMA), columns).map_err(|e| data(&e))?);
+    }
+    Ok(batches)
 }
 
 /// One bin rewritten as one file: its add and row count.

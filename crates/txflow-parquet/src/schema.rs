@@ -5,7 +5,7 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    BooleanBuilder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
     StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::Int16Type;
@@ -57,6 +57,9 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("source_offset", DataType::Int64, true),
         Field::new("kafka_partition", DataType::Int32, false),
         Field::new("kafka_offset", DataType::Int64, false),
+        // Added after the first lakes were written: nullable, so that
+        // their older objects read as null.
+        Field::new("needs_review", DataType::Boolean, true),
     ]))
 });
 
@@ -128,6 +131,7 @@ pub fn batch(rows: &[&SinkRecord]) -> Result<RecordBatch, ParquetError> {
     let mut offset = Int64Builder::with_capacity(n);
     let mut kafka_partition = Int32Builder::with_capacity(n);
     let mut kafka_offset = Int64Builder::with_capacity(n);
+    let mut needs_review = BooleanBuilder::with_capacity(n);
     let dictionary_full = |e: arrow_schema::ArrowError| ParquetError::General(e.to_string());
     for r in rows {
         let (tx, p, lineage) = (&r.event.transaction, &r.event.prediction, &r.event.lineage);
@@ -158,6 +162,7 @@ pub fn batch(rows: &[&SinkRecord]) -> Result<RecordBatch, ParquetError> {
         offset.append_option(r.event.position.map(|p| p.offset as i64));
         kafka_partition.append_value(r.partition);
         kafka_offset.append_value(r.offset);
+        needs_review.append_value(r.event.needs_review);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -179,6 +184,7 @@ pub fn batch(rows: &[&SinkRecord]) -> Result<RecordBatch, ParquetError> {
         Arc::new(offset.finish()),
         Arc::new(kafka_partition.finish()),
         Arc::new(kafka_offset.finish()),
+        Arc::new(needs_review.finish()),
     ];
     Ok(RecordBatch::try_new(Arc::clone(&SCHEMA), columns)?)
 }

@@ -21,6 +21,16 @@ const PARTITIONS: i32 = 3;
 
 /// What `scripts/read_delta.py` printed: delta-rs's and polars's view.
 fn read_delta(uri: &str, version: Option<i64>, app_ids: &[String]) -> serde_json::Value {
+    read_delta_with(uri, version, app_ids, &[])
+}
+
+/// [`read_delta`], with the null count of each of `nulls`.
+fn read_delta_with(
+    uri: &str,
+    version: Option<i64>,
+    app_ids: &[String],
+    nulls: &[&str],
+) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/read_delta.py");
     let mut command = Command::new(harness_var("TXFLOW_TEST_DELTA_PYTHON"));
     command.arg(script).arg(uri);
@@ -29,6 +39,9 @@ fn read_delta(uri: &str, version: Option<i64>, app_ids: &[String]) -> serde_json
     }
     for app in app_ids {
         command.args(["--app-id", app]);
+    }
+    for column in nulls {
+        command.args(["--nulls", column]);
     }
     command.env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"));
     let output = command.output().expect("starting read_delta.py");
@@ -295,4 +308,154 @@ async fn a_delta_sink_on_s3_killed_mid_stream_and_restarted_leaves_every_predict
         .await
         .expect("a put");
     assert!(!taken, "version 1 was overwritten");
+}
+
+/// The table at a local folder, for reading its log.
+fn local_log(root: &std::path::Path) -> Log {
+    std::fs::create_dir_all(root).expect("the table's folder");
+    Log::new(
+        Arc::new(object_store::local::LocalFileSystem::new()),
+        ObjectPath::from_filesystem_path(root).expect("a path"),
+        format!("delta+file://{}", root.display()),
+    )
+}
+
+#[tokio::test]
+async fn two_sink_members_share_one_table_and_each_prediction_lands_once() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let root = dir.path().join("shared");
+    let url = format!("delta+file://{}", root.display());
+    let group = unique("delta");
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    let first = sink(
+        &topics,
+        &url,
+        &["--group", &group, "--max-batch", "100"],
+        &[],
+    );
+    let second = sink(
+        &topics,
+        &url,
+        &["--group", &group, "--max-batch", "100"],
+        &[],
+    );
+    topics.producer(3_000, 1_500).wait();
+    let log = local_log(&root);
+    wait_rows(&log, 3_000, Duration::from_secs(90), &first).await;
+    first.stop();
+    second.stop();
+    member.stop();
+    let seen = read_delta(&root.display().to_string(), None, &app_ids(&group, &topics));
+    assert_eq!(
+        (&seen["rows"], &seen["distinct_ids"]),
+        (&serde_json::json!(3_000), &serde_json::json!(3_000)),
+        "{seen}"
+    );
+    assert_eq!(txn_total(&seen), 3_000, "{seen}");
+    let versions = log.versions_after(None).await.expect("listed");
+    assert_eq!(
+        versions,
+        (0..=*versions.last().expect("a version")).collect::<Vec<_>>(),
+        "every version taken once"
+    );
+}
+
+#[tokio::test]
+async fn a_table_of_an_older_txflow_gains_the_new_column_and_its_old_files_read_as_null() {
+    use txflow_delta::log::{Action, Add};
+
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    topics.producer(1_000, 1_000).wait();
+    // Today's table, written by the sink.
+    let today = dir.path().join("today");
+    let writer = sink(
+        &topics,
+        &format!("delta+file://{}", today.display()),
+        &["--group", &unique("delta")],
+        &[],
+    );
+    wait_rows(&local_log(&today), 1_000, Duration::from_secs(90), &writer).await;
+    writer.stop();
+    member.stop();
+
+    // The same rows as an older txflow wrote them: no `needs_review`
+    // column in the files or the schema.
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(&old).expect("a folder");
+    let (log_today, log_old) = (local_log(&today), local_log(&old));
+    let snapshot = log_today.snapshot().await.expect("read").expect("a table");
+    let mut schema = txflow_delta::schema::current();
+    schema.fields.retain(|f| f.name != "needs_review");
+    let metadata = txflow_delta::log::Metadata {
+        schema_string: serde_json::to_string(&schema).expect("a schema"),
+        ..snapshot.metadata.clone()
+    };
+    let version_0 = [
+        Action {
+            protocol: Some(snapshot.protocol.clone()),
+            ..Action::default()
+        },
+        Action::metadata(metadata),
+    ];
+    assert!(log_old.try_commit(0, &version_0).await.expect("put"));
+    let mut adds = Vec::new();
+    for (i, add) in snapshot.files.values().enumerate() {
+        let batches = txflow_delta::table::read_file(&log_today, &add.path)
+            .await
+            .expect("a file");
+        let keep: Vec<usize> = (0..batches[0].num_columns() - 1).collect();
+        let projected = batches[0].schema().project(&keep).expect("a schema");
+        let mut bytes = Vec::new();
+        let mut file = parquet::arrow::ArrowWriter::try_new(&mut bytes, Arc::new(projected), None)
+            .expect("a writer");
+        for b in &batches {
+            file.write(&b.project(&keep).expect("projected"))
+                .expect("written");
+        }
+        file.close().expect("closed");
+        let path = format!(
+            "{}/old-{i}.parquet",
+            add.path.split('/').next().expect("a partition")
+        );
+        let target = old.join(&path);
+        std::fs::create_dir_all(target.parent().expect("a partition folder")).expect("a folder");
+        std::fs::write(target, &bytes).expect("written");
+        adds.push(Action::add(Add {
+            path,
+            size: bytes.len() as i64,
+            ..add.clone()
+        }));
+    }
+    assert!(log_old.try_commit(1, &adds).await.expect("put"));
+
+    // Today's sink writes into it (its group has no progress there: the
+    // topic again, 1,000 more rows).
+    let writer = sink(
+        &topics,
+        &format!("delta+file://{}", old.display()),
+        &["--group", &unique("delta")],
+        &[],
+    );
+    wait_rows(&log_old, 2_000, Duration::from_secs(90), &writer).await;
+    writer.stop();
+    let evolved = log_old.read_commit(2).await.expect("commit 2");
+    let schema = evolved
+        .iter()
+        .find_map(|a| a.metadata.as_ref())
+        .expect("the first write's commit adds the column");
+    assert!(schema.schema_string.contains("needs_review"));
+    assert_eq!(schema.id, snapshot.metadata.id, "the same table");
+
+    let seen = read_delta_with(&old.display().to_string(), None, &[], &["needs_review"]);
+    assert_eq!(seen["rows"], 2_000, "{seen}");
+    assert_eq!(seen["distinct_ids"], 1_000, "{seen}");
+    assert_eq!(
+        seen["nulls"]["needs_review"], 1_000,
+        "the older files' rows read as null: {seen}"
+    );
 }
