@@ -12,12 +12,19 @@
 #      the ratios are against the faster of the two);
 #   3. `txflow sink s3://…` (Parquet) drains the same topic;
 #   3b. the same with `--parquet-date prediction` (another lake);
-#   4. `txflow sink influx+http://…` (VictoriaMetrics) drains it.
+#   4. `txflow sink influx+http://…` (VictoriaMetrics) drains it;
+#   5. `txflow sink delta+s3://…` (a Delta table, partitioned by the
+#      transaction's date) drains it, then `txflow lake compact` rewrites
+#      its small files (timed; files and average size before and after);
+#   5b. the same with `--delta-partition prediction`.
+# SINKS (default "parquet bypred influx delta bypred-delta") picks which of
+# 3, 3b, 4, 5, 5b run.
 # Each sink is timed from process start until its metrics count ROWS
 # records written; peak RSS is VmHWM; Parquet bytes are the objects' sizes
 # on s3s-fs's disk.
 #
 #   scripts/bench-sink.sh [ROWS] [MODE]   default 1000000 historical
+#   SINKS="delta bypred-delta" scripts/bench-sink.sh 1000000 live
 #
 # MODE historical: the events' times spread over the reference period (a
 # backfill: each write spans many dates, so many small objects); live: the
@@ -26,6 +33,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-1000000}
 mode=${2:-historical}
+sinks=" ${SINKS:-parquet bypred influx delta bypred-delta} "
+want() { [[ $sinks == *" $1 "* ]]; }
 case $mode in
   historical) produce_mode=--historical ;;
   live) produce_mode= ;;
@@ -98,36 +107,92 @@ drain() {
   echo "$(( end - start )) $rss"
 }
 
-echo "== txflow sink s3://…/lake (Parquet)"
-read -r parquet_ms parquet_rss < <(drain "s3://$TXFLOW_TEST_S3_BUCKET/lake" parquet)
-parquet_bytes=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
-parquet_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' | wc -l)
+parquet_ms=0 parquet_rss=0 parquet_bytes=0 parquet_objects=0
+if want parquet; then
+  echo "== txflow sink s3://…/lake (Parquet)"
+  read -r parquet_ms parquet_rss < <(drain "s3://$TXFLOW_TEST_S3_BUCKET/lake" parquet)
+  parquet_bytes=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
+  parquet_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake" -name '*.parquet' | wc -l)
+fi
 
-echo "== txflow sink s3://…/lake-by-prediction --parquet-date prediction (Parquet)"
-read -r bypred_ms bypred_rss < <(drain "s3://$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" parquet \
-  --parquet-date prediction --group bench-parquet-by-prediction)
-bypred_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" -name '*.parquet' | wc -l)
-bypred_bytes=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
+bypred_ms=0 bypred_rss=0 bypred_bytes=0 bypred_objects=0
+if want bypred; then
+  echo "== txflow sink s3://…/lake-by-prediction --parquet-date prediction (Parquet)"
+  read -r bypred_ms bypred_rss < <(drain "s3://$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" parquet \
+    --parquet-date prediction --group bench-parquet-by-prediction)
+  bypred_objects=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" -name '*.parquet' | wc -l)
+  bypred_bytes=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/lake-by-prediction" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s}')
+fi
 
-echo "== txflow sink influx+http://… (VictoriaMetrics)"
-read -r influx_ms influx_rss < <(drain "influx+$TXFLOW_TEST_VM_URL/write" influx)
+influx_ms=0 influx_rss=0
+if want influx; then
+  echo "== txflow sink influx+http://… (VictoriaMetrics)"
+  read -r influx_ms influx_rss < <(drain "influx+$TXFLOW_TEST_VM_URL/write" influx)
+fi
+
+# The data files of a Delta table on s3s-fs's disk: "<count> <bytes>"
+# (the log's checkpoints excluded; after a vacuum, only the table's own).
+data_files() {
+  find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/$1" -name '*.parquet' -not -path '*/_delta_log/*' -printf '%s\n' |
+    awk '{n++; s += $1} END {print n + 0, s + 0}'
+}
+# Drains into the Delta table KEY, compacts it and vacuums what compaction
+# replaced; prints "<drain ms> <rss> <files> <bytes> <compact ms> <files after> <bytes after> <commits>".
+delta_run() {
+  local key=$1 group=$2 url="delta+s3://$TXFLOW_TEST_S3_BUCKET/$1"
+  shift 2
+  local d_ms d_rss files bytes start c_ms after_files after_bytes commits
+  read -r d_ms d_rss < <(drain "$url" delta --group "$group" "$@")
+  read -r files bytes < <(data_files "$key")
+  commits=$(find "$harness/s3/$TXFLOW_TEST_S3_BUCKET/$key/_delta_log" -name '*.json' | wc -l)
+  start=$(ms)
+  "$txflow" lake compact "$url" --s3-endpoint "$TXFLOW_TEST_S3_ENDPOINT" >"$work/$key-compact.txt"
+  c_ms=$(( $(ms) - start ))
+  "$txflow" lake vacuum "$url" --retain 0s --s3-endpoint "$TXFLOW_TEST_S3_ENDPOINT" >/dev/null
+  read -r after_files after_bytes < <(data_files "$key")
+  echo "$d_ms $d_rss $files $bytes $c_ms $after_files $after_bytes $commits"
+}
+
+delta="0 0 0 0 0 0 0 0"
+if want delta; then
+  echo "== txflow sink delta+s3://…/delta (Delta Lake, by transaction date), then txflow lake compact"
+  delta=$(delta_run delta bench-delta)
+fi
+bypred_delta="0 0 0 0 0 0 0 0"
+if want bypred-delta; then
+  echo "== txflow sink delta+s3://…/delta-by-prediction --delta-partition prediction, then compact"
+  bypred_delta=$(delta_run delta-by-prediction bench-delta-by-prediction --delta-partition prediction)
+fi
 
 echo "mode: $mode"
 python3 - "$work/plain-defaults.txt" "$work/plain-fetch.txt" "$rows" "$parquet_ms" "$parquet_rss" "$parquet_bytes" "$parquet_objects" "$influx_ms" "$influx_rss" \
-  "$bypred_ms" "$bypred_rss" "$bypred_bytes" "$bypred_objects" <<'PY'
+  "$bypred_ms" "$bypred_rss" "$bypred_bytes" "$bypred_objects" $delta $bypred_delta <<'PY'
 import re, sys
 took = lambda path: float(re.search(r"in ([\d.]+) s", open(path).read()).group(1))
 defaults, fetch = took(sys.argv[1]), took(sys.argv[2])
 rows, p_ms, p_rss, p_bytes, p_objects, i_ms, i_rss, b_ms, b_rss, b_bytes, b_objects = (
-    int(x) for x in sys.argv[3:])
+    int(x) for x in sys.argv[3:14])
+deltas = [("delta, by transaction", [int(x) for x in sys.argv[14:22]]),
+          ("delta, by prediction", [int(x) for x in sys.argv[22:30]])]
 print(f"plain consumer      : {rows / defaults:>10,.0f} records/s ({defaults:.2f} s), librdkafka defaults")
 print(f"plain consumer      : {rows / fetch:>10,.0f} records/s ({fetch:.2f} s), the members' fetch settings")
 base = rows / min(defaults, fetch)
 for name, ms, rss in [("parquet sink (S3)", p_ms, p_rss), ("parquet, by prediction", b_ms, b_rss),
-                      ("line-protocol sink", i_ms, i_rss)]:
+                      ("line-protocol sink", i_ms, i_rss)] + [(n, d[0], d[1]) for n, d in deltas]:
+    if ms == 0:
+        continue
     rate = rows / (ms / 1000)
     print(f"{name:<20}: {rate:>10,.0f} records/s ({ms / 1000:.2f} s, start-up included), "
           f"ratio {rate / base:.2f}, peak RSS {rss / 1024:.0f} MiB")
-print(f"parquet             : {p_objects} objects, {p_bytes:,} bytes, {p_bytes / rows:.1f} bytes per record")
-print(f"parquet, by pred.   : {b_objects} objects, {b_bytes:,} bytes, {b_bytes / rows:.1f} bytes per record")
+if p_objects:
+    print(f"parquet             : {p_objects} objects, {p_bytes:,} bytes, {p_bytes / rows:.1f} bytes per record")
+if b_objects:
+    print(f"parquet, by pred.   : {b_objects} objects, {b_bytes:,} bytes, {b_bytes / rows:.1f} bytes per record")
+for name, (d_ms, d_rss, files, size, c_ms, after, after_size, commits) in deltas:
+    if d_ms == 0:
+        continue
+    print(f"{name:<20}: {commits} commits; {files} files, {size:,} bytes ({size / rows:.1f} per record, "
+          f"{size / max(files, 1) / 1024:,.0f} KiB per file)")
+    print(f"{'  compact':<20}: {c_ms / 1000:.2f} s; {after} files, {after_size:,} bytes "
+          f"({after_size / max(after, 1) / 2**20:,.2f} MiB per file on average)")
 PY

@@ -10,10 +10,12 @@ use arrow_array::types::Int64Type;
 use arrow_array::{RecordBatch, new_null_array};
 use arrow_schema::{Field, Schema};
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use txflow_parquet::schema::{Metadata as FileMetadata, SCHEMA};
 
 use crate::log::{Action, Add, LOG, Log, Remove, Snapshot};
@@ -162,8 +164,17 @@ pub async fn compact(log: &Log, options: &CompactOptions) -> Result<Compaction, 
     }
     let mut actions = Vec::new();
     let stamp = now_ms();
-    for bin in &bins {
-        let (add, rows) = rewrite(log, bin).await?;
+    let removed: HashSet<String> = bins
+        .iter()
+        .flat_map(|b| b.files.iter().map(|f| f.path.clone()))
+        .collect();
+    let rewritten: Vec<(Bin, Add, i64)> = futures::stream::iter(bins)
+        .map(|bin| rewrite(log.clone(), bin))
+        .buffer_unordered(PARALLEL_BINS)
+        .try_collect()
+        .await?;
+    for (bin, add, rows) in &rewritten {
+        let (add, rows) = (add.clone(), *rows);
         report.rows += rows;
         report.files_after += 1;
         actions.push(Action::add(add));
@@ -193,10 +204,6 @@ pub async fn compact(log: &Log, options: &CompactOptions) -> Result<Compaction, 
         },
         "engineInfo": ENGINE,
     })));
-    let removed: HashSet<&str> = bins
-        .iter()
-        .flat_map(|b| b.files.iter().map(|f| f.path.as_str()))
-        .collect();
     let mut latest = snapshot;
     loop {
         let version = latest.version + 1;
@@ -210,7 +217,7 @@ pub async fn compact(log: &Log, options: &CompactOptions) -> Result<Compaction, 
             if commit
                 .iter()
                 .filter_map(|a| a.remove.as_ref())
-                .any(|r| removed.contains(r.path.as_str()))
+                .any(|r| removed.contains(&r.path))
             {
                 return Err(Error::Data {
                     table: log.url().to_owned(),
@@ -278,13 +285,23 @@ fn plan(snapshot: &Snapshot, options: &CompactOptions) -> Vec<Bin> {
 /// columns it has typed as txflow writes them, the nullable columns it
 /// lacks (a file older than the column) as nulls.
 pub async fn read_file(log: &Log, path: &str) -> Result<Vec<RecordBatch>, Error> {
-    let location = log.data_path(path)?;
-    let bytes = log.store().get(&location).await?.bytes().await?;
-    let data = |e: &dyn std::fmt::Display| Error::Data {
+    let bytes = fetch(log, path).await?;
+    decode_file(bytes, path).map_err(|what| Error::Data {
         table: log.url().to_owned(),
-        what: format!("{path}: {e}"),
-    };
-    let plain = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| data(&e))?;
+        what,
+    })
+}
+
+async fn fetch(log: &Log, path: &str) -> Result<Bytes, Error> {
+    let location = log.data_path(path)?;
+    Ok(log.store().get(&location).await?.bytes().await?)
+}
+
+/// [`read_file`]'s decoding, on bytes already fetched.
+fn decode_file(bytes: Bytes, path: &str) -> Result<Vec<RecordBatch>, String> {
+    let data = |e: &dyn std::fmt::Display| format!("{path}: {e}");
+    let plain =
+        ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(|e| data(&e))?;
     // The file's columns in its order, with the lake's types as hints
     // (dictionaries, the time zone).
     let hint: Vec<Field> = plain
@@ -298,8 +315,9 @@ pub async fn read_file(log: &Log, path: &str) -> Result<Vec<RecordBatch>, Error>
         })
         .collect();
     let options = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(hint)));
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
-        .map_err(|e| data(&e))?
+    let typed = ArrowReaderMetadata::try_new(Arc::clone(plain.metadata()), options)
+        .map_err(|e| data(&e))?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, typed)
         .build()
         .map_err(|e| data(&e))?;
     let mut batches = Vec::new();
@@ -320,29 +338,32 @@ pub async fn read_file(log: &Log, path: &str) -> Result<Vec<RecordBatch>, Error>
     Ok(batches)
 }
 
-/// One bin rewritten as one file: its add and row count.
-async fn rewrite(log: &Log, bin: &Bin) -> Result<(Add, i64), Error> {
-    let data = |e: &dyn std::fmt::Display| Error::Data {
+/// Files of a bin fetched at once, at most.
+const PARALLEL_GETS: usize = 16;
+
+/// Bins rewritten at once, at most.
+const PARALLEL_BINS: usize = 16;
+
+/// One bin rewritten as one file: the bin, the file's add and row count.
+async fn rewrite(log: Log, bin: Bin) -> Result<(Bin, Add, i64), Error> {
+    let fetched: Vec<(String, Bytes)> = futures::stream::iter(&bin.files)
+        .map(|f| {
+            let log = &log;
+            async move { Ok::<_, Error>((f.path.clone(), fetch(log, &f.path).await?)) }
+        })
+        .buffered(PARALLEL_GETS)
+        .try_collect()
+        .await?;
+    let date = bin.date.clone();
+    // Decoding and encoding are CPU work: off the runtime's threads.
+    let encoded = tokio::task::spawn_blocking(move || merge(fetched, &date))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    let (out, rows, lo, hi) = encoded.map_err(|what| Error::Data {
         table: log.url().to_owned(),
-        what: format!("rewriting {DATE}={}: {e}", bin.date),
-    };
-    let mut out = Vec::new();
-    let mut writer = txflow_parquet::schema::writer(&mut out, FileMetadata::ParquetOnly)
-        .map_err(|e| data(&e))?;
-    let (mut rows, mut lo, mut hi) = (0i64, i64::MAX, i64::MIN);
-    for file in &bin.files {
-        for batch in read_file(log, &file.path).await? {
-            rows += batch.num_rows() as i64;
-            if let Some(offsets) = batch.column_by_name("kafka_offset") {
-                for o in offsets.as_primitive::<Int64Type>().values() {
-                    lo = lo.min(*o);
-                    hi = hi.max(*o);
-                }
-            }
-            writer.write(&batch).map_err(|e| data(&e))?;
-        }
-    }
-    writer.close().map_err(|e| data(&e))?;
+        what: format!("rewriting {DATE}={}: {what}", bin.date),
+    })?;
     let name = format!(
         "{DATE}={}/compacted-{}.parquet",
         bin.date,
@@ -358,17 +379,40 @@ async fn rewrite(log: &Log, bin: &Bin) -> Result<(Add, i64), Error> {
         "maxValues": { "kafka_offset": hi },
         "nullCount": { "kafka_offset": 0 },
     });
-    Ok((
-        Add {
-            path: name,
-            partition_values: BTreeMap::from([(DATE.to_owned(), Some(bin.date.clone()))]),
-            size,
-            modification_time: now_ms(),
-            data_change: false,
-            stats: Some(stats.to_string()),
-        },
-        rows,
-    ))
+    let add = Add {
+        path: name,
+        partition_values: BTreeMap::from([(DATE.to_owned(), Some(bin.date.clone()))]),
+        size,
+        modification_time: now_ms(),
+        data_change: false,
+        stats: Some(stats.to_string()),
+    };
+    Ok((bin, add, rows))
+}
+
+/// The files' rows as one Parquet file: its bytes, rows, and the least and
+/// greatest Kafka offset.
+fn merge(files: Vec<(String, Bytes)>, date: &str) -> Result<(Vec<u8>, i64, i64, i64), String> {
+    let mut out = Vec::new();
+    let mut writer = txflow_parquet::schema::writer(&mut out, FileMetadata::ParquetOnly)
+        .map_err(|e| e.to_string())?;
+    let (mut rows, mut lo, mut hi) = (0i64, i64::MAX, i64::MIN);
+    for (path, bytes) in files {
+        for batch in decode_file(bytes, &path)? {
+            rows += batch.num_rows() as i64;
+            if let Some(offsets) = batch.column_by_name("kafka_offset") {
+                for o in offsets.as_primitive::<Int64Type>().values() {
+                    lo = lo.min(*o);
+                    hi = hi.max(*o);
+                }
+            }
+            writer
+                .write(&batch)
+                .map_err(|e| format!("{DATE}={date}: {e}"))?;
+        }
+    }
+    writer.close().map_err(|e| e.to_string())?;
+    Ok((out, rows, lo, hi))
 }
 
 /// What a vacuum removed (or would remove, dry).
