@@ -7,11 +7,13 @@ TABLE_URI is a local path or s3://bucket/path (AWS_* variables, with
 AWS_ENDPOINT_URL for an S3-compatible server). Prints, of the latest
 version: delta-rs's "version", "files", "count", "operations" (of the
 history, oldest first) and "txn" (each --app-id's version); polars's
-"rows", "distinct_ids", "columns", "categories", "nulls" (of each --nulls
+"rows", "distinct_ids", "columns", "categories", "digest" (SHA-256 of every
+row, sorted), "nulls" (of each --nulls
 column); and "rows_at" (polars, of version N) when --version is given.
 """
 
 import argparse
+import hashlib
 import json
 import os
 
@@ -49,6 +51,11 @@ def main():
         "distinct_ids": frame["transaction_id"].n_unique(),
         "columns": frame.columns,
         "categories": sorted(frame["category"].unique().to_list()),
+        # Every row's every value, in one order: equal digests, equal rows.
+        "digest": hashlib.sha256(
+            frame.select(sorted(frame.columns)).sort(["transaction_id", "kafka_partition", "kafka_offset"])
+            .write_csv().encode()
+        ).hexdigest(),
     }
     out["nulls"] = {c: frame[c].null_count() for c in args.nulls}
     if args.version is not None:

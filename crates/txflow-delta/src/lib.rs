@@ -180,11 +180,20 @@ impl DeltaConnector {
         format!("{}/{topic}/{partition}", self.group)
     }
 
-    /// The table brought to its latest version, made if there is none.
-    async fn latest<'a>(&self, state: &'a mut Option<Snapshot>) -> Result<&'a mut Snapshot, Error> {
+    /// The table as this process knows it, read (or made) on first use;
+    /// with `refresh`, brought to the latest version first. A commit needs
+    /// no refresh: its put fails if any other writer committed since, and
+    /// only then is the log read again.
+    async fn known<'a>(
+        &self,
+        state: &'a mut Option<Snapshot>,
+        refresh: bool,
+    ) -> Result<&'a mut Snapshot, Error> {
         match state {
             Some(snapshot) => {
-                self.log.update(snapshot).await?;
+                if refresh {
+                    self.log.update(snapshot).await?;
+                }
             }
             None => {
                 let snapshot = match self.log.snapshot().await? {
@@ -247,7 +256,8 @@ impl DeltaConnector {
 
     async fn resume_topic(&self, topic: &str) -> Result<Resume, Error> {
         let mut state = self.state.lock().await;
-        let snapshot = self.latest(&mut state).await?;
+        // Other members may have written: the table as it is now.
+        let snapshot = self.known(&mut state, true).await?;
         let prefix = format!("{}/{topic}/", self.group);
         let next = snapshot
             .txns
@@ -260,10 +270,11 @@ impl DeltaConnector {
         Ok(Resume::Stored(next))
     }
 
-    /// The last offset of `app` the table has, or -1.
+    /// The last offset of `app` the table has as this process knows it, or
+    /// -1 (if another writer moved it since, the commit finds out).
     async fn stored_offset(&self, app: &str) -> Result<i64, Error> {
         let mut state = self.state.lock().await;
-        let snapshot = self.latest(&mut state).await?;
+        let snapshot = self.known(&mut state, false).await?;
         Ok(snapshot.txns.get(app).copied().unwrap_or(-1))
     }
 
@@ -415,8 +426,8 @@ impl DeltaConnector {
     /// One commit of every write in `batch` whose partition has not moved;
     /// each write is told what became of it.
     async fn commit_batch(&self, state: &mut Option<Snapshot>, mut batch: Vec<Pending>) {
-        for _ in 0..COMMIT_ATTEMPTS {
-            let snapshot = match self.latest(state).await {
+        for attempt in 0..COMMIT_ATTEMPTS {
+            let snapshot = match self.known(state, attempt > 0).await {
                 Ok(s) => s,
                 Err(e) => return fail(batch, e),
             };

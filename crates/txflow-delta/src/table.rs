@@ -469,9 +469,12 @@ pub async fn vacuum(log: &Log, retain: Duration, dry_run: bool) -> Result<Vacuum
     }
     report.files.sort();
     if !dry_run {
-        for path in doomed {
-            match log.store().delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        // S3 deletes up to 1,000 keys per request this way.
+        let paths = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
+        let mut deleted = log.store().delete_stream(paths);
+        while let Some(done) = deleted.next().await {
+            match done {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }

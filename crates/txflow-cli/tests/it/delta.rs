@@ -187,6 +187,10 @@ async fn a_delta_sink_fills_a_table_that_delta_rs_and_polars_read_and_compact_an
         "{after}"
     );
     assert_eq!(after["categories"], seen["categories"]);
+    assert_eq!(
+        after["digest"], seen["digest"],
+        "the same rows, value for value"
+    );
     assert_eq!(after["txn"], seen["txn"], "compaction keeps the progress");
     assert!(
         after["files"].as_i64().expect("files") < files_before,
