@@ -615,63 +615,23 @@ mod tests {
     use std::time::Duration;
 
     use object_store::memory::InMemory;
-    use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
-    use txflow_core::{
-        Category, Lineage, Position, Prediction, PredictionEvent, ProcessingType, RunId,
-        Transaction,
-    };
+    use txflow_parquet::fixture::record;
 
     use super::*;
     use crate::table::{CompactOptions, compact, history, read_file, vacuum};
-
-    fn record(partition: i32, offset: i64, day: u32) -> SinkRecord {
-        let id = TransactionId::from_uuid(uuid::Uuid::from_u128(
-            (partition as u128) << 64 | offset as u128,
-        ));
-        let timestamp = chrono::NaiveDate::from_ymd_opt(2023, 11, day)
-            .and_then(|d| d.and_hms_opt(6, 35, 12))
-            .expect("a date")
-            .and_utc();
-        let transaction = Transaction::from(TransactionParts {
-            id,
-            source_id: offset.to_string(),
-            description: "Card expense at EDF".into(),
-            amount: Amount::from_cents(-95_240 - offset).expect("in range"),
-            timestamp,
-            merchant: (offset % 2 == 0).then(|| "EDF".to_owned()),
-            operation_type: "card".into(),
-            side: Side::Debit,
-        });
-        SinkRecord {
-            partition,
-            offset,
-            event: PredictionEvent {
-                prediction: Prediction {
-                    transaction_id: id,
-                    category: Category::new("Utilities").expect("a name"),
-                    confidence: Some(0.9),
-                    model_version: "reference-1".into(),
-                },
-                transaction,
-                predicted_at: timestamp,
-                lineage: Lineage {
-                    run_id: RunId::parse("g/m").expect("a run id"),
-                    source: "kafka://t/0".into(),
-                    processing_type: ProcessingType::Streaming,
-                },
-                position: Some(Position {
-                    line: offset as u64,
-                    offset: offset as u64,
-                }),
-                needs_review: false,
-            },
-        }
-    }
 
     fn records(partition: i32, offsets: std::ops::Range<i64>) -> Vec<SinkRecord> {
         offsets
             .map(|o| record(partition, o, 1 + (o % 3) as u32))
             .collect()
+    }
+
+    /// Writes `offsets` of `partition` of topic `t` through `delta`.
+    async fn put(delta: &DeltaConnector, partition: i32, offsets: std::ops::Range<i64>) {
+        delta
+            .write("t", partition, &records(partition, offsets))
+            .await
+            .expect("written");
     }
 
     fn table(store: &Arc<InMemory>) -> DeltaConnector {
@@ -720,18 +680,9 @@ mod tests {
             Resume::Stored(HashMap::new()),
             "a new table has no progress"
         );
-        delta
-            .write("t", 0, &records(0, 0..10))
-            .await
-            .expect("written");
-        delta
-            .write("t", 1, &records(1, 0..4))
-            .await
-            .expect("written");
-        delta
-            .write("t", 0, &records(0, 10..12))
-            .await
-            .expect("written");
+        put(&delta, 0, 0..10).await;
+        put(&delta, 1, 0..4).await;
+        put(&delta, 0, 10..12).await;
         let snapshot = delta
             .log()
             .snapshot()
@@ -768,10 +719,7 @@ mod tests {
     async fn a_checkpoint_every_interval_gives_the_same_state_as_the_commits() {
         let store = Arc::new(InMemory::new());
         let delta = table(&store);
-        delta
-            .write("t", 0, &records(0, 0..5))
-            .await
-            .expect("written");
+        put(&delta, 0, 0..5).await;
         let log = delta.log();
         // A table whose interval is 4 (a property other writers set).
         let mut snapshot = log.snapshot().await.expect("read").expect("a table");
@@ -858,26 +806,14 @@ mod tests {
     async fn a_replay_and_a_zombie_member_add_only_what_the_table_lacks() {
         let store = Arc::new(InMemory::new());
         let first = table(&store);
-        first
-            .write("t", 0, &records(0, 0..10))
-            .await
-            .expect("written");
+        put(&first, 0, 0..10).await;
         // The same member replays from before what it stored.
-        first
-            .write("t", 0, &records(0, 5..15))
-            .await
-            .expect("written");
+        put(&first, 0, 5..15).await;
         // A second process (a member that took the partition over) that
         // never read the table, then the first one as a zombie.
         let second = table(&store);
-        second
-            .write("t", 0, &records(0, 0..20))
-            .await
-            .expect("written");
-        first
-            .write("t", 0, &records(0, 15..25))
-            .await
-            .expect("written");
+        put(&second, 0, 0..20).await;
+        put(&first, 0, 15..25).await;
         assert_eq!(rows(first.log()).await, expected(&[(0, 0..25)]));
         assert_eq!(
             second.resume("t", &[0]).await.expect("resume"),
@@ -891,10 +827,7 @@ mod tests {
         let (a, b) = (table(&store), table(&store));
         async fn write(delta: &DeltaConnector, partition: i32) {
             for start in (0..200).step_by(10) {
-                delta
-                    .write("t", partition, &records(partition, start..start + 10))
-                    .await
-                    .expect("written");
+                put(delta, partition, start..start + 10).await;
             }
         }
         tokio::join!(write(&a, 0), write(&b, 1), write(&a, 2), write(&b, 3));
@@ -976,10 +909,7 @@ mod tests {
         let store = Arc::new(InMemory::new());
         let delta = table(&store);
         for start in (0..300).step_by(20) {
-            delta
-                .write("t", 0, &records(0, start..start + 20))
-                .await
-                .expect("written");
+            put(&delta, 0, start..start + 20).await;
         }
         let log = delta.log();
         let before = log.snapshot().await.expect("read").expect("a table");
@@ -1059,10 +989,7 @@ mod tests {
     async fn a_table_missing_a_nullable_column_gains_it_and_a_changed_type_is_refused() {
         let store = Arc::new(InMemory::new());
         let delta = table(&store);
-        delta
-            .write("t", 0, &records(0, 0..3))
-            .await
-            .expect("written");
+        put(&delta, 0, 0..3).await;
         let log = delta.log();
         // An older txflow's table: its schema lacks `confidence`.
         let snapshot = log.snapshot().await.expect("read").expect("a table");
@@ -1077,10 +1004,7 @@ mod tests {
                 .await
                 .expect("put")
         );
-        delta
-            .write("t", 0, &records(0, 3..6))
-            .await
-            .expect("written");
+        put(&delta, 0, 3..6).await;
         let evolved = log.read_commit(3).await.expect("read");
         let schema = evolved
             .iter()

@@ -124,6 +124,9 @@ pub struct Compaction {
     pub partitions: usize,
     pub files_before: usize,
     pub files_after: usize,
+    /// The compressed bytes of the files rewritten, and of their rewrites.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
     pub rows: i64,
 }
 
@@ -157,6 +160,10 @@ pub async fn compact(log: &Log, options: &CompactOptions) -> Result<Compaction, 
     let mut report = Compaction {
         partitions: bins.iter().map(|b| &b.date).collect::<HashSet<_>>().len(),
         files_before: bins.iter().map(|b| b.files.len()).sum(),
+        bytes_before: bins
+            .iter()
+            .flat_map(|b| b.files.iter().map(|f| f.size as u64))
+            .sum(),
         ..Compaction::default()
     };
     if bins.is_empty() {
@@ -177,6 +184,7 @@ pub async fn compact(log: &Log, options: &CompactOptions) -> Result<Compaction, 
         let (add, rows) = (add.clone(), *rows);
         report.rows += rows;
         report.files_after += 1;
+        report.bytes_after += add.size as u64;
         actions.push(Action::add(add));
         for old in &bin.files {
             actions.push(Action::remove(Remove {

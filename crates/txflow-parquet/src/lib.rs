@@ -357,20 +357,19 @@ pub async fn read_lake(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<Lak
     Ok(rows)
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use object_store::memory::InMemory;
+/// A predictions record for tests of this crate and of the table formats
+/// built on its files: partition `partition`, offset `offset`, a
+/// transaction of 2023-11-`day` whose id, amount and merchant follow from
+/// the offset.
+#[doc(hidden)]
+pub mod fixture {
     use txflow_core::transaction::{Amount, Side, TransactionId, TransactionParts};
     use txflow_core::{
         Category, Lineage, Position, Prediction, PredictionEvent, ProcessingType, RunId,
-        Transaction,
+        SinkRecord, Transaction,
     };
 
-    use super::*;
-
-    fn record(partition: i32, offset: i64, day: u32) -> SinkRecord {
+    pub fn record(partition: i32, offset: i64, day: u32) -> SinkRecord {
         let id = TransactionId::from_uuid(uuid::Uuid::from_u128(
             (partition as u128) << 64 | offset as u128,
         ));
@@ -413,6 +412,16 @@ mod tests {
             },
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use object_store::memory::InMemory;
+
+    use super::fixture::record;
+    use super::*;
 
     fn connector(store: &Arc<InMemory>) -> ParquetConnector {
         let store: Arc<dyn ObjectStore> = store.clone();
