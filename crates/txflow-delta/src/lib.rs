@@ -280,17 +280,7 @@ impl DeltaConnector {
 
     /// Puts the data files of `records` (one per date); returns their adds.
     async fn put_files(&self, partition: i32, records: &[&SinkRecord]) -> Result<Vec<Add>, Error> {
-        let mut by_date: BTreeMap<String, Vec<&SinkRecord>> = BTreeMap::new();
-        for r in records {
-            let at = match self.date {
-                LakeDate::Transaction => r.event.transaction.timestamp(),
-                LakeDate::Prediction => r.event.predicted_at,
-            };
-            by_date
-                .entry(at.format("%Y-%m-%d").to_string())
-                .or_default()
-                .push(r);
-        }
+        let by_date = self.date.group(records.iter().copied());
         let mut files = Vec::with_capacity(by_date.len());
         for (date, rows) in by_date {
             let (lo, hi) = (rows[0].offset, rows[rows.len() - 1].offset);

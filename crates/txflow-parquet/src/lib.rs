@@ -70,6 +70,28 @@ pub enum LakeDate {
     Prediction,
 }
 
+impl LakeDate {
+    /// `records` by this date (`YYYY-MM-DD`, UTC), each date's in the
+    /// order given.
+    pub fn group<'a, R>(self, records: R) -> BTreeMap<String, Vec<&'a SinkRecord>>
+    where
+        R: IntoIterator<Item = &'a SinkRecord>,
+    {
+        let mut by_date: BTreeMap<String, Vec<&SinkRecord>> = BTreeMap::new();
+        for r in records {
+            let at = match self {
+                LakeDate::Transaction => r.event.transaction.timestamp(),
+                LakeDate::Prediction => r.event.predicted_at,
+            };
+            by_date
+                .entry(at.format("%Y-%m-%d").to_string())
+                .or_default()
+                .push(r);
+        }
+        by_date
+    }
+}
+
 /// Writes predictions events as Parquet objects into `prefix` of `store`.
 #[derive(Debug)]
 pub struct ParquetConnector {
@@ -200,17 +222,7 @@ impl ParquetConnector {
             return Ok(None);
         };
         // One object per date, in offset order within each.
-        let mut by_date: BTreeMap<String, Vec<&SinkRecord>> = BTreeMap::new();
-        for r in records {
-            let at = match self.date {
-                LakeDate::Transaction => r.event.transaction.timestamp(),
-                LakeDate::Prediction => r.event.predicted_at,
-            };
-            by_date
-                .entry(at.format("%Y-%m-%d").to_string())
-                .or_default()
-                .push(r);
-        }
+        let by_date = self.date.group(records);
         let mut objects = Vec::with_capacity(by_date.len());
         for (date, rows) in &by_date {
             let (lo, hi) = (rows[0].offset, rows[rows.len() - 1].offset);
