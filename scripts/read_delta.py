@@ -1,7 +1,7 @@
 """Reads a Delta table as analysts do, for the tests: with delta-rs (the
 `deltalake` package) and with polars, and prints what they see as JSON.
 
-    read_delta.py TABLE_URI [--version N] [--app-id ID]... [--nulls COLUMN]...
+    read_delta.py TABLE_URI [--version N] [--app-id ID]... [--nulls COLUMN]... [--optimize]
 
 TABLE_URI is a local path or s3://bucket/path (AWS_* variables, with
 AWS_ENDPOINT_URL for an S3-compatible server). Prints, of the latest
@@ -9,7 +9,9 @@ version: delta-rs's "version", "files", "count", "operations" (of the
 history, oldest first) and "txn" (each --app-id's version); polars's
 "rows", "distinct_ids", "columns", "categories", "digest" (SHA-256 of every
 row, sorted), "nulls" (of each --nulls
-column); and "rows_at" (polars, of version N) when --version is given.
+column); "rows_at" (polars, of version N) when --version is given; with
+--optimize, delta-rs first compacts the table and writes a checkpoint
+("optimized": its files added and removed).
 """
 
 import argparse
@@ -37,9 +39,17 @@ def main():
     parser.add_argument("--version", type=int)
     parser.add_argument("--app-id", action="append", default=[])
     parser.add_argument("--nulls", action="append", default=[])
+    parser.add_argument("--optimize", action="store_true")
     args = parser.parse_args()
     options = storage_options(args.uri)
     table = DeltaTable(args.uri, storage_options=options)
+    optimized = None
+    if args.optimize:
+        # delta-rs maintaining the table as its users do: a compaction
+        # commit, then a checkpoint of its own.
+        optimized = table.optimize.compact()
+        table.create_checkpoint()
+        table = DeltaTable(args.uri, storage_options=options)
     frame = pl.read_delta(args.uri, storage_options=options)
     out = {
         "version": table.version(),
@@ -58,6 +68,8 @@ def main():
         ).hexdigest(),
     }
     out["nulls"] = {c: frame[c].null_count() for c in args.nulls}
+    if optimized is not None:
+        out["optimized"] = {k: optimized[k] for k in ("numFilesAdded", "numFilesRemoved")}
     if args.version is not None:
         out["rows_at"] = pl.read_delta(args.uri, version=args.version, storage_options=options).height
     print(json.dumps(out))

@@ -21,15 +21,17 @@ const PARTITIONS: i32 = 3;
 
 /// What `scripts/read_delta.py` printed: delta-rs's and polars's view.
 fn read_delta(uri: &str, version: Option<i64>, app_ids: &[String]) -> serde_json::Value {
-    read_delta_with(uri, version, app_ids, &[])
+    read_delta_with(uri, version, app_ids, &[], &[])
 }
 
-/// [`read_delta`], with the null count of each of `nulls`.
+/// [`read_delta`], with the null count of each of `nulls`, and the extra
+/// flags `extra` (`--optimize`).
 fn read_delta_with(
     uri: &str,
     version: Option<i64>,
     app_ids: &[String],
     nulls: &[&str],
+    extra: &[&str],
 ) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/read_delta.py");
     let mut command = Command::new(harness_var("TXFLOW_TEST_DELTA_PYTHON"));
@@ -43,6 +45,7 @@ fn read_delta_with(
     for column in nulls {
         command.args(["--nulls", column]);
     }
+    command.args(extra);
     command.env("AWS_ENDPOINT_URL", harness_var("TXFLOW_TEST_S3_ENDPOINT"));
     let output = command.output().expect("starting read_delta.py");
     assert!(
@@ -455,11 +458,79 @@ async fn a_table_of_an_older_txflow_gains_the_new_column_and_its_old_files_read_
     assert!(schema.schema_string.contains("needs_review"));
     assert_eq!(schema.id, snapshot.metadata.id, "the same table");
 
-    let seen = read_delta_with(&old.display().to_string(), None, &[], &["needs_review"]);
+    let seen = read_delta_with(
+        &old.display().to_string(),
+        None,
+        &[],
+        &["needs_review"],
+        &[],
+    );
     assert_eq!(seen["rows"], 2_000, "{seen}");
     assert_eq!(seen["distinct_ids"], 1_000, "{seen}");
     assert_eq!(
         seen["nulls"]["needs_review"], 1_000,
         "the older files' rows read as null: {seen}"
     );
+}
+
+#[tokio::test]
+async fn a_table_compacted_and_checkpointed_by_delta_rs_takes_the_sinks_next_writes_once() {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let root = dir.path().join("shared-with-delta-rs");
+    let url = format!("delta+file://{}", root.display());
+    let uri = root.display().to_string();
+    let group = unique("delta");
+    let log = local_log(&root);
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    let first = sink(
+        &topics,
+        &url,
+        &["--group", &group, "--max-batch", "100"],
+        &[],
+    );
+    topics.producer(1_500, 1_500).wait();
+    wait_rows(&log, 1_500, Duration::from_secs(90), &first).await;
+    first.stop();
+
+    // delta-rs compacts the table and writes a checkpoint of its own.
+    let maintained = read_delta_with(&uri, None, &app_ids(&group, &topics), &[], &["--optimize"]);
+    assert!(
+        maintained["optimized"]["numFilesRemoved"]
+            .as_i64()
+            .unwrap_or(0)
+            > 1,
+        "{maintained}"
+    );
+    assert_eq!(maintained["rows"], 1_500, "{maintained}");
+    assert_eq!(
+        txn_total(&maintained),
+        1_500,
+        "delta-rs keeps the progress: {maintained}"
+    );
+
+    // txflow reads that table (delta-rs's checkpoint, its commit) and goes
+    // on where the table says.
+    let second = sink(
+        &topics,
+        &url,
+        &["--group", &group, "--max-batch", "100"],
+        &[],
+    );
+    topics.producer(1_500, 1_500).wait();
+    wait_rows(&log, 3_000, Duration::from_secs(90), &second).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    second.stop();
+    member.stop();
+    let seen = read_delta(&uri, None, &app_ids(&group, &topics));
+    assert_eq!(
+        (&seen["rows"], &seen["distinct_ids"]),
+        (&serde_json::json!(3_000), &serde_json::json!(3_000)),
+        "{seen}"
+    );
+    assert_eq!(txn_total(&seen), 3_000, "{seen}");
+    let history = crate::harness::txflow(dir.path(), &["lake", "history", &url]);
+    history.assert_code(0);
+    assert!(history.stdout.contains("OPTIMIZE"), "{}", history.stdout);
 }
