@@ -26,7 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::log::{Add, Format, Metadata, Protocol, Remove, Snapshot};
+use crate::log::{Add, Format, Metadata, Pairs, Protocol, Remove, Snapshot};
 
 fn map_type() -> DataType {
     DataType::Map(
@@ -179,9 +179,7 @@ fn bools(values: impl Iterator<Item = Option<bool>>) -> ArrayRef {
     Arc::new(values.collect::<BooleanArray>())
 }
 
-fn maps<'a>(
-    values: impl Iterator<Item = Option<&'a BTreeMap<String, Option<String>>>>,
-) -> ArrayRef {
+fn maps<'a>(values: impl Iterator<Item = Option<&'a Pairs>>) -> ArrayRef {
     let names = MapFieldNames {
         entry: "key_value".into(),
         key: "key".into(),
@@ -191,9 +189,9 @@ fn maps<'a>(
     for value in values {
         match value {
             Some(map) => {
-                for (k, v) in map {
+                for (k, v) in map.iter() {
                     builder.keys().append_value(k);
-                    builder.values().append_option(v.as_deref());
+                    builder.values().append_option(v);
                 }
                 builder
                     .append(true)
@@ -498,9 +496,9 @@ fn child<'a>(parent: &'a StructArray, name: &str) -> Result<&'a ArrayRef, String
         .ok_or_else(|| format!("it has no column {name}"))
 }
 
-fn map_at(maps: &MapArray, i: usize) -> BTreeMap<String, Option<String>> {
+fn map_at(maps: &MapArray, i: usize) -> Pairs {
     if !maps.is_valid(i) {
-        return BTreeMap::new();
+        return Pairs::default();
     }
     let entries = maps.value(i);
     let keys = entries.column(0).as_string::<i32>();

@@ -31,7 +31,7 @@ pub mod log;
 pub mod schema;
 pub mod table;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -46,7 +46,7 @@ use txflow_core::{BoxError, Connector, ConnectorError, Refused, Resume, SinkReco
 use txflow_parquet::LakeDate;
 use txflow_parquet::schema::Metadata as FileMetadata;
 
-use crate::log::{Action, Add, Format, Log, Metadata, Protocol, Snapshot, Txn};
+use crate::log::{Action, Add, Format, Log, Metadata, Pairs, Protocol, Snapshot, Txn};
 use crate::schema::{DATE, Evolution};
 
 /// Data files of one write put at once, at most.
@@ -221,11 +221,11 @@ impl DeltaConnector {
             description: Some("txflow predictions".into()),
             format: Format {
                 provider: "parquet".into(),
-                options: BTreeMap::new(),
+                options: Pairs::default(),
             },
             schema_string: schema_string(),
             partition_columns: vec![DATE.into()],
-            configuration: BTreeMap::new(),
+            configuration: Pairs::default(),
             created_time: Some(now_ms()),
         };
         let actions = [
@@ -311,7 +311,7 @@ impl DeltaConnector {
                         .await?;
                     Ok::<_, Error>(Add {
                         path: name,
-                        partition_values: BTreeMap::from([(DATE.to_owned(), Some(date))]),
+                        partition_values: Pairs::from_iter([(DATE.to_owned(), Some(date))]),
                         size,
                         modification_time: now_ms(),
                         data_change: true,
@@ -560,8 +560,6 @@ fn checkpoint_interval(snapshot: &Snapshot) -> i64 {
         .metadata
         .configuration
         .get("delta.checkpointInterval")
-        .cloned()
-        .flatten()
         .and_then(|v| v.parse::<i64>().ok())
         .filter(|v| *v > 0)
         .unwrap_or(CHECKPOINT_INTERVAL)

@@ -25,13 +25,86 @@ pub const LOG: &str = "_delta_log";
 pub const READER_VERSION: i32 = 1;
 pub const WRITER_VERSION: i32 = 2;
 
+/// A map of strings as the protocol writes it (a JSON object, values may
+/// be null), kept as a list of pairs: a file's partition values are one
+/// pair, and the maps of a hundred thousand files stay small (a `BTreeMap`
+/// allocates a node of eleven slots for one entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pairs(Vec<(String, Option<String>)>);
+
+impl Pairs {
+    /// The value of `key`, if it is there and not null.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Sets `key`, replacing its value if it has one.
+    pub fn insert(&mut self, key: String, value: Option<String>) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+}
+
+impl FromIterator<(String, Option<String>)> for Pairs {
+    fn from_iter<I: IntoIterator<Item = (String, Option<String>)>>(pairs: I) -> Pairs {
+        let mut map = Pairs::default();
+        for (k, v) in pairs {
+            map.insert(k, v);
+        }
+        map
+    }
+}
+
+impl Serialize for Pairs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pairs, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Pairs, A::Error> {
+                let mut map = Pairs::default();
+                while let Some((k, v)) = access.next_entry::<String, Option<String>>()? {
+                    map.insert(k, v);
+                }
+                Ok(map)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// A data file added to the table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Add {
     /// Relative to the table's root, URL-encoded.
     pub path: String,
-    pub partition_values: BTreeMap<String, Option<String>>,
+    pub partition_values: Pairs,
     pub size: i64,
     pub modification_time: i64,
     pub data_change: bool,
@@ -59,7 +132,7 @@ pub struct Remove {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extended_file_metadata: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition_values: Option<BTreeMap<String, Option<String>>>,
+    pub partition_values: Option<Pairs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
 }
@@ -80,7 +153,7 @@ pub struct Txn {
 pub struct Format {
     pub provider: String,
     #[serde(default)]
-    pub options: BTreeMap<String, Option<String>>,
+    pub options: Pairs,
 }
 
 /// The table's identity, schema and partition columns.
@@ -96,7 +169,7 @@ pub struct Metadata {
     pub schema_string: String,
     pub partition_columns: Vec<String>,
     #[serde(default)]
-    pub configuration: BTreeMap<String, Option<String>>,
+    pub configuration: Pairs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_time: Option<i64>,
 }
@@ -582,7 +655,18 @@ mod tests {
             r#"{"add":{"path":"a.parquet","partitionValues":{"date":"2023-11-28"},"size":10,"modificationTime":5,"dataChange":true,"stats":"{\"numRecords\":3}","tags":{"x":"y"}}}"#,
         )
         .expect("decoded");
-        assert_eq!(read.add.and_then(|a| a.num_records()), Some(3));
+        let add = read.add.expect("an add");
+        assert_eq!(add.num_records(), Some(3));
+        assert_eq!(add.partition_values.get("date"), Some("2023-11-28"));
+        let pairs: Pairs =
+            serde_json::from_str(r#"{"date":"2023-11-28","empty":null,"date":"2023-11-29"}"#)
+                .expect("decoded");
+        assert_eq!(
+            serde_json::to_string(&pairs).expect("encoded"),
+            r#"{"date":"2023-11-29","empty":null}"#,
+            "an object both ways, the last of a repeated key kept"
+        );
+        assert_eq!(pairs.get("empty"), None);
         let other: Action =
             serde_json::from_str(r#"{"domainMetadata":{"domain":"d"}}"#).expect("decoded");
         assert_eq!(other, Action::default());

@@ -18,7 +18,7 @@ use parquet::arrow::arrow_reader::{
 };
 use txflow_parquet::schema::{Metadata as FileMetadata, SCHEMA};
 
-use crate::log::{Action, Add, LOG, Log, Remove, Snapshot};
+use crate::log::{Action, Add, LOG, Log, Pairs, Remove, Snapshot};
 use crate::schema::DATE;
 use crate::{ENGINE, Error, now_ms};
 
@@ -254,9 +254,8 @@ fn plan(snapshot: &Snapshot, options: &CompactOptions) -> Vec<Bin> {
         let date = add
             .partition_values
             .get(DATE)
-            .cloned()
-            .flatten()
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .to_owned();
         if options.since.as_ref().is_some_and(|s| date < *s) {
             continue;
         }
@@ -389,7 +388,7 @@ async fn rewrite(log: Log, bin: Bin) -> Result<(Bin, Add, i64), Error> {
     });
     let add = Add {
         path: name,
-        partition_values: BTreeMap::from([(DATE.to_owned(), Some(bin.date.clone()))]),
+        partition_values: Pairs::from_iter([(DATE.to_owned(), Some(bin.date.clone()))]),
         size,
         modification_time: now_ms(),
         data_change: false,
