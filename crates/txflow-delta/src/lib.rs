@@ -7,23 +7,27 @@
 //! date=2023-11-28/p2-<first>-<last>-<uuid>.parquet   data files
 //! ```
 //!
-//! Each write of a Kafka partition's records is one commit adding its data
-//! files (one per date) and a `txn` action whose `appId` is
-//! `<group>/<topic>/<partition>` and whose `version` is the last offset
-//! written. The table is the only record of progress: on assignment the
-//! member resumes after each partition's `txn` version, and a write first
-//! drops the records the table already has, so a replay (a crash between
-//! the files and the commit, a zombie member after a rebalance) adds
-//! nothing. Files put by a write that never committed are invisible to
-//! readers and go with `txflow lake vacuum`.
+//! Each write of a Kafka partition's records adds its data files (one per
+//! date) and a `txn` action whose `appId` is `<group>/<topic>/<partition>`
+//! and whose `version` is the last offset written, in one commit. The table
+//! is the only record of progress: on assignment the member resumes after
+//! each partition's `txn` version, and a write first drops the records the
+//! table already has, so a replay (a crash between the files and the
+//! commit, a zombie member after a rebalance) adds nothing. Files put by a
+//! write that never committed are invisible to readers and go with
+//! `txflow lake vacuum`.
 //!
-//! Commits in one process are serialised (the partitions of a flush commit
-//! one after the other); two processes writing one table (two sink members)
-//! take versions with "create if absent" puts and, when one loses, read
-//! the winner's commit and try the next version, as the protocol says.
+//! Commits in one process are serialised, and the writes that arrive while
+//! one is being put share the next (a group commit). A commit puts its
+//! version from what the process knows of the table, with "create if
+//! absent": when another process (a second sink member) took the version,
+//! the log is read, each partition's progress checked again, and the next
+//! version tried, as the protocol says. A checkpoint is written every
+//! [`CHECKPOINT_INTERVAL`] commits.
 //!
-//! Parts: [`log`] (actions, snapshots, commits), [`schema`] (the table's
-//! schema and its evolution), [`table`] (compaction, vacuum, history: the
+//! Parts: [`log`] (actions, snapshots, commits), [`checkpoint`] (a
+//! version's state as one Parquet file), [`schema`] (the table's schema
+//! and its evolution), [`table`] (compaction, vacuum, history: the
 //! `txflow lake` commands), this module (the [`Connector`]).
 
 pub mod checkpoint;
