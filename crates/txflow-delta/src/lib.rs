@@ -90,16 +90,8 @@ impl Error {
     /// Whether waiting may cure it (a store away, a time-out).
     fn is_transient(&self) -> bool {
         match self {
-            Error::Store(e) => {
-                !matches!(
-                    e,
-                    object_store::Error::PermissionDenied { .. }
-                        | object_store::Error::Unauthenticated { .. }
-                        | object_store::Error::NotSupported { .. }
-                        | object_store::Error::NotImplemented { .. }
-                        | object_store::Error::InvalidPath { .. }
-                ) && !e.to_string().contains("NoSuchBucket")
-            }
+            Error::Store(e) => !txflow_parquet::is_fatal(e),
+            Error::Shared(e) => e.is_transient(),
             _ => false,
         }
     }
@@ -705,6 +697,32 @@ mod tests {
             delta.resume("other", &[]).await.expect("resume"),
             Resume::Stored(HashMap::new())
         );
+    }
+
+    #[test]
+    fn a_store_outage_shared_by_a_group_commit_is_waited_out_and_a_refusal_is_not() {
+        let away = || {
+            Error::Store(object_store::Error::Generic {
+                store: "S3",
+                source: "connection refused".into(),
+            })
+        };
+        let refused = Error::Store(object_store::Error::PermissionDenied {
+            path: "lake".into(),
+            source: "403".into(),
+        });
+        assert!(matches!(
+            ConnectorError::from(Error::Shared(Arc::new(away()))),
+            ConnectorError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ConnectorError::from(away()),
+            ConnectorError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ConnectorError::from(Error::Shared(Arc::new(refused))),
+            ConnectorError::Fatal(_)
+        ));
     }
 
     #[tokio::test]

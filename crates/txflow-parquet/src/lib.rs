@@ -267,16 +267,25 @@ impl ParquetConnector {
     }
 }
 
-/// Object-store failures: a missing bucket or refused credentials do not
-/// pass by waiting; the rest (connection refused, 5xx, time-outs) may.
-fn store_error(e: object_store::Error) -> ConnectorError {
-    let fatal = matches!(
+/// Whether an object-store failure does not pass by waiting: refused
+/// credentials, a missing bucket, an operation the store lacks, a bad path.
+/// (Connection refused, 5xx and time-outs may.) Shared by the connectors
+/// that write to object stores.
+pub fn is_fatal(e: &object_store::Error) -> bool {
+    matches!(
         e,
         object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. }
             | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
             | object_store::Error::InvalidPath { .. }
-    ) || e.to_string().contains("NoSuchBucket");
+    ) || e.to_string().contains("NoSuchBucket")
+}
+
+/// Object-store failures: a missing bucket or refused credentials do not
+/// pass by waiting; the rest (connection refused, 5xx, time-outs) may.
+fn store_error(e: object_store::Error) -> ConnectorError {
+    let fatal = is_fatal(&e);
     let boxed: BoxError = Box::new(e);
     if fatal {
         ConnectorError::Fatal(boxed)
