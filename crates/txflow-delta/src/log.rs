@@ -289,7 +289,12 @@ fn checkpoint_name(version: i64) -> String {
 
 /// The version of a single-file checkpoint's name.
 fn checkpoint_version(name: &str) -> Option<i64> {
-    let digits = name.strip_suffix(".checkpoint.parquet")?;
+    version_before(name, ".checkpoint.parquet")
+}
+
+/// The version in a log file's name: twenty digits, then `suffix`.
+fn version_before(name: &str, suffix: &str) -> Option<i64> {
+    let digits = name.strip_suffix(suffix)?;
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
@@ -302,10 +307,7 @@ fn commit_name(version: i64) -> String {
 
 /// The version of a commit file's name, or `None` for another file.
 fn commit_version(name: &str) -> Option<i64> {
-    let digits = name.strip_suffix(".json")?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    version_before(name, ".json")
 }
 
 impl Log {
@@ -440,23 +442,63 @@ impl Log {
                         ),
                     });
                 }
-                let mut replay = Replay::default();
-                replay.apply(0, self.read_commit(0).await?);
-                (replay.finish(&self.url)?, 1)
+                (self.first_version().await?, 1)
             }
         };
         for v in commits.into_iter().filter(|v| *v >= from) {
-            if v != snapshot.version + 1 {
-                return Err(Error::Corrupt {
-                    table: self.url.clone(),
-                    what: format!("commit {} is missing before {v}", snapshot.version + 1),
-                });
-            }
-            apply(&mut snapshot, &self.read_commit(v).await?);
-            snapshot.version = v;
-            check_protocol(&snapshot.protocol, &self.url)?;
+            self.apply_next(&mut snapshot, v).await?;
         }
         Ok(Some(snapshot))
+    }
+
+    /// The table as of version 0: the protocol and metadata it was made
+    /// with, and whatever else that commit holds.
+    async fn first_version(&self) -> Result<Snapshot, Error> {
+        let actions = self.read_commit(0).await?;
+        let corrupt = |what: &str| Error::Corrupt {
+            table: self.url.clone(),
+            what: format!("its first commit has no {what} action"),
+        };
+        let mut snapshot = Snapshot {
+            version: 0,
+            protocol: actions
+                .iter()
+                .find_map(|a| a.protocol.clone())
+                .ok_or_else(|| corrupt("protocol"))?,
+            metadata: actions
+                .iter()
+                .find_map(|a| a.metadata.clone())
+                .ok_or_else(|| corrupt("metaData"))?,
+            txns: HashMap::new(),
+            files: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+        };
+        apply(&mut snapshot, &actions);
+        check_protocol(&snapshot.protocol, &self.url)?;
+        Ok(snapshot)
+    }
+
+    /// Applies commit `version`, which must follow `snapshot`'s; returns
+    /// its actions.
+    async fn apply_next(
+        &self,
+        snapshot: &mut Snapshot,
+        version: i64,
+    ) -> Result<Vec<Action>, Error> {
+        if version != snapshot.version + 1 {
+            return Err(Error::Corrupt {
+                table: self.url.clone(),
+                what: format!(
+                    "commit {} is missing before {version}",
+                    snapshot.version + 1
+                ),
+            });
+        }
+        let actions = self.read_commit(version).await?;
+        apply(snapshot, &actions);
+        snapshot.version = version;
+        check_protocol(&snapshot.protocol, &self.url)?;
+        Ok(actions)
     }
 
     pub(crate) async fn read_checkpoint(&self, version: i64) -> Result<Snapshot, Error> {
@@ -495,16 +537,7 @@ impl Log {
     pub async fn update(&self, snapshot: &mut Snapshot) -> Result<Vec<(i64, Vec<Action>)>, Error> {
         let mut read = Vec::new();
         for v in self.versions_after(Some(snapshot.version)).await? {
-            if v != snapshot.version + 1 {
-                return Err(Error::Corrupt {
-                    table: self.url.clone(),
-                    what: format!("commit {} is missing before {v}", snapshot.version + 1),
-                });
-            }
-            let actions = self.read_commit(v).await?;
-            apply(snapshot, &actions);
-            snapshot.version = v;
-            check_protocol(&snapshot.protocol, &self.url)?;
+            let actions = self.apply_next(snapshot, v).await?;
             read.push((v, actions));
         }
         Ok(read)
@@ -560,51 +593,6 @@ pub fn apply(snapshot: &mut Snapshot, actions: &[Action]) {
         if let Some(txn) = &action.txn {
             snapshot.txns.insert(txn.app_id.clone(), txn.version);
         }
-    }
-}
-
-/// A snapshot being replayed from version 0, before it has its protocol
-/// and metadata.
-#[derive(Debug, Default)]
-struct Replay {
-    version: i64,
-    protocol: Option<Protocol>,
-    metadata: Option<Metadata>,
-    rest: Vec<Action>,
-}
-
-impl Replay {
-    fn apply(&mut self, version: i64, actions: Vec<Action>) {
-        self.version = version;
-        for action in actions {
-            if let Some(p) = &action.protocol {
-                self.protocol = Some(p.clone());
-            }
-            if let Some(m) = &action.metadata {
-                self.metadata = Some(m.clone());
-            }
-            if action.add.is_some() || action.remove.is_some() || action.txn.is_some() {
-                self.rest.push(action);
-            }
-        }
-    }
-
-    fn finish(self, url: &str) -> Result<Snapshot, Error> {
-        let corrupt = |what: &str| Error::Corrupt {
-            table: url.to_owned(),
-            what: format!("its log has no {what} action"),
-        };
-        let mut snapshot = Snapshot {
-            version: self.version,
-            protocol: self.protocol.ok_or_else(|| corrupt("protocol"))?,
-            metadata: self.metadata.ok_or_else(|| corrupt("metaData"))?,
-            txns: HashMap::new(),
-            files: BTreeMap::new(),
-            tombstones: BTreeMap::new(),
-        };
-        check_protocol(&snapshot.protocol, url)?;
-        apply(&mut snapshot, &self.rest);
-        Ok(snapshot)
     }
 }
 
