@@ -84,6 +84,22 @@ async fn wait_rows(log: &Log, n: i64, within: Duration, sink: &Member) -> i64 {
     }
 }
 
+/// A test's stream: its own topics, and its own database with a `txflow
+/// consume` member publishing a prediction per event.
+async fn stream() -> (Topics, Database, Member) {
+    let topics = Topics::create();
+    let db = Database::create().await;
+    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
+    (topics, db, member)
+}
+
+/// A table's folder `name` under `dir`, and its `delta+file://` URL.
+fn table_in(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let root = dir.join(name);
+    let url = format!("delta+file://{}", root.display());
+    (root, url)
+}
+
 fn app_ids(group: &str, topics: &Topics) -> Vec<String> {
     (0..PARTITIONS)
         .map(|p| format!("{group}/{}/{p}", topics.predictions))
@@ -104,13 +120,10 @@ fn txn_total(seen: &serde_json::Value) -> i64 {
 #[tokio::test]
 async fn a_delta_sink_fills_a_table_that_delta_rs_and_polars_read_and_compact_and_vacuum_keep_its_rows()
  {
-    let topics = Topics::create();
-    let db = Database::create().await;
+    let (topics, db, member) = stream().await;
     let dir = tempfile::tempdir().expect("a folder");
-    let root = dir.path().join("predictions");
-    let url = format!("delta+file://{}", root.display());
+    let (root, url) = table_in(dir.path(), "predictions");
     let group = unique("delta");
-    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
     let delta = sink(
         &topics,
         &url,
@@ -261,12 +274,10 @@ fn walk(root: &std::path::Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_delta_sink_on_s3_killed_mid_stream_and_restarted_leaves_every_prediction_once() {
-    let topics = Topics::create();
-    let db = Database::create().await;
+    let (topics, db, member) = stream().await;
     let bucket = Bucket::new();
     let url = format!("delta+{}", bucket.url("table"));
     let group = unique("delta");
-    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
     let first = sink(
         &topics,
         &url,
@@ -329,13 +340,10 @@ fn local_log(root: &std::path::Path) -> Log {
 
 #[tokio::test]
 async fn two_sink_members_share_one_table_and_each_prediction_lands_once() {
-    let topics = Topics::create();
-    let db = Database::create().await;
+    let (topics, _db, member) = stream().await;
     let dir = tempfile::tempdir().expect("a folder");
-    let root = dir.path().join("shared");
-    let url = format!("delta+file://{}", root.display());
+    let (root, url) = table_in(dir.path(), "shared");
     let group = unique("delta");
-    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
     let first = sink(
         &topics,
         &url,
@@ -373,10 +381,8 @@ async fn two_sink_members_share_one_table_and_each_prediction_lands_once() {
 async fn a_table_of_an_older_txflow_gains_the_new_column_and_its_old_files_read_as_null() {
     use txflow_delta::log::{Action, Add};
 
-    let topics = Topics::create();
-    let db = Database::create().await;
+    let (topics, _db, member) = stream().await;
     let dir = tempfile::tempdir().expect("a folder");
-    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
     topics.producer(1_000, 1_000).wait();
     // Today's table, written by the sink.
     let today = dir.path().join("today");
@@ -475,15 +481,12 @@ async fn a_table_of_an_older_txflow_gains_the_new_column_and_its_old_files_read_
 
 #[tokio::test]
 async fn a_table_compacted_and_checkpointed_by_delta_rs_takes_the_sinks_next_writes_once() {
-    let topics = Topics::create();
-    let db = Database::create().await;
+    let (topics, _db, member) = stream().await;
     let dir = tempfile::tempdir().expect("a folder");
-    let root = dir.path().join("shared-with-delta-rs");
-    let url = format!("delta+file://{}", root.display());
+    let (root, url) = table_in(dir.path(), "shared-with-delta-rs");
     let uri = root.display().to_string();
     let group = unique("delta");
     let log = local_log(&root);
-    let member = Member::start_on(&topics, &db.url, &unique("g"), None, &[]);
     let first = sink(
         &topics,
         &url,
