@@ -54,6 +54,10 @@ pub struct TrainingInfo {
     pub seed: u64,
     /// L2 penalty on the weights (per row: the loss is a mean).
     pub l2: f64,
+    /// The weight each row's copy without its merchant was fitted at
+    /// (`TrainOptions::merchant_copies`; 0: none, as in files made before).
+    #[serde(default)]
+    pub merchant_copies: f64,
     pub iterations: usize,
     /// The loss (mean cross-entropy + penalty) at the end.
     pub final_loss: f64,

@@ -81,6 +81,44 @@ pub fn held_out(description: &str, merchant: Option<&str>, fraction: f64, seed: 
     position(&merchant_key(description, merchant), seed) < fraction
 }
 
+/// `description` without the words that name its merchant: the words of
+/// the `merchant` field when there is one, else the merchant key's word
+/// (every occurrence, in any case; what is between words is kept). `None`
+/// when no word was taken out.
+///
+/// Training fits such a copy of each row beside the row itself, so that
+/// the model also learns what the rest of a description says (`FEE`,
+/// `Payment Refund:`, a store number, `PPD ID`): for a merchant it never
+/// met, that is all it has to go on.
+pub fn without_merchant(description: &str, merchant: Option<&str>) -> Option<String> {
+    let key = merchant_key(description, merchant);
+    let named: Vec<&str> = key
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(description.len());
+    let mut taken = false;
+    let mut rest = description;
+    while let Some(start) = rest.find(char::is_alphabetic) {
+        out.push_str(&rest[..start]);
+        let word_end = rest[start..]
+            .find(|c: char| !c.is_alphabetic())
+            .map_or(rest.len(), |e| start + e);
+        let word = &rest[start..word_end];
+        if named.iter().any(|n| word.to_lowercase() == *n) {
+            taken = true;
+        } else {
+            out.push_str(word);
+        }
+        rest = &rest[word_end..];
+    }
+    out.push_str(rest);
+    taken.then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +140,33 @@ mod tests {
             assert_eq!(merchant_key(description, None), key, "{description}");
         }
         assert_eq!(merchant_key("anything", Some(" Lidl ")), "lidl");
+    }
+
+    #[test]
+    fn the_merchant_can_be_taken_out_of_a_description() {
+        for (description, merchant, without) in [
+            (
+                "[debit] SZECHUAN PALACE - COLUMBUS",
+                None,
+                "[debit]  PALACE - COLUMBUS",
+            ),
+            (
+                "[debit] APPLE.COM/BILL apple 9177",
+                None,
+                "[debit] .COM/BILL  9177",
+            ),
+            ("[debit] 7-ELEVEN 1234", None, "[debit] 7- 1234"),
+            ("CB LIDL PARIS lidl", Some("Lidl Paris"), "CB   "),
+        ] {
+            assert_eq!(
+                without_merchant(description, merchant).as_deref(),
+                Some(without),
+                "{description}"
+            );
+        }
+        // Nothing names the merchant: no copy.
+        assert_eq!(without_merchant("[debit] 1234", None), None);
+        assert_eq!(without_merchant("CB 1234", Some("Lidl")), None);
     }
 
     #[test]

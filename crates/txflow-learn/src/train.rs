@@ -9,7 +9,7 @@
 //! would stay 0 under the penalty), which keeps the optimizer's vectors
 //! small.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::thread;
 
 use sha2::{Digest, Sha256};
@@ -71,6 +71,13 @@ pub struct TrainOptions {
     pub cross_fit: bool,
     /// Share of the merchants held out to fit the temperature.
     pub calibration_fraction: f64,
+    /// The weight of a copy of each row without its merchant
+    /// ([`split::without_merchant`], and no merchant field), fitted beside
+    /// the row (0: no copies). The model then also learns the cues a
+    /// merchant it never met leaves it: higher macro-F1 on new merchants,
+    /// but a confidence the cross-fitted temperature calibrates less
+    /// evenly across merchants (docs/MODELS.md), hence off by default.
+    pub merchant_copies: f64,
     pub features: FeatureSettings,
     /// Threads for the gradient (at most [`SHARDS`] are used).
     pub threads: usize,
@@ -86,6 +93,7 @@ impl Default for TrainOptions {
             balanced: true,
             cross_fit: true,
             calibration_fraction: 0.3,
+            merchant_copies: 0.0,
             features: FeatureSettings::default(),
             threads: thread::available_parallelism().map_or(1, usize::from),
         }
@@ -102,17 +110,26 @@ pub struct Trained {
 }
 
 /// Rows as a compressed sparse matrix, columns compacted to the buckets
-/// used.
+/// used. Rows with the same label and the same features are one row with
+/// a count (a statement line comes back every month, and digits are
+/// masked): the loss is the same sum, made with fewer rows.
 struct Matrix {
     starts: Vec<usize>,
     columns: Vec<u32>,
     values: Vec<f32>,
     labels: Vec<u16>,
+    /// How many rows each row stands for.
+    counts: Vec<f64>,
 }
 
 impl Matrix {
     fn rows(&self) -> usize {
         self.labels.len()
+    }
+
+    /// The rows given, duplicates included.
+    fn total(&self) -> f64 {
+        self.counts.iter().sum()
     }
 
     fn row(&self, i: usize) -> (&[u32], &[f32]) {
@@ -128,6 +145,12 @@ pub fn train(rows: &[LabeledRow], options: &TrainOptions) -> Result<Trained> {
         return Err(Error::Options(format!(
             "the calibration fraction {} is not in [0, 0.9)",
             options.calibration_fraction
+        )));
+    }
+    if !(0.0..=1.0).contains(&options.merchant_copies) {
+        return Err(Error::Options(format!(
+            "the weight of the copies without their merchant {} is not in [0, 1]",
+            options.merchant_copies
         )));
     }
     let names: BTreeSet<&str> = rows.iter().map(|r| r.category.as_str()).collect();
@@ -245,6 +268,7 @@ impl Fitted {
                     calibration_rows: 0,
                     seed: options.seed,
                     l2: options.l2,
+                    merchant_copies: options.merchant_copies,
                     iterations: self.iterations,
                     final_loss: self.final_loss,
                     holdout_accuracy: 0.0,
@@ -259,8 +283,31 @@ impl Fitted {
     }
 }
 
-/// Fits weights, bias and idf on `rows`.
+/// `row` without its merchant (see [`TrainOptions::merchant_copies`]);
+/// `None` when nothing names it.
+fn without_merchant(row: &LabeledRow) -> Option<LabeledRow> {
+    let description = split::without_merchant(&row.description, row.merchant.as_deref());
+    if description.is_none() && row.merchant.is_none() {
+        return None;
+    }
+    Some(LabeledRow {
+        description: description.unwrap_or_else(|| row.description.clone()),
+        merchant: None,
+        ..row.clone()
+    })
+}
+
+/// Fits weights, bias and idf on `rows` (and their copies without their
+/// merchant, if the options say so).
 fn fit_rows(rows: &[&LabeledRow], labels: &LabelSet, options: &TrainOptions) -> Result<Fitted> {
+    let copies: Vec<LabeledRow> = if options.merchant_copies > 0.0 {
+        rows.iter().filter_map(|r| without_merchant(r)).collect()
+    } else {
+        Vec::new()
+    };
+    let originals = rows.len();
+    let rows: Vec<&LabeledRow> = rows.iter().copied().chain(&copies).collect();
+    let rows = &rows[..];
     let k = labels.len();
     // Counts, document frequencies, idf.
     let buckets = options.features.buckets();
@@ -304,9 +351,24 @@ fn fit_rows(rows: &[&LabeledRow], labels: &LabelSet, options: &TrainOptions) -> 
         columns: Vec::new(),
         values: Vec::new(),
         labels: Vec::with_capacity(rows.len()),
+        counts: Vec::with_capacity(rows.len()),
     };
     let mut merged: Sparse = Vec::new();
-    for (row, (mut c, blocks)) in rows.iter().zip(counts) {
+    // A row's label and features, bit for bit -> its index in the matrix.
+    let mut distinct: HashMap<Vec<u64>, usize> = HashMap::with_capacity(rows.len());
+    let mut key: Vec<u64> = Vec::new();
+    for (index, (row, (mut c, blocks))) in rows.iter().zip(counts).enumerate() {
+        let weight = if index < originals {
+            1.0
+        } else {
+            options.merchant_copies
+        };
+        let Some(label) = labels.index_of(&row.category) else {
+            return Err(Error::Labels(format!(
+                "{:?} is not in the label set",
+                row.category
+            )));
+        };
         weigh(&mut c, &blocks, &idf);
         c.sort_unstable_by_key(|(b, _)| *b);
         merged.clear();
@@ -316,38 +378,39 @@ fn fit_rows(rows: &[&LabeledRow], labels: &LabelSet, options: &TrainOptions) -> 
                 _ => merged.push((b, v)),
             }
         }
+        key.clear();
+        key.push(label as u64);
+        key.extend(
+            merged
+                .iter()
+                .map(|&(b, v)| u64::from(b) << 32 | u64::from(v.to_bits())),
+        );
+        if let Some(&i) = distinct.get(&key) {
+            matrix.counts[i] += weight;
+            continue;
+        }
+        distinct.insert(key.clone(), matrix.rows());
         for &(b, v) in &merged {
             matrix.columns.push(compact[b as usize]);
             matrix.values.push(v);
         }
         matrix.starts.push(matrix.columns.len());
-        let Some(label) = labels.index_of(&row.category) else {
-            return Err(Error::Labels(format!(
-                "{:?} is not in the label set",
-                row.category
-            )));
-        };
         matrix.labels.push(label as u16);
+        matrix.counts.push(weight);
     }
 
     // Fit: theta = [W (used x k), b (k)].
     let m = used.len();
     let mut objective = Objective::new(&matrix, k, m, options.l2, options.threads);
     if options.balanced {
-        let mut per_class = vec![0usize; k];
-        for &y in &matrix.labels {
-            per_class[usize::from(y)] += 1;
+        let mut per_class = vec![0f64; k];
+        for (&y, &count) in matrix.labels.iter().zip(&matrix.counts) {
+            per_class[usize::from(y)] += count;
         }
-        let n = matrix.rows() as f64;
+        let n = matrix.total();
         objective.class_weights = per_class
             .iter()
-            .map(|&c| {
-                if c == 0 {
-                    0.0
-                } else {
-                    n / (k as f64 * c as f64)
-                }
-            })
+            .map(|&c| if c == 0.0 { 0.0 } else { n / (k as f64 * c) })
             .collect();
     }
     let (theta, iterations, final_loss) = lbfgs(&objective, options.max_iterations);
@@ -433,6 +496,9 @@ struct Objective<'a> {
     threads: usize,
     /// Each category's weight in the loss (1 unless balanced).
     class_weights: Vec<f64>,
+    /// The rows the matrix stands for (the loss is their mean).
+    total: f64,
+
     /// Each shard's gradient, kept between evaluations (allocating them
     /// anew each time cost more than computing them).
     shards: Vec<std::sync::Mutex<Vec<f64>>>,
@@ -447,6 +513,7 @@ impl<'a> Objective<'a> {
             l2,
             threads: threads.clamp(1, SHARDS),
             class_weights: vec![1.0; k],
+            total: matrix.total(),
             shards: (0..SHARDS)
                 .map(|_| std::sync::Mutex::new(vec![0f64; (m + 1) * k]))
                 .collect(),
@@ -484,7 +551,7 @@ impl<'a> Objective<'a> {
                     sum += *zj;
                 }
                 let y = usize::from(self.matrix.labels[i]);
-                let weight = self.class_weights[y];
+                let weight = self.class_weights[y] * self.matrix.counts[i];
                 loss += weight * (sum.ln() - (z[y].ln()));
                 // z becomes the weighted residual w (p - onehot(y)).
                 for zj in z.iter_mut() {
@@ -528,7 +595,7 @@ impl<'a> Objective<'a> {
                 }
             }
         });
-        let scale = 1.0 / rows as f64;
+        let scale = 1.0 / self.total;
         grad.fill(0.0);
         let mut loss = 0.0;
         for (l, g) in results.into_iter().flatten().zip(&self.shards) {
@@ -750,9 +817,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_gradient_matches_finite_differences() {
-        let rows = fixture();
+    /// The first `n` fixture rows as a matrix over 2^10 buckets, each
+    /// row standing for `count(i)` rows.
+    fn fixture_matrix(n: usize, count: impl Fn(usize) -> f64) -> Matrix {
         let labels = ["Income", "Restaurants", "Transportation"];
         let mut x = Extractor::new(FeatureSettings {
             hash_bits: 10,
@@ -763,9 +830,10 @@ mod tests {
             columns: Vec::new(),
             values: Vec::new(),
             labels: Vec::new(),
+            counts: Vec::new(),
         };
         let idf = vec![1.0; 1 << 10];
-        for r in rows.iter().take(12) {
+        for (i, r) in fixture().iter().take(n).enumerate() {
             let mut v = Vec::new();
             x.extract(&r.input(), &idf, &mut v);
             for (b, val) in v {
@@ -776,7 +844,84 @@ mod tests {
             matrix
                 .labels
                 .push(labels.iter().position(|l| *l == r.category).unwrap_or(0) as u16);
+            matrix.counts.push(count(i));
         }
+        matrix
+    }
+
+    #[test]
+    fn a_row_with_a_count_weighs_as_that_many_rows() {
+        // 12 rows, the first 6 twice over (counts 2), against the same 12
+        // rows and those 6 again as rows of their own.
+        let counted = fixture_matrix(12, |i| if i < 6 { 2.0 } else { 1.0 });
+        let mut repeated = fixture_matrix(12, |_| 1.0);
+        let again = fixture_matrix(6, |_| 1.0);
+        let offset = repeated.columns.len();
+        repeated.columns.extend(&again.columns);
+        repeated.values.extend(&again.values);
+        repeated
+            .starts
+            .extend(again.starts[1..].iter().map(|s| s + offset));
+        repeated.labels.extend(&again.labels);
+        repeated.counts.extend(&again.counts);
+        let a = Objective::new(&counted, 3, 1 << 10, 0.01, 2);
+        let b = Objective::new(&repeated, 3, 1 << 10, 0.01, 2);
+        let theta: Vec<f64> = (0..a.dim())
+            .map(|i| ((i * 7919) % 13) as f64 / 50.0 - 0.1)
+            .collect();
+        let (mut ga, mut gb) = (vec![0.0; a.dim()], vec![0.0; b.dim()]);
+        let (la, lb) = (a.evaluate(&theta, &mut ga), b.evaluate(&theta, &mut gb));
+        assert!((la - lb).abs() < 1e-12, "{la} vs {lb}");
+        let worst = ga
+            .iter()
+            .zip(&gb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-12, "gradients differ by {worst}");
+    }
+
+    #[test]
+    fn copies_without_the_merchant_are_fitted_at_their_weight() {
+        let rows = fixture();
+        let plain = TrainOptions {
+            calibration_fraction: 0.0,
+            cross_fit: false,
+            ..TrainOptions::default()
+        };
+        let with_copies = TrainOptions {
+            merchant_copies: 0.5,
+            ..plain.clone()
+        };
+        let a = train(&rows, &plain).expect("trains");
+        let b = train(&rows, &with_copies).expect("trains");
+        assert_eq!(b.model.header.training.merchant_copies, 0.5);
+        assert_eq!(a.model.header.training.merchant_copies, 0.0);
+        assert_ne!(a.model.weights, b.model.weights);
+        // What is left of a row once its merchant is gone ("[debit] HUT
+        // #0") now speaks for its category more than before.
+        let context = Input {
+            description: "[debit] HUT #7",
+            ..Input::default()
+        };
+        let restaurants = a.model.labels().index_of("Restaurants").expect("a label");
+        let p = |m: &LearnedModel| m.probabilities_of(&context)[restaurants];
+        assert!(
+            p(&b.model) > p(&a.model),
+            "{} vs {}",
+            p(&b.model),
+            p(&a.model)
+        );
+        let refused = TrainOptions {
+            merchant_copies: 1.5,
+            ..plain
+        };
+        assert!(matches!(train(&rows, &refused), Err(Error::Options(_))));
+    }
+
+    #[test]
+    fn the_gradient_matches_finite_differences() {
+        // Rows standing for several, and a copy's fractional weight.
+        let matrix = fixture_matrix(12, |i| [1.0, 3.0, 0.5][i % 3]);
         let objective = Objective::new(&matrix, 3, 1 << 10, 0.01, 2);
         let theta: Vec<f64> = (0..objective.dim())
             .map(|i| ((i * 7919) % 13) as f64 / 50.0 - 0.1)

@@ -547,4 +547,41 @@ async fn split_keeps_each_merchant_on_one_side_and_writes_files_train_reads() {
         .cloned()
         .collect();
     assert!(shared.is_empty(), "merchants on both sides: {shared:?}");
+
+    // The training side, with copies of its rows without their merchant:
+    // the file says at what weight.
+    let model = d.join("copies.txm");
+    let train_with = |weight: &str| {
+        txflow(
+            d,
+            &[
+                "train",
+                train.to_str().expect("utf-8"),
+                "--output",
+                model.to_str().expect("utf-8"),
+                "--merchant-copies",
+                weight,
+                // Quick: this is about the option, not the fit.
+                "--iterations",
+                "3",
+                "--hash-bits",
+                "12",
+                "--calibration",
+                "slice",
+                "--calibration-fraction",
+                "0",
+            ],
+        )
+    };
+    train_with("0.5").assert_code(0);
+    let trained =
+        txflow_learn::file::decode(&std::fs::read(&model).expect("a model")).expect("a model");
+    assert_eq!(trained.header().training.merchant_copies, 0.5);
+    let refused = train_with("2");
+    assert_ne!(refused.status, Some(0));
+    assert!(
+        refused.stderr.contains("--merchant-copies 2"),
+        "{}",
+        refused.stderr
+    );
 }
