@@ -457,11 +457,11 @@ mod tests {
         let outcome = outcome.expect("the run");
         assert!(outcome.error.is_none(), "{:?}", outcome.error);
         let c = outcome.summary.counts;
-        // a.csv: 7 valid of 10; broken.csv: the first batch of 4 before the
-        // break; b.csv: 2.
+        // a.csv: 7 valid of 10; broken.csv: its first batch (2 rows, half
+        // the others) before the break; b.csv: 2.
         assert_eq!((c.files, c.files_failed), (2, 2));
-        assert_eq!((c.read, c.invalid, c.written), (17, 3, 13));
-        assert_eq!(written, 13);
+        assert_eq!((c.read, c.invalid, c.written), (17, 3, 11));
+        assert_eq!(written, 11);
         assert_eq!(outcome.summary.status, RunStatus::Failed);
         assert_eq!(outcome.rejected, Some(("memory".to_owned(), 3)));
         assert_eq!(
@@ -471,7 +471,7 @@ mod tests {
                 "0 done: 7 written",
                 "1 not opened: 0 written",
                 "opened 2 file:///broken.csv",
-                "2 stopped: 4 written",
+                "2 stopped: 2 written",
                 "opened 3 file:///b.csv",
                 "3 done: 2 written",
             ]
@@ -487,7 +487,7 @@ mod tests {
             [
                 ("file:///a.csv", true, 7),
                 ("file:///missing.csv", false, 0),
-                ("file:///broken.csv", false, 4),
+                ("file:///broken.csv", false, 2),
                 ("file:///b.csv", true, 2),
             ]
         );
@@ -530,10 +530,12 @@ mod tests {
         assert_eq!(outcome.summary.status, RunStatus::Failed);
         let said = outcome.summary.error.as_deref().unwrap_or_default();
         assert!(said.contains("the model service is down"), "{said}");
-        // c.csv is never opened.
+        // b.csv: batches of 2 (the first, half the others) and 4 are
+        // classified (8 in all with a.csv's 4) and written, the third is
+        // refused; c.csv is never opened.
         assert_eq!(
             told.events.last().map(String::as_str),
-            Some("1 run stopped: 4 written")
+            Some("1 run stopped: 6 written")
         );
         assert_eq!(ledger.files.lock().expect("the files").len(), 2);
         assert_eq!(ledger.finished.lock().expect("the ends").len(), 1);

@@ -65,31 +65,44 @@ impl<C: Classifier, S: Sink + ?Sized> BatchPipeline<'_, C, S> {
         let mut sequence = 0u64;
         let mut in_flight: Option<Batch> = None;
         loop {
-            // Write the previous batch while reading the next one.
+            // Write the previous batch while reading and classifying the
+            // next one.
             let write = async {
                 match in_flight.take() {
                     Some(batch) => self.write(batch, rejects, &location).await.map(Some),
                     None => Ok(None),
                 }
             };
-            let read = self.gather(source, &validator, counts);
-            let (written, pending) = futures::join!(write, read);
+            let read = async {
+                // A source's first batch is half the others: its write
+                // then starts while the rest of a small file is still
+                // being classified (a file of one batch would otherwise
+                // be read, classified and written with nothing overlapped).
+                let size = if sequence == 0 {
+                    self.batch_size.div_ceil(2)
+                } else {
+                    self.batch_size
+                };
+                let pending = self.gather(source, &validator, counts, size).await?;
+                let classified = classify(
+                    self.classifier,
+                    &pending.transactions,
+                    &pending.positions,
+                    &location,
+                )
+                .await?;
+                Ok::<_, Error>((pending, classified))
+            };
+            let (written, read) = futures::join!(write, read);
             if let Some((report, offered)) = written? {
                 counts.add_write(report, offered);
             }
-            let pending = pending?;
+            let (pending, (predictions, unclassified)) = read?;
             counts.bytes = counts.bytes.max(source.bytes_read());
             progress(counts, source.bytes_read());
             if pending.transactions.is_empty() && pending.rejected.is_empty() {
                 break;
             }
-            let (predictions, unclassified) = classify(
-                self.classifier,
-                &pending.transactions,
-                &pending.positions,
-                &location,
-            )
-            .await?;
             counts.classified += predictions.len() as u64;
             counts.unclassified += unclassified.len() as u64;
             sequence += 1;
@@ -119,22 +132,23 @@ impl<C: Classifier, S: Sink + ?Sized> BatchPipeline<'_, C, S> {
         Ok(())
     }
 
-    /// Reads records until a batch is full or the source ends.
+    /// Reads records until a batch holds `size` or the source ends.
     async fn gather<R: RecordSource>(
         &self,
         source: &mut R,
         validator: &Validator,
         counts: &mut Counts,
+        size: usize,
     ) -> Result<Pending> {
         let mut pending = Pending {
-            transactions: Vec::with_capacity(self.batch_size),
-            positions: Vec::with_capacity(self.batch_size),
+            transactions: Vec::with_capacity(size),
+            positions: Vec::with_capacity(size),
             rejected: Vec::new(),
             exhausted: false,
         };
         // Rejected rows count towards the batch too, so a file of nothing but
         // bad rows still moves in bounded steps.
-        while pending.transactions.len() + pending.rejected.len() < self.batch_size {
+        while pending.transactions.len() + pending.rejected.len() < size {
             let record = source.next_record().await.map_err(|e| Error::Source {
                 location: validator.location().to_string(),
                 source: e,
