@@ -198,6 +198,12 @@ impl HttpClassifier {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        if parsed.scheme() == "http" && config.ca_file.is_none() {
+            // Plain HTTP verifies no certificate: skip loading the system's
+            // roots (3 to 4 ms of every run's start-up, measured against
+            // `--classifier reference`).
+            builder = builder.tls_certs_only(Vec::new());
+        }
         let client = builder.build().map_err(Error::Client)?;
         let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cool_down);
         metrics::gauge!(metric::CIRCUIT).set(0.0);
