@@ -10,8 +10,11 @@ use txflow_core::Batch;
 use crate::error::{Error, Result};
 use crate::numeric::Numeric;
 
-/// Staging tables: private to the session, emptied at every commit.
+/// Staging tables: private to the session, emptied at every commit;
+/// made by the first batch that needs them (most sessions never do), in
+/// its transaction, without the notices of tables that exist already.
 pub(crate) const CREATE_STAGING: &str = "
+    SET LOCAL client_min_messages = warning;
     CREATE TEMP TABLE IF NOT EXISTS staging_transactions
         (LIKE transactions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE IF NOT EXISTS staging_predictions

@@ -17,7 +17,6 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_postgres::Client;
 use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
 
-use crate::copy;
 use crate::error::{Error, Result};
 use crate::metric;
 use crate::target::Target;
@@ -167,10 +166,6 @@ impl Session {
         let mut slot = Arc::clone(&self.client).lock_owned().await;
         if slot.as_ref().is_none_or(Client::is_closed) {
             let client = self.target.connect().await?;
-            client
-                .batch_execute(copy::CREATE_STAGING)
-                .await
-                .map_err(Error::query("creating staging tables"))?;
             metrics::counter!(metric::RECONNECTS).increment(1);
             if slot.is_none() {
                 metrics::gauge!(metric::CONNECTIONS).increment(1.0);

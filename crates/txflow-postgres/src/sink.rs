@@ -25,8 +25,7 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects, applies pending migrations and prepares the session's
-    /// staging tables. `version` is stored with every run. The first
+    /// Connects and applies pending migrations. `version` is stored with every run. The first
     /// connection is not retried: a wrong URL, or no server at start, is
     /// reported at once. Later outages are waited out (without bound unless
     /// [`PostgresStore::with_max_outage`] says otherwise).
@@ -37,10 +36,6 @@ impl PostgresStore {
         if !applied.is_empty() {
             tracing::info!(?applied, "applied schema migrations");
         }
-        client
-            .batch_execute(copy::CREATE_STAGING)
-            .await
-            .map_err(Error::query("creating staging tables"))?;
         Ok(PostgresStore {
             sessions: vec![Session::new(
                 target,
@@ -67,10 +62,6 @@ impl PostgresStore {
     pub async fn with_writers(mut self, writers: usize) -> Result<PostgresStore> {
         while self.sessions.len() < writers {
             let client = self.session().target().connect().await?;
-            client
-                .batch_execute(copy::CREATE_STAGING)
-                .await
-                .map_err(Error::query("creating staging tables"))?;
             let sibling = self.session().sibling(client);
             self.sessions.push(sibling);
         }
@@ -224,6 +215,9 @@ async fn rows(tx: &mut tokio_postgres::Transaction<'_>, batch: &Batch) -> Result
         }
         Err(e) => return Err(e),
     }
+    tx.batch_execute(copy::CREATE_STAGING)
+        .await
+        .map_err(Error::query("creating staging tables"))?;
     let mut report = copy_all(tx, batch, copy::Tables::Staging).await?;
     for (table, columns, key, what, added) in [
         (
