@@ -34,9 +34,7 @@ fresh_db() { # NAME: an empty, migrated database
 fresh_db source
 "$txflow" batch "$work/rows.csv" --database-url "$base/source" --no-progress \
   --errors "$work/errors" >/dev/null 2>&1
-for table in transactions predictions rejected_records; do
-  psql -q "$base/source" -c "\\copy $table TO '$work/$table.copy' (FORMAT binary)"
-done
+dump_rows "$base/source" "$work"
 
 # name|SQL run on the fresh database before the load
 variants=(
@@ -54,18 +52,10 @@ for round in $(seq "$rounds"); do
     fresh_db "variant_$i"
     psql -q -v ON_ERROR_STOP=1 "$base/variant_$i" -c "$sql" >/dev/null
     psql -q "$base/variant_$i" -c "CHECKPOINT" >/dev/null
-    start=$(date +%s%N)
-    psql -q -v ON_ERROR_STOP=1 "$base/variant_$i" >/dev/null <<SQL
-BEGIN;
-\copy transactions FROM '$work/transactions.copy' (FORMAT binary)
-\copy predictions FROM '$work/predictions.copy' (FORMAT binary)
-\copy rejected_records FROM '$work/rejected_records.copy' (FORMAT binary)
-COMMIT;
-SQL
-    end=$(date +%s%N)
+    ms=$(load_rows "$base/variant_$i" "$work")
     loaded=$(psql -At "$base/variant_$i" -c 'SELECT count(*) FROM transactions')
     [ "$loaded" -eq "$rows" ] || { echo "variant $i loaded $loaded rows, $rows expected" >&2; exit 1; }
-    echo "$i $(((end - start) / 1000000))" >>"$work/times"
+    echo "$i $ms" >>"$work/times"
     psql -q "$admin" -c "DROP DATABASE variant_$i"
   done
 done

@@ -69,23 +69,37 @@ wait_drained() {
 # here: same indexes and constraints, no staging table, no conflict
 # handling), in one transaction. Prints "MILLISECONDS TRANSACTIONS".
 copy_ceiling() {
-  local from=$1 to=$2 table dir
+  local from=$1 to=$2 dir ms
   dir=$(mktemp -d "$work/ceiling.XXXXXX")
   chmod 755 "$dir"
-  for table in transactions predictions rejected_records; do
-    psql -q "$from" -c "\\copy $table TO '$dir/$table.copy' (FORMAT binary)"
-  done
+  dump_rows "$from" "$dir"
   "$txflow" migrate --database-url "$to" >/dev/null 2>&1
+  ms=$(load_rows "$to" "$dir")
+  rm -rf "$dir"
+  echo "$ms $(psql -At "$to" -c 'SELECT count(*) FROM transactions')"
+}
+
+# dump_rows URL DIR: the transactions, predictions and rejected rows stored
+# at URL, as PostgreSQL binary COPY files in DIR.
+dump_rows() {
+  local table
+  for table in transactions predictions rejected_records; do
+    psql -q "$1" -c "\\copy $table TO '$2/$table.copy' (FORMAT binary)"
+  done
+}
+
+# load_rows URL DIR: loads dump_rows' files into URL's tables by psql
+# binary \copy in one transaction; prints the milliseconds it took.
+load_rows() {
   local start end
   start=$(date +%s%N)
-  psql -q -v ON_ERROR_STOP=1 "$to" >/dev/null <<SQL
+  psql -q -v ON_ERROR_STOP=1 "$1" >/dev/null <<SQL
 BEGIN;
-\copy transactions FROM '$dir/transactions.copy' (FORMAT binary)
-\copy predictions FROM '$dir/predictions.copy' (FORMAT binary)
-\copy rejected_records FROM '$dir/rejected_records.copy' (FORMAT binary)
+\copy transactions FROM '$2/transactions.copy' (FORMAT binary)
+\copy predictions FROM '$2/predictions.copy' (FORMAT binary)
+\copy rejected_records FROM '$2/rejected_records.copy' (FORMAT binary)
 COMMIT;
 SQL
   end=$(date +%s%N)
-  rm -rf "$dir"
-  echo "$(((end - start) / 1000000)) $(psql -At "$to" -c 'SELECT count(*) FROM transactions')"
+  echo $(((end - start) / 1000000))
 }
