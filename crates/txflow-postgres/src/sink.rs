@@ -25,9 +25,10 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects and applies pending migrations. `version` is stored with every run. The first
-    /// connection is not retried: a wrong URL, or no server at start, is
-    /// reported at once. Later outages are waited out (without bound unless
+    /// Connects and applies pending migrations (the staging tables are
+    /// made by the first batch that needs them). `version` is stored with
+    /// every run. The first connection is not retried: a wrong URL, or no
+    /// server at start, is reported at once. Later outages are waited out (without bound unless
     /// [`PostgresStore::with_max_outage`] says otherwise).
     pub async fn connect(url: &str, version: &'static str) -> Result<PostgresStore> {
         let target = Target::parse(url)?;
