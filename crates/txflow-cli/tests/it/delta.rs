@@ -86,6 +86,15 @@ async fn wait_rows(log: &Log, n: i64, within: Duration, sink: &Member) -> i64 {
 
 /// A test's stream: its own topics, and its own database with a `txflow
 /// consume` member publishing a prediction per event.
+/// A sink of `group` into the table at `url` (batches of 100), 1,500 more
+/// events produced, and the table waited for until it holds `rows`.
+async fn sink_round(topics: &Topics, url: &str, group: &str, log: &Log, rows: i64) -> Member {
+    let member = sink(topics, url, &["--group", group, "--max-batch", "100"], &[]);
+    topics.producer(1_500, 1_500).wait();
+    wait_rows(log, rows, Duration::from_secs(90), &member).await;
+    member
+}
+
 async fn stream() -> (Topics, Database, Member) {
     let topics = Topics::create();
     let db = Database::create().await;
@@ -487,14 +496,7 @@ async fn a_table_compacted_and_checkpointed_by_delta_rs_takes_the_sinks_next_wri
     let uri = root.display().to_string();
     let group = unique("delta");
     let log = local_log(&root);
-    let first = sink(
-        &topics,
-        &url,
-        &["--group", &group, "--max-batch", "100"],
-        &[],
-    );
-    topics.producer(1_500, 1_500).wait();
-    wait_rows(&log, 1_500, Duration::from_secs(90), &first).await;
+    let first = sink_round(&topics, &url, &group, &log, 1_500).await;
     first.stop();
 
     // delta-rs compacts the table and writes a checkpoint of its own.
@@ -515,14 +517,7 @@ async fn a_table_compacted_and_checkpointed_by_delta_rs_takes_the_sinks_next_wri
 
     // txflow reads that table (delta-rs's checkpoint, its commit) and goes
     // on where the table says.
-    let second = sink(
-        &topics,
-        &url,
-        &["--group", &group, "--max-batch", "100"],
-        &[],
-    );
-    topics.producer(1_500, 1_500).wait();
-    wait_rows(&log, 3_000, Duration::from_secs(90), &second).await;
+    let second = sink_round(&topics, &url, &group, &log, 3_000).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     second.stop();
     member.stop();
