@@ -788,15 +788,21 @@ mod tests {
         rows
     }
 
+    /// The default options without calibration: for tests of the fit.
+    fn uncalibrated() -> TrainOptions {
+        TrainOptions {
+            calibration_fraction: 0.0,
+            cross_fit: false,
+            ..TrainOptions::default()
+        }
+    }
+
     #[test]
     fn training_learns_a_separable_fixture_and_is_deterministic() {
         let rows = fixture();
-        // No calibration: this is about the fit.
         let options = TrainOptions {
-            calibration_fraction: 0.0,
-            cross_fit: false,
             threads: 2,
-            ..TrainOptions::default()
+            ..uncalibrated()
         };
         let a = train(&rows, &options).expect("trains");
         let single = TrainOptions {
@@ -883,11 +889,7 @@ mod tests {
     #[test]
     fn copies_without_the_merchant_are_fitted_at_their_weight() {
         let rows = fixture();
-        let plain = TrainOptions {
-            calibration_fraction: 0.0,
-            cross_fit: false,
-            ..TrainOptions::default()
-        };
+        let plain = uncalibrated();
         let with_copies = TrainOptions {
             merchant_copies: 0.5,
             ..plain.clone()
