@@ -177,8 +177,7 @@ impl HttpClassifier {
                 reason: format!("the scheme is {:?}", parsed.scheme()),
             });
         }
-        crate::tls::default_tls_provider();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::tls::client_builder(&parsed)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.max_in_flight.max(1))
@@ -197,12 +196,6 @@ impl HttpClassifier {
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
-        }
-        if parsed.scheme() == "http" && config.ca_file.is_none() {
-            // Plain HTTP verifies no certificate: skip loading the system's
-            // roots (3 to 4 ms of every run's start-up, measured against
-            // `--classifier reference`).
-            builder = builder.tls_certs_only(Vec::new());
         }
         let client = builder.build().map_err(Error::Client)?;
         let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cool_down);

@@ -66,8 +66,7 @@ impl Pushgateway {
             .map_err(|()| url_error("it cannot have a path".into()))?
             .pop_if_empty()
             .extend(&segments);
-        crate::tls::default_tls_provider();
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder(&url)
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| url_error(e.to_string()))?;
