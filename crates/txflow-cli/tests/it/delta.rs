@@ -84,8 +84,6 @@ async fn wait_rows(log: &Log, n: i64, within: Duration, sink: &Member) -> i64 {
     }
 }
 
-/// A test's stream: its own topics, and its own database with a `txflow
-/// consume` member publishing a prediction per event.
 /// A sink of `group` into the table at `url` (batches of 100), 1,500 more
 /// events produced, and the table waited for until it holds `rows`.
 async fn sink_round(topics: &Topics, url: &str, group: &str, log: &Log, rows: i64) -> Member {
@@ -95,6 +93,8 @@ async fn sink_round(topics: &Topics, url: &str, group: &str, log: &Log, rows: i6
     member
 }
 
+/// A test's stream: its own topics, and its own database with a `txflow
+/// consume` member publishing a prediction per event.
 async fn stream() -> (Topics, Database, Member) {
     let topics = Topics::create();
     let db = Database::create().await;
@@ -293,8 +293,10 @@ async fn a_delta_sink_on_s3_killed_mid_stream_and_restarted_leaves_every_predict
         &["--group", &group, "--max-batch", "200"],
         &[],
     );
-    // 4,000 events over about 4 s; the sink is killed while they arrive.
-    let producer = topics.producer(4_000, 1_000);
+    // 4,000 events over about 8 s; the sink is killed while they arrive
+    // (over 4 s, a sink that started late on a busy machine caught up with
+    // all of them before the table was first seen at 600 rows).
+    let producer = topics.producer(4_000, 500);
     let log = Log::new(
         Arc::new(bucket.store.clone()) as Arc<dyn ObjectStore>,
         ObjectPath::from(format!("{}/table", bucket.prefix)),
