@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use txflow_core::transaction::DecimalMark;
-use txflow_core::{Position, Validator};
+use txflow_core::{Column, Position, Validator};
 use txflow_csv::{Decoded, Decoder, Dialect, KEPT_BYTES};
 use txflow_http::contract::{PredictItem, shape_problems, validator};
-use txflow_kafka::event::EventFields;
+use txflow_kafka::event::{DecodeError, EventFields};
 
 /// The CSV decoder, both dialects (detected, or forced by the first byte),
 /// the input pushed in chunks whose sizes the first byte picks. Every
@@ -70,11 +70,26 @@ pub fn csv_decoder(data: &[u8]) -> bool {
     }
 }
 
-/// The Kafka transaction event decoder: any bytes as a record value. A
-/// decoded event must give a record the core's validator judges without
-/// panicking.
+/// The Kafka transaction event decoder: any bytes as a record value. It
+/// must read what `serde_json::Value` reads (the same fields, the same
+/// refusals), and a decoded event must give a record the core's validator
+/// judges without panicking.
 pub fn kafka_event(data: &[u8]) -> bool {
-    let Ok(event) = EventFields::decode(Some(data)) else {
+    let decoded = EventFields::decode(Some(data));
+    if !data.is_empty() {
+        let fields = decoded.as_ref().map(|event| {
+            event
+                .record(Position { line: 1, offset: 1 })
+                .fields
+                .map(|f| f.map(|f| String::from_utf8(f.to_vec()).expect("text")))
+        });
+        assert_eq!(
+            fields.map_err(Clone::clone),
+            event_by_value(data),
+            "decoded as a Value would be"
+        );
+    }
+    let Ok(event) = decoded else {
         return false;
     };
     let validator =
@@ -83,6 +98,31 @@ pub fn kafka_event(data: &[u8]) -> bool {
     assert_eq!(record.raw, data);
     let _ = validator.validate(&record);
     true
+}
+
+/// The event's fields as the decoder read them before it streamed them:
+/// through a `serde_json::Value`.
+fn event_by_value(data: &[u8]) -> Result<[Option<String>; 7], DecodeError> {
+    use serde_json::Value;
+    let value: Value =
+        serde_json::from_slice(data).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let Value::Object(object) = value else {
+        return Err(DecodeError::NotAnObject);
+    };
+    let mut fields: [Option<String>; 7] = Default::default();
+    for column in Column::ALL {
+        fields[column as usize] = match object.get(column.name()) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => {
+                return Err(DecodeError::NotAScalar {
+                    field: column.name().to_owned(),
+                });
+            }
+        };
+    }
+    Ok(fields)
 }
 
 /// The `POST /predict` request parser: any bytes as a body. A body that
