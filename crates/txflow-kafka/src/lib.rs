@@ -29,6 +29,7 @@ pub mod member;
 pub mod prediction;
 pub mod produce;
 pub mod publishing;
+mod record;
 pub mod sink;
 pub mod topics;
 

@@ -17,18 +17,19 @@
 //!   their buffered records are dropped (their new owner reads them again).
 //! - Stopped: what is buffered is flushed and everything settled.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 
 use crate::client::Connection;
 use crate::consume::membership::Joining;
 use crate::consume::poll::Event;
 use crate::error::{Error, Result};
+use crate::record::Record;
 
 /// What every member is (`txflow consume`, `txflow sink`): where it reads,
 /// its group and name, how it buffers, how it lives in its group.
@@ -106,7 +107,7 @@ pub(crate) struct Buffering {
 pub(crate) struct PartitionRecords {
     pub topic: String,
     pub partition: i32,
-    pub messages: Vec<OwnedMessage>,
+    pub messages: Vec<Record>,
 }
 
 /// What a flush does, for one kind of member.
@@ -150,7 +151,7 @@ pub(crate) async fn run<F: Flush>(
     inbox: &mut mpsc::Receiver<Event>,
     flusher: &mut F,
 ) -> Result<()> {
-    let mut buffer: Vec<OwnedMessage> = Vec::new();
+    let mut buffer: Vec<Record> = Vec::new();
     let mut deadline = tokio::time::Instant::now();
     let mut due = false;
     loop {
@@ -225,22 +226,22 @@ pub(crate) async fn run<F: Flush>(
 
 /// The buffer by partition (in topic and partition order), each in offset
 /// order with every offset once.
-fn by_partition(buffer: Vec<OwnedMessage>) -> Vec<PartitionRecords> {
-    let mut grouped: BTreeMap<(String, i32), Vec<OwnedMessage>> = BTreeMap::new();
+fn by_partition(buffer: Vec<Record>) -> Vec<PartitionRecords> {
+    let mut grouped: BTreeMap<(Arc<str>, i32), Vec<Record>> = BTreeMap::new();
     for m in buffer {
         grouped
-            .entry((m.topic().to_owned(), m.partition()))
+            .entry((m.topic().clone(), m.partition()))
             .or_default()
             .push(m);
     }
     grouped
         .into_iter()
         .map(|((topic, partition), mut messages)| {
-            messages.sort_by_key(Message::offset);
-            let mut seen = HashSet::new();
-            messages.retain(|m| seen.insert(m.offset()));
+            // Stable: of two records at one offset, the first polled stays.
+            messages.sort_by_key(Record::offset);
+            messages.dedup_by_key(|m| m.offset());
             PartitionRecords {
-                topic,
+                topic: topic.to_string(),
                 partition,
                 messages,
             }
@@ -250,21 +251,19 @@ fn by_partition(buffer: Vec<OwnedMessage>) -> Vec<PartitionRecords> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use rdkafka::Timestamp;
+    use std::sync::Mutex;
 
     use super::*;
 
-    fn record(partition: i32, offset: i64) -> OwnedMessage {
-        OwnedMessage::new(
-            Some(format!("{partition}/{offset}").into_bytes()),
-            None,
-            "transactions".into(),
-            Timestamp::NotAvailable,
+    fn record(partition: i32, offset: i64) -> Record {
+        let payload = format!("{partition}/{offset}");
+        Record::new(
+            "transactions",
             partition,
             offset,
             None,
+            Some(payload.as_bytes()),
+            &[],
         )
     }
 
@@ -289,12 +288,7 @@ mod tests {
         async fn flush(&mut self, partitions: Vec<PartitionRecords>) -> Result<()> {
             let seen = partitions
                 .iter()
-                .map(|p| {
-                    (
-                        p.partition,
-                        p.messages.iter().map(Message::offset).collect(),
-                    )
-                })
+                .map(|p| (p.partition, p.messages.iter().map(Record::offset).collect()))
                 .collect();
             self.flushes.lock().expect("the flushes").push(seen);
             self.in_flight = self.holds;

@@ -19,6 +19,9 @@
 //! accepts unknown fields (a later minor version may add some) and refuses
 //! another major version by name.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
@@ -47,44 +50,51 @@ pub enum EventError {
     },
 }
 
+// One shape for writing (strings lent by the batch) and reading (owned).
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
-    schema: std::borrow::Cow<'a, str>,
-    transaction: WireTransaction,
-    prediction: WirePrediction,
-    lineage: WireLineage,
+    schema: Cow<'a, str>,
+    transaction: WireTransaction<'a>,
+    prediction: WirePrediction<'a>,
+    lineage: WireLineage<'a>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireTransaction {
-    id: String,
-    source_id: String,
-    description: String,
-    amount: String,
-    timestamp: String,
-    merchant: Option<String>,
-    operation_type: String,
-    side: String,
+struct WireTransaction<'a> {
+    id: Cow<'a, str>,
+    source_id: Cow<'a, str>,
+    description: Cow<'a, str>,
+    amount: Cow<'a, str>,
+    timestamp: Cow<'a, str>,
+    merchant: Option<Cow<'a, str>>,
+    operation_type: Cow<'a, str>,
+    side: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct WirePrediction {
-    category: String,
+struct WirePrediction<'a> {
+    category: Cow<'a, str>,
     confidence: Option<f64>,
-    model_version: String,
-    predicted_at: String,
+    model_version: Cow<'a, str>,
+    predicted_at: Cow<'a, str>,
     /// Absent in events written before it existed: false.
     #[serde(default)]
     needs_review: bool,
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireLineage {
-    run_id: String,
-    processing_type: String,
-    source: String,
+struct WireLineage<'a> {
+    run_id: Cow<'a, str>,
+    processing_type: Cow<'a, str>,
+    source: Cow<'a, str>,
     line: Option<u64>,
     offset: Option<u64>,
+}
+
+/// What the events of one batch share, formatted once.
+struct Shared<'a> {
+    predicted_at: String,
+    lineage: &'a Lineage,
 }
 
 /// The headers of every predictions event.
@@ -106,73 +116,91 @@ fn time(t: DateTime<Utc>) -> String {
 
 /// The event as JSON.
 pub fn encode(event: &PredictionEvent) -> String {
-    encode_parts(
+    let shared = Shared {
+        predicted_at: time(event.predicted_at),
+        lineage: &event.lineage,
+    };
+    let mut out = Vec::new();
+    write(
+        &mut out,
         &event.transaction,
         &event.prediction,
-        event.predicted_at,
-        &event.lineage,
+        &shared,
         event.position,
         event.needs_review,
-    )
+    );
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).expect("JSON is UTF-8")
 }
 
-/// An event as JSON, from its parts (a batch's, lent, not copied).
-pub fn encode_parts(
+/// Appends an event's JSON to `out`, its strings lent by its parts.
+fn write(
+    out: &mut Vec<u8>,
     tx: &Transaction,
     p: &Prediction,
-    predicted_at: DateTime<Utc>,
-    lineage: &Lineage,
+    shared: &Shared<'_>,
     position: Option<Position>,
     needs_review: bool,
-) -> String {
+) {
+    let mut id = uuid::Uuid::encode_buffer();
+    let lineage = shared.lineage;
     let wire = Wire {
         schema: SCHEMA.into(),
         transaction: WireTransaction {
-            id: tx.id().to_string(),
-            source_id: tx.source_id().to_owned(),
-            description: tx.description().to_owned(),
-            amount: tx.amount().to_string(),
-            timestamp: time(tx.timestamp()),
-            merchant: tx.merchant().map(str::to_owned),
-            operation_type: tx.operation_type().to_owned(),
-            side: tx.side().as_str().to_owned(),
+            id: (&*tx.id().as_uuid().hyphenated().encode_lower(&mut id)).into(),
+            source_id: tx.source_id().into(),
+            description: tx.description().into(),
+            amount: tx.amount().to_string().into(),
+            timestamp: time(tx.timestamp()).into(),
+            merchant: tx.merchant().map(Cow::from),
+            operation_type: tx.operation_type().into(),
+            side: tx.side().as_str().into(),
         },
         prediction: WirePrediction {
-            category: p.category.as_str().to_owned(),
+            category: p.category.as_str().into(),
             confidence: p.confidence,
-            model_version: p.model_version.clone(),
-            predicted_at: time(predicted_at),
+            model_version: p.model_version.as_str().into(),
+            predicted_at: shared.predicted_at.as_str().into(),
             needs_review,
         },
         lineage: WireLineage {
-            run_id: lineage.run_id.as_str().to_owned(),
-            processing_type: lineage.processing_type.as_str().to_owned(),
-            source: lineage.source.to_string(),
+            run_id: lineage.run_id.as_str().into(),
+            processing_type: lineage.processing_type.as_str().into(),
+            source: (&*lineage.source).into(),
             line: position.map(|p| p.line),
             offset: position.map(|p| p.offset),
         },
     };
-    serde_json::to_string(&wire).expect("an event always serialises")
+    serde_json::to_writer(out, &wire).expect("an event always serialises");
 }
 
 /// A batch's predictions events: (key, JSON value, position) of each, in
 /// the batch's order, `needs_review` set for those it queued for review.
+/// The key is the transaction id's 36 characters.
 pub fn events(
     batch: &Batch,
     predicted_at: DateTime<Utc>,
-) -> impl Iterator<Item = (String, String, Position)> + '_ {
+) -> impl Iterator<Item = ([u8; 36], Vec<u8>, Position)> + '_ {
     let queued = txflow_core::review::queued_ids(batch);
+    let shared = Shared {
+        predicted_at: time(predicted_at),
+        lineage: &batch.lineage,
+    };
     batch.predicted().map(move |(tx, p, position)| {
         let needs_review = queued.contains(&(p.transaction_id, p.model_version.as_str()));
-        let value = encode_parts(
+        // About what an event takes, so that writing it seldom grows it.
+        let mut value = Vec::with_capacity(512 + tx.description().len());
+        write(
+            &mut value,
             tx,
             p,
-            predicted_at,
-            &batch.lineage,
+            &shared,
             Some(position),
             needs_review,
         );
-        (tx.id().to_string(), value, position)
+        let mut key = [0; 36];
+        tx.id().as_uuid().hyphenated().encode_lower(&mut key);
+        (key, value, position)
     })
 }
 
@@ -204,12 +232,12 @@ pub fn decode(value: &[u8]) -> Result<PredictionEvent, EventError> {
     let amount = Amount::parse(&t.amount, DecimalMark::Point).ok();
     let transaction = Transaction::from(TransactionParts {
         id: field("transaction.id", id, "not a UUID")?,
-        source_id: t.source_id,
-        description: t.description,
+        source_id: t.source_id.into_owned(),
+        description: t.description.into_owned(),
         amount: field("transaction.amount", amount, "not a decimal amount")?,
         timestamp: parse_time("transaction.timestamp", &t.timestamp)?,
-        merchant: t.merchant,
-        operation_type: t.operation_type,
+        merchant: t.merchant.map(Cow::into_owned),
+        operation_type: t.operation_type.into_owned(),
         side: field(
             "transaction.side",
             Side::parse(&t.side),
@@ -226,10 +254,10 @@ pub fn decode(value: &[u8]) -> Result<PredictionEvent, EventError> {
             "not a category name (1 to 64 bytes, no control character)",
         )?,
         confidence: p.confidence,
-        model_version: p.model_version,
+        model_version: p.model_version.into_owned(),
     };
     let l = wire.lineage;
-    let processing_type = match l.processing_type.as_str() {
+    let processing_type = match &*l.processing_type {
         "batch" => Some(ProcessingType::Batch),
         "streaming" => Some(ProcessingType::Streaming),
         _ => None,
@@ -248,7 +276,7 @@ pub fn decode(value: &[u8]) -> Result<PredictionEvent, EventError> {
                 RunId::parse(&l.run_id).ok(),
                 "not a run id",
             )?,
-            source: l.source.into(),
+            source: Arc::from(&*l.source),
             processing_type: field(
                 "lineage.processing_type",
                 processing_type,

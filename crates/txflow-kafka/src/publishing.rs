@@ -48,8 +48,8 @@ impl Publisher {
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.predictions.len());
         for (key, value, _) in prediction::events(batch, predicted_at) {
             let record = FutureRecord::to(&self.topic)
-                .key(key.as_bytes())
-                .payload(value.as_bytes())
+                .key(&key[..])
+                .payload(&value[..])
                 .headers(prediction::headers());
             let delivery = self
                 .producer

@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::mpsc;
 use txflow_core::review::{self, ReviewBelow};
 use txflow_core::{
@@ -53,6 +52,7 @@ use self::write::{Staged, Writer};
 use crate::client::Connection;
 use crate::error::{Error, Result};
 use crate::member::{self, MemberConfig, PartitionRecords};
+use crate::record::Record;
 
 /// The member's producer, besides idempotence: it waits for a broker that
 /// is away however long (`message.timeout.ms` 0), so offsets move only once
@@ -421,7 +421,7 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
             self.published.predictions_published += staged.batch.predictions.len() as u64;
             self.published.dead_letters += dead.len() as u64;
             if transactions && let Some(c) = &mut staged.batch.checkpoint {
-                c.unpublished_from = p.messages.first().map(Message::offset);
+                c.unpublished_from = p.messages.first().map(Record::offset);
             }
             self.writer.send(p.partition, staged).await?;
         }
@@ -459,13 +459,13 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
         &mut self,
         topic: &str,
         partition: i32,
-        messages: &'m [OwnedMessage],
+        messages: &'m [Record],
     ) -> Result<(Staged, Vec<DeadLetter<'m>>, Traces)> {
         let location = format!("kafka://{topic}/{partition}");
         let started = Instant::now();
         let prepared = partition::prepare(self.classifier, &location, messages).await?;
         stage_done("prepare", started);
-        let last = messages.last().map_or(0, Message::offset);
+        let last = messages.last().map_or(0, Record::offset);
         let read = messages.len() as u64;
         let mut done = Consumed::default();
         let c = &mut done.counts;

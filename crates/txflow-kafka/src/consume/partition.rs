@@ -2,7 +2,6 @@
 //! core's rules, UUID ids required) and classified; what fails becomes a
 //! rejected record and a dead letter.
 
-use rdkafka::message::{Headers, Message, OwnedMessage};
 use tracing::Instrument;
 use txflow_core::transaction::DecimalMark;
 use txflow_core::{
@@ -13,6 +12,7 @@ use txflow_core::{
 use super::publish::DeadLetter;
 use crate::error::{Error, Result};
 use crate::event::EventFields;
+use crate::record::Record;
 
 /// What one partition's records became.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ pub(crate) struct Traces(Vec<(i64, tracing::Span)>);
 
 impl Traces {
     /// A `txflow.<stage>` span for each record that carries a trace context.
-    pub(crate) fn of(stage: &'static str, messages: &[OwnedMessage]) -> Traces {
+    pub(crate) fn of(stage: &'static str, messages: &[Record]) -> Traces {
         if !txflow_trace::enabled() {
             return Traces::default();
         }
@@ -44,11 +44,7 @@ impl Traces {
             messages
                 .iter()
                 .filter_map(|m| {
-                    let parent = m
-                        .headers()?
-                        .iter()
-                        .find(|h| h.key == txflow_trace::HEADER)?
-                        .value?;
+                    let parent = m.header(txflow_trace::HEADER)?;
                     Some((
                         m.offset(),
                         txflow_trace::span(stage, "consumer", Some(parent)),
@@ -78,13 +74,13 @@ impl Traces {
 pub(super) async fn prepare<'m, C: Classifier>(
     classifier: &C,
     location: &str,
-    messages: &'m [OwnedMessage],
+    messages: &'m [Record],
 ) -> Result<Prepared<'m>> {
     let traces = Traces::of("txflow.consume", messages);
     let validator = Validator::new(location.into(), DecimalMark::Point).requiring_uuid_ids();
     let mut transactions = Vec::with_capacity(messages.len());
     let mut positions = Vec::with_capacity(messages.len());
-    let mut valid: Vec<&OwnedMessage> = Vec::with_capacity(messages.len());
+    let mut valid: Vec<&Record> = Vec::with_capacity(messages.len());
     let mut rejected = Vec::new();
     let mut dead = Vec::new();
     for m in messages {

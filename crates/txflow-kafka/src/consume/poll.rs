@@ -12,20 +12,21 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use txflow_core::resilience::RejoinPolicy;
 
 use super::metric;
 use super::rebalance::Context;
 use crate::error::Error;
+use crate::record::{Chunk, Record};
 
 /// What the poll thread (and the rebalance callback, which runs on it) tells
 /// the member.
 #[derive(Debug)]
 pub(crate) enum Event {
     /// Records in the order polled (at most [`CHUNK`]).
-    Records(Vec<OwnedMessage>),
+    Records(Vec<Record>),
     /// The member has read everything the broker has in a partition:
     /// what is buffered can be stored at once.
     CaughtUp,
@@ -210,7 +211,7 @@ fn poll_loop(
     stop: &AtomicBool,
     mut watchdog: Watchdog,
 ) {
-    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut chunk = Chunk::default();
     while !stop.load(Ordering::SeqCst) {
         if chunk.is_empty() {
             watchdog.tick(consumer);
@@ -229,7 +230,7 @@ fn poll_loop(
                     .get(&message.partition())
                     .copied();
                 if floor.is_none_or(|floor| message.offset() >= floor) {
-                    chunk.push(message.detach());
+                    chunk.push(&message);
                 }
                 if chunk.len() < CHUNK {
                     continue;
@@ -243,7 +244,7 @@ fn poll_loop(
             }
             None => None,
         };
-        if !chunk.is_empty() && !send(events, Event::Records(std::mem::take(&mut chunk))) {
+        if !chunk.is_empty() && !send(events, Event::Records(chunk.take())) {
             return;
         }
         if let Some(event) = after
@@ -252,7 +253,7 @@ fn poll_loop(
             return;
         }
     }
-    if !chunk.is_empty() && !send(events, Event::Records(chunk)) {
+    if !chunk.is_empty() && !send(events, Event::Records(chunk.take())) {
         return;
     }
     let _ = events.blocking_send(Event::Stopped);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use txflow_core::Batch;
@@ -15,6 +15,7 @@ use super::partition::Traces;
 use crate::client::{Connection, off_runtime};
 use crate::error::{Error, Result};
 use crate::prediction;
+use crate::record::Record;
 
 /// Headers of a dead letter, besides the record's own.
 pub mod dead_letter {
@@ -32,7 +33,7 @@ pub mod dead_letter {
 /// A record that goes to the dead-letter topic, and why.
 #[derive(Debug)]
 pub(crate) struct DeadLetter<'m> {
-    pub message: &'m OwnedMessage,
+    pub message: &'m Record,
     pub class: &'static str,
     pub rule: String,
     pub text: String,
@@ -229,8 +230,8 @@ impl Publisher<'_> {
                 });
             }
             let record = FutureRecord::to(self.predictions_topic)
-                .key(key.as_bytes())
-                .payload(value.as_bytes())
+                .key(&key[..])
+                .payload(&value[..])
                 .headers(headers);
             deliveries.push((self.predictions_topic, self.enqueue(record)?));
         }
@@ -308,20 +309,13 @@ impl Publisher<'_> {
         let mut headers = OwnedHeaders::new();
         let mut attempts = "1";
         let mut first_failure = first_failure;
-        if let Some(original) = d.message.headers() {
-            for h in original.iter() {
-                let text = h.value.and_then(|v| std::str::from_utf8(v).ok());
-                match (h.key, text) {
-                    (dead_letter::ATTEMPTS, Some(n)) => attempts = n,
-                    (dead_letter::FIRST_FAILURE, Some(t)) => first_failure = t,
-                    (key, _) if crate::dlq::is_ours(key) => {}
-                    (key, _) => {
-                        headers = headers.insert(Header {
-                            key,
-                            value: h.value,
-                        });
-                    }
-                }
+        for (key, value) in d.message.headers() {
+            let text = value.and_then(|v| std::str::from_utf8(v).ok());
+            match (key, text) {
+                (dead_letter::ATTEMPTS, Some(n)) => attempts = n,
+                (dead_letter::FIRST_FAILURE, Some(t)) => first_failure = t,
+                (key, _) if crate::dlq::is_ours(key) => {}
+                (key, _) => headers = headers.insert(Header { key, value }),
             }
         }
         let partition = partition.to_string();

@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinSet;
 use txflow_core::resilience::{OutagePolicy, RetryDecision, jitter};
@@ -43,6 +42,7 @@ use crate::consume::rebalance::{Context, OffsetLoader};
 use crate::error::{Error, Result};
 use crate::member::{self, MemberConfig, PartitionRecords};
 use crate::prediction;
+use crate::record::Record;
 
 /// A failpoint for the crash tests: with `TXFLOW_FAILPOINT_SINK_ABORT_AFTER_WRITES=N`
 /// the process aborts (as `kill -9` would stop it) right after the N-th
@@ -200,7 +200,7 @@ struct Prepared {
     topic: String,
     partition: i32,
     /// In offset order, no duplicates.
-    messages: Vec<OwnedMessage>,
+    messages: Vec<Record>,
     records: Vec<SinkRecord>,
     /// The index in `messages` of each of `records`.
     sources: Vec<usize>,
@@ -389,12 +389,7 @@ impl Member<'_> {
 /// One partition's messages (in offset order, each once) decoded into
 /// records; those that are not predictions events are set aside for the
 /// dead-letter topic.
-fn prepare(
-    kind: &'static str,
-    topic: String,
-    partition: i32,
-    messages: Vec<OwnedMessage>,
-) -> Prepared {
+fn prepare(kind: &'static str, topic: String, partition: i32, messages: Vec<Record>) -> Prepared {
     let mut records = Vec::with_capacity(messages.len());
     let mut sources = Vec::with_capacity(messages.len());
     let mut undecodable = Vec::new();
