@@ -200,6 +200,21 @@ pub trait OffsetStore: Send + Sync {
 pub trait Sink: Send + Sync {
     /// Writes a batch atomically.
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>>;
+
+    /// Writes several batches (a stream member's partitions of one flush,
+    /// each with its checkpoint); the report is their sum. A store that
+    /// can writes them in one transaction: one commit instead of one per
+    /// batch. By default, one after the other, each atomically: a failure
+    /// leaves those before it written, each with its checkpoint.
+    fn write_batches(&self, batches: Vec<Batch>) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        Box::pin(async move {
+            let mut total = WriteReport::default();
+            for batch in batches {
+                total += self.write_batch(batch).await?;
+            }
+            Ok(total)
+        })
+    }
 }
 
 /// The run ledger: what each run did, kept in SQL beside the rows.
@@ -238,6 +253,10 @@ pub trait RunLedger: Send + Sync {
 impl<T: Sink + ?Sized> Sink for Arc<T> {
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
         (**self).write_batch(batch)
+    }
+
+    fn write_batches(&self, batches: Vec<Batch>) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        (**self).write_batches(batches)
     }
 }
 

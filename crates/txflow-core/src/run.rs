@@ -337,3 +337,13 @@ pub struct WriteReport {
     /// Predictions newly queued for review.
     pub queued: u64,
 }
+
+impl std::ops::AddAssign for WriteReport {
+    fn add_assign(&mut self, other: WriteReport) {
+        self.transactions += other.transactions;
+        self.predictions += other.predictions;
+        self.rejected += other.rejected;
+        self.unclassified += other.unclassified;
+        self.queued += other.queued;
+    }
+}

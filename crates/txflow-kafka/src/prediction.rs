@@ -190,14 +190,7 @@ pub fn events(
         let needs_review = queued.contains(&(p.transaction_id, p.model_version.as_str()));
         // About what an event takes, so that writing it seldom grows it.
         let mut value = Vec::with_capacity(512 + tx.description().len());
-        write(
-            &mut value,
-            tx,
-            p,
-            &shared,
-            Some(position),
-            needs_review,
-        );
+        write(&mut value, tx, p, &shared, Some(position), needs_review);
         let mut key = [0; 36];
         tx.id().as_uuid().hyphenated().encode_lower(&mut key);
         (key, value, position)

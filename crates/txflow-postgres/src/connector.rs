@@ -42,8 +42,8 @@ impl PostgresConnector {
             return Ok(Vec::new());
         };
         // A batch has one lineage: records from several runs or sources
-        // (batch and stream data mixed on the topic) make several batches;
-        // the offset goes with the last one, so a crash in between replays.
+        // (batch and stream data mixed on the topic) make several batches,
+        // written in one transaction; the offset goes with the last one.
         let mut by_lineage: BTreeMap<(String, String, &'static str), Vec<&SinkRecord>> =
             BTreeMap::new();
         for r in records {
@@ -58,6 +58,7 @@ impl PostgresConnector {
                 .push(r);
         }
         let count = by_lineage.len();
+        let mut batches = Vec::with_capacity(count);
         for (i, rows) in by_lineage.into_values().enumerate() {
             let lineage: Lineage = rows[0].event.lineage.clone();
             let checkpoint = (i + 1 == count).then(|| Checkpoint {
@@ -86,8 +87,9 @@ impl PostgresConnector {
                 reviews: Vec::new(),
                 checkpoint,
             };
-            self.sink.write(batch).await.map_err(classify)?;
+            batches.push(batch);
         }
+        self.sink.write(batches).await.map_err(classify)?;
         Ok(Vec::new())
     }
 }

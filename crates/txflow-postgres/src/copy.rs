@@ -1,5 +1,5 @@
-//! Binary COPY of a batch, into the final tables or the session's staging
-//! tables.
+//! Binary COPY of batches (one COPY per table for all of them), into the
+//! final tables or the session's staging tables.
 
 use futures::pin_mut;
 use tokio_postgres::Transaction as DbTransaction;
@@ -77,7 +77,7 @@ const COPY_END: &str = "finishing a batch's COPY";
 /// Returns the rows copied.
 pub(crate) async fn transactions(
     tx: &DbTransaction<'_>,
-    batch: &Batch,
+    batches: &[Batch],
     into: Tables,
 ) -> Result<u64> {
     use Type as T;
@@ -99,38 +99,40 @@ pub(crate) async fn transactions(
     ];
     let writer = begin(tx, into.table("transactions"), TRANSACTION_COLUMNS, &types).await?;
     pin_mut!(writer);
-    let lineage = &batch.lineage;
-    let (processing, run, source) = (
-        lineage.processing_type.as_str(),
-        lineage.run_id.as_str(),
-        &*lineage.source,
-    );
-    for (t, position) in batch.transactions.iter().zip(&batch.positions) {
-        let (id, amount, timestamp) = (*t.id().as_uuid(), Numeric(t.amount()), t.timestamp());
-        let (source_id, description, merchant) = (t.source_id(), t.description(), t.merchant());
-        let (operation_type, side) = (t.operation_type(), t.side().as_str());
-        let (line, offset) = (position.line as i64, position.offset as i64);
-        let row: [&(dyn ToSql + Sync); 14] = [
-            &id,
-            &source_id,
-            &description,
-            &amount,
-            &timestamp,
-            &merchant,
-            &operation_type,
-            &side,
-            &processing,
-            &run,
-            &batch.batch_id,
-            &source,
-            &line,
-            &offset,
-        ];
-        writer
-            .as_mut()
-            .write(&row)
-            .await
-            .map_err(Error::query(COPY_ROW))?;
+    for batch in batches {
+        let lineage = &batch.lineage;
+        let (processing, run, source) = (
+            lineage.processing_type.as_str(),
+            lineage.run_id.as_str(),
+            &*lineage.source,
+        );
+        for (t, position) in batch.transactions.iter().zip(&batch.positions) {
+            let (id, amount, timestamp) = (*t.id().as_uuid(), Numeric(t.amount()), t.timestamp());
+            let (source_id, description, merchant) = (t.source_id(), t.description(), t.merchant());
+            let (operation_type, side) = (t.operation_type(), t.side().as_str());
+            let (line, offset) = (position.line as i64, position.offset as i64);
+            let row: [&(dyn ToSql + Sync); 14] = [
+                &id,
+                &source_id,
+                &description,
+                &amount,
+                &timestamp,
+                &merchant,
+                &operation_type,
+                &side,
+                &processing,
+                &run,
+                &batch.batch_id,
+                &source,
+                &line,
+                &offset,
+            ];
+            writer
+                .as_mut()
+                .write(&row)
+                .await
+                .map_err(Error::query(COPY_ROW))?;
+        }
     }
     writer.finish().await.map_err(Error::query(COPY_END))
 }
@@ -138,27 +140,34 @@ pub(crate) async fn transactions(
 /// Returns the rows copied.
 pub(crate) async fn predictions(
     tx: &DbTransaction<'_>,
-    batch: &Batch,
+    batches: &[Batch],
     into: Tables,
 ) -> Result<u64> {
     let types = [Type::UUID, Type::TEXT, Type::TEXT, Type::FLOAT8, Type::TEXT];
     let writer = begin(tx, into.table("predictions"), PREDICTION_COLUMNS, &types).await?;
     pin_mut!(writer);
-    let run = batch.lineage.run_id.as_str();
-    for p in &batch.predictions {
-        let (id, category) = (*p.transaction_id.as_uuid(), p.category.as_str());
-        let row: [&(dyn ToSql + Sync); 5] = [&id, &p.model_version, &category, &p.confidence, &run];
-        writer
-            .as_mut()
-            .write(&row)
-            .await
-            .map_err(Error::query(COPY_ROW))?;
+    for batch in batches {
+        let run = batch.lineage.run_id.as_str();
+        for p in &batch.predictions {
+            let (id, category) = (*p.transaction_id.as_uuid(), p.category.as_str());
+            let row: [&(dyn ToSql + Sync); 5] =
+                [&id, &p.model_version, &category, &p.confidence, &run];
+            writer
+                .as_mut()
+                .write(&row)
+                .await
+                .map_err(Error::query(COPY_ROW))?;
+        }
     }
     writer.finish().await.map_err(Error::query(COPY_END))
 }
 
 /// Returns the rows copied.
-pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch, into: Tables) -> Result<u64> {
+pub(crate) async fn rejected(
+    tx: &DbTransaction<'_>,
+    batches: &[Batch],
+    into: Tables,
+) -> Result<u64> {
     use Type as T;
     let types = [
         T::TEXT,
@@ -173,30 +182,32 @@ pub(crate) async fn rejected(tx: &DbTransaction<'_>, batch: &Batch, into: Tables
     ];
     let writer = begin(tx, into.table("rejected_records"), REJECTED_COLUMNS, &types).await?;
     pin_mut!(writer);
-    let (processing, run) = (
-        batch.lineage.processing_type.as_str(),
-        batch.lineage.run_id.as_str(),
-    );
-    for r in &batch.rejected {
-        let (line, offset) = (r.position.line as i64, r.position.offset as i64);
-        let (source, rule, field) = (&*r.source, r.rule.name(), r.field.map(|f| f.name()));
-        let (message, raw) = (text(&r.message), text(&r.raw));
-        let row: [&(dyn ToSql + Sync); 9] = [
-            &source,
-            &line,
-            &offset,
-            &rule,
-            &field,
-            &message,
-            &raw,
-            &processing,
-            &run,
-        ];
-        writer
-            .as_mut()
-            .write(&row)
-            .await
-            .map_err(Error::query(COPY_ROW))?;
+    for batch in batches {
+        let (processing, run) = (
+            batch.lineage.processing_type.as_str(),
+            batch.lineage.run_id.as_str(),
+        );
+        for r in &batch.rejected {
+            let (line, offset) = (r.position.line as i64, r.position.offset as i64);
+            let (source, rule, field) = (&*r.source, r.rule.name(), r.field.map(|f| f.name()));
+            let (message, raw) = (text(&r.message), text(&r.raw));
+            let row: [&(dyn ToSql + Sync); 9] = [
+                &source,
+                &line,
+                &offset,
+                &rule,
+                &field,
+                &message,
+                &raw,
+                &processing,
+                &run,
+            ];
+            writer
+                .as_mut()
+                .write(&row)
+                .await
+                .map_err(Error::query(COPY_ROW))?;
+        }
     }
     writer.finish().await.map_err(Error::query(COPY_END))
 }

@@ -88,17 +88,23 @@ impl PostgresStore {
     /// meanwhile. A caller that stops waiting (a member abandoning its
     /// writes) aborts the task, so the transaction in flight rolls back as
     /// it did when the write ran on the caller's task.
-    pub(crate) async fn write(&self, batch: Batch) -> Result<WriteReport> {
-        let writer = batch.checkpoint.as_ref().map_or(0, |c| {
-            c.partition.unsigned_abs() as usize % self.sessions.len()
-        });
-        let batch = std::sync::Arc::new(batch);
+    ///
+    /// Several batches go in one transaction (see [`write_batches`]), on
+    /// the connection of the first one's partition.
+    pub(crate) async fn write(&self, batches: Vec<Batch>) -> Result<WriteReport> {
+        let writer = batches
+            .first()
+            .and_then(|b| b.checkpoint.as_ref())
+            .map_or(0, |c| {
+                c.partition.unsigned_abs() as usize % self.sessions.len()
+            });
+        let batches = std::sync::Arc::new(batches);
         self.sessions[writer]
             .retrying("writing a batch", |mut client| {
-                let batch = std::sync::Arc::clone(&batch);
+                let batches = std::sync::Arc::clone(&batches);
                 async move {
                     let task = AbortOnDrop(tokio::spawn(async move {
-                        write_batch(&mut client, &batch).await
+                        write_batches(&mut client, &batches).await
                     }));
                     match task.await {
                         Ok(written) => written,
@@ -148,18 +154,34 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// One batch in one database transaction: the rows, then the stream
-/// checkpoint, if any.
-async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> {
+/// Batches in one database transaction (one commit): the rows of all of
+/// them (one COPY per table), then each one's classification failures,
+/// review items and stream checkpoint, if any.
+async fn write_batches(client: &mut Client, batches: &[Batch]) -> Result<WriteReport> {
     let mut tx = client
         .transaction()
         .await
         .map_err(Error::query("starting a batch"))?;
-    let mut report = rows(&mut tx, batch).await?;
-    if !batch.unclassified.is_empty() {
-        report.unclassified = copy::unclassified(&tx, batch).await?;
+    let mut report = rows(&mut tx, batches).await?;
+    for batch in batches {
+        let marks = marks(&tx, batch).await?;
+        report.unclassified += marks.unclassified;
+        report.queued += marks.queued;
     }
-    report.queued = review::queue(&tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
+    tx.commit()
+        .await
+        .map_err(Error::query("committing a batch"))?;
+    Ok(report)
+}
+
+/// What a batch writes besides its rows: its classification failures, its
+/// review items and its stream checkpoint.
+async fn marks(tx: &tokio_postgres::Transaction<'_>, batch: &Batch) -> Result<WriteReport> {
+    let mut report = WriteReport::default();
+    if !batch.unclassified.is_empty() {
+        report.unclassified = copy::unclassified(tx, batch).await?;
+    }
+    report.queued = review::queue(tx, &batch.reviews, batch.lineage.run_id.as_str()).await?;
     if let Some(c) = &batch.checkpoint {
         tx.execute(
             "INSERT INTO stream_offsets
@@ -183,9 +205,6 @@ async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> 
         .await
         .map_err(Error::query("storing the stream offset"))?;
     }
-    tx.commit()
-        .await
-        .map_err(Error::query("committing a batch"))?;
     Ok(report)
 }
 
@@ -195,12 +214,12 @@ async fn write_batch(client: &mut Client, batch: &Batch) -> Result<WriteReport> 
 /// COPY per table. A unique violation (a rerun, a replay, a resumed
 /// stream) rolls the savepoint back and the batch goes through the
 /// staging tables, where `ON CONFLICT DO NOTHING` keeps what is stored.
-async fn rows(tx: &mut tokio_postgres::Transaction<'_>, batch: &Batch) -> Result<WriteReport> {
+async fn rows(tx: &mut tokio_postgres::Transaction<'_>, batches: &[Batch]) -> Result<WriteReport> {
     let direct = tx
         .savepoint("direct")
         .await
         .map_err(Error::query("starting a batch's COPY"))?;
-    match copy_all(&direct, batch, copy::Tables::Final).await {
+    match copy_all(&direct, batches, copy::Tables::Final).await {
         Ok(report) => {
             direct
                 .commit()
@@ -219,7 +238,7 @@ async fn rows(tx: &mut tokio_postgres::Transaction<'_>, batch: &Batch) -> Result
     tx.batch_execute(copy::CREATE_STAGING)
         .await
         .map_err(Error::query("creating staging tables"))?;
-    let mut report = copy_all(tx, batch, copy::Tables::Staging).await?;
+    let mut report = copy_all(tx, batches, copy::Tables::Staging).await?;
     for (table, columns, key, what, added) in [
         (
             "transactions",
@@ -254,18 +273,18 @@ async fn rows(tx: &mut tokio_postgres::Transaction<'_>, batch: &Batch) -> Result
 /// copied.
 async fn copy_all(
     tx: &tokio_postgres::Transaction<'_>,
-    batch: &Batch,
+    batches: &[Batch],
     tables: copy::Tables,
 ) -> Result<WriteReport> {
     let mut report = WriteReport::default();
-    if !batch.transactions.is_empty() {
-        report.transactions = copy::transactions(tx, batch, tables).await?;
+    if batches.iter().any(|b| !b.transactions.is_empty()) {
+        report.transactions = copy::transactions(tx, batches, tables).await?;
     }
-    if !batch.predictions.is_empty() {
-        report.predictions = copy::predictions(tx, batch, tables).await?;
+    if batches.iter().any(|b| !b.predictions.is_empty()) {
+        report.predictions = copy::predictions(tx, batches, tables).await?;
     }
-    if !batch.rejected.is_empty() {
-        report.rejected = copy::rejected(tx, batch, tables).await?;
+    if batches.iter().any(|b| !b.rejected.is_empty()) {
+        report.rejected = copy::rejected(tx, batches, tables).await?;
     }
     Ok(report)
 }
@@ -327,6 +346,10 @@ impl OffsetStore for PostgresStore {
 
 impl Sink for PostgresStore {
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
-        Box::pin(async move { Ok(self.write(batch).await?) })
+        Box::pin(async move { Ok(self.write(vec![batch]).await?) })
+    }
+
+    fn write_batches(&self, batches: Vec<Batch>) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        Box::pin(async move { Ok(self.write(batches).await?) })
     }
 }

@@ -153,9 +153,20 @@ fn query(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Err
     move |source| Error::Query { path, what, source }
 }
 
-fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteReport> {
+/// Batches in one transaction (one commit).
+fn write(conn: &mut Connection, path: &Path, batches: &[Batch]) -> Result<WriteReport> {
+    let tx = begin_write(conn).map_err(query(path, "starting a batch"))?;
+    let mut report = WriteReport::default();
+    for batch in batches {
+        report += write_rows(&tx, path, batch)?;
+    }
+    tx.commit().map_err(query(path, "committing a batch"))?;
+    Ok(report)
+}
+
+/// A batch's rows, classification failures, review items and checkpoint.
+fn write_rows(tx: &rusqlite::Transaction<'_>, path: &Path, batch: &Batch) -> Result<WriteReport> {
     let q = |what| query(path, what);
-    let tx = begin_write(conn).map_err(q("starting a batch"))?;
     let mut report = WriteReport::default();
     {
         let lineage = &batch.lineage;
@@ -253,7 +264,7 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
                 .map_err(q("inserting a classification failure"))?
                 as u64;
         }
-        report.queued = review::queue(&tx, path, &batch.reviews, batch.lineage.run_id.as_str())?;
+        report.queued = review::queue(tx, path, &batch.reviews, batch.lineage.run_id.as_str())?;
         if let Some(c) = &batch.checkpoint {
             tx.execute(
                 "INSERT INTO stream_offsets
@@ -276,7 +287,6 @@ fn write(conn: &mut Connection, path: &Path, batch: &Batch) -> Result<WriteRepor
             .map_err(q("storing the stream offset"))?;
         }
     }
-    tx.commit().map_err(q("committing a batch"))?;
     Ok(report)
 }
 
@@ -321,6 +331,10 @@ impl OffsetStore for SqliteStore {
 
 impl Sink for SqliteStore {
     fn write_batch(&self, batch: Batch) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
-        Box::pin(async move { Ok(self.with_conn(move |c, p| write(c, p, &batch)).await?) })
+        Box::pin(async move { Ok(self.with_conn(move |c, p| write(c, p, &[batch])).await?) })
+    }
+
+    fn write_batches(&self, batches: Vec<Batch>) -> BoxFuture<'_, Result<WriteReport, BoxError>> {
+        Box::pin(async move { Ok(self.with_conn(move |c, p| write(c, p, &batches)).await?) })
     }
 }

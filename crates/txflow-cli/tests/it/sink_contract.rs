@@ -333,6 +333,51 @@ async fn contract<S: Sink + OffsetStore, F: AsyncFn(&str) -> i64>(sink: &S, coun
         .expect("marked published");
     let resume = sink.stored_offsets("g", "transactions").await;
     assert_eq!(resume.expect("offsets"), [(2, 15)]);
+
+    // A flush's partitions in one write: each batch's rows and checkpoint;
+    // one of them overlapping what is stored takes them all through the
+    // staging path, and only what is new is added.
+    let part = |partition, next_offset| {
+        let mut b = batch();
+        b.checkpoint = Some(Checkpoint {
+            group: "flush".into(),
+            partition,
+            ..checkpoint(next_offset)
+        });
+        b
+    };
+    let before = count("SELECT count(*) FROM transactions").await;
+    let first = part(0, 7);
+    let both = sink
+        .write_batches(vec![first.clone(), part(1, 9)])
+        .await
+        .expect("a flush of two partitions");
+    assert_eq!(
+        (both.transactions, both.predictions, both.unclassified),
+        (6, 4, 2)
+    );
+    let mut overlapping = part(1, 12);
+    overlapping.transactions[0] = first.transactions[0].clone();
+    overlapping.predictions[0] = first.predictions[0].clone();
+    let overlap = sink
+        .write_batches(vec![part(0, 8), overlapping])
+        .await
+        .expect("a flush overlapping what is stored");
+    assert_eq!(
+        (
+            overlap.transactions,
+            overlap.predictions,
+            overlap.unclassified
+        ),
+        (5, 3, 2)
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM transactions").await,
+        before + 11
+    );
+    let mut stored = sink.stored_offsets("flush", "transactions").await;
+    stored.as_mut().map(|s| s.sort()).expect("offsets");
+    assert_eq!(stored.expect("offsets"), [(0, 8), (1, 12)]);
 }
 
 /// A run started, one file done and one failed, finished: the ledger says
@@ -507,6 +552,14 @@ async fn the_postgres_sink_keeps_unclassified_transactions_and_writes_each_row_o
         .await
         .expect("the sink");
     contract(&sink, async |sql: &str| db.count_sql(sql).await).await;
+    // The flush's two partitions were one transaction: their offsets' row
+    // versions share it.
+    let transactions = db
+        .count_sql(
+            "SELECT count(DISTINCT xmin::text) FROM stream_offsets WHERE consumer_group = 'flush'",
+        )
+        .await;
+    assert_eq!(transactions, 1);
 }
 
 #[tokio::test]

@@ -16,8 +16,8 @@
 //!   classified.
 //! - [`publish`]: predictions and dead letters are published and
 //!   acknowledged by the broker.
-//! - then the rows and the partition's next offset are written in one
-//!   database transaction (the sink waits out a database outage).
+//! - then each writing lane writes its partitions' rows and next offsets
+//!   in one database transaction (the sink waits out a database outage).
 //!
 //! A crash at any point replays only what the database does not have, and
 //! the upserts keep a replay from writing a row twice. Offsets are also
@@ -383,8 +383,9 @@ impl<C: Classifier, S: OffsetStore + ?Sized> member::Flush for Member<'_, C, S> 
 
 impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
     /// A flush: every partition prepared, then published together (one
-    /// wait for the broker's acknowledgements), then handed to its writing
-    /// lane. The broker has the predictions and the dead letters before the
+    /// wait for the broker's acknowledgements), then handed to the writing
+    /// lanes (each writes its partitions of the flush in one database
+    /// transaction). The broker has the predictions and the dead letters before the
     /// database has the offsets: a crash in between replays, never loses.
     ///
     /// With `--transactions` the flush is one Kafka transaction, left open
@@ -417,14 +418,16 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
             self.flushes += 1;
             AbortAt::check(self.abort_at, AbortAt::Published(self.flushes));
         }
+        let mut flush = Vec::with_capacity(prepared.len());
         for ((mut staged, dead, _), p) in prepared.into_iter().zip(partitions) {
             self.published.predictions_published += staged.batch.predictions.len() as u64;
             self.published.dead_letters += dead.len() as u64;
             if transactions && let Some(c) = &mut staged.batch.checkpoint {
                 c.unpublished_from = p.messages.first().map(Record::offset);
             }
-            self.writer.send(p.partition, staged).await?;
+            flush.push((p.partition, staged));
         }
+        self.writer.send(flush).await?;
         if transactions {
             self.commit_flush(partitions).await?;
         }

@@ -1,9 +1,11 @@
 //! The database writes, on a task of their own: while one flush is written,
 //! the member prepares and publishes the next.
 //!
-//! Batches are written one at a time in the order they were queued, so a
+//! A flush's batches go to their partitions' lanes; a lane writes its
+//! share of a flush in one database transaction (one commit for all its
+//! partitions), one share at a time in the order they were queued, so a
 //! partition's offsets only move forward and never ahead of its rows; at
-//! most one batch waits while another is written (the queue is what bounds
+//! most one share waits while another is written (the queue is what bounds
 //! the member's memory, with the poll channel).
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,9 +34,10 @@ pub(super) struct Staged {
     pub done: Consumed,
 }
 
-/// What a lane does next: write a batch, or say it wrote all before.
+/// What a lane does next: write a flush's batches of its partitions, or
+/// say it wrote all before.
 pub(super) enum Job {
-    Write(Box<Staged>),
+    Write(Vec<Staged>),
     Written(oneshot::Sender<()>),
 }
 
@@ -67,8 +70,11 @@ impl Writer {
                 while let Some(job) = jobs.recv().await {
                     match job {
                         Job::Write(staged) => {
-                            let did = write(&*sink, &consumer, &group, *staged).await?;
-                            add(&written, &did);
+                            let did = write(&*sink, &consumer, &group, staged).await?;
+                            add(
+                                &mut written.lock().unwrap_or_else(PoisonError::into_inner),
+                                &did,
+                            );
                         }
                         Job::Written(told) => {
                             let _ = told.send(());
@@ -87,20 +93,21 @@ impl Writer {
         }
     }
 
-    /// Queues a batch on its partition's lane; waits while another batch
-    /// waits there already.
-    pub async fn send(&mut self, partition: i32, staged: Staged) -> Result<()> {
+    /// Queues a flush's batches (by partition), each on its partition's
+    /// lane; waits while a lane has another share waiting already.
+    pub async fn send(&mut self, flush: Vec<(i32, Staged)>) -> Result<()> {
         if self.queues.is_empty() {
             return Err(stopped(&self.group));
         }
-        let lane = partition.unsigned_abs() as usize % self.queues.len();
-        if self.queues[lane]
-            .send(Job::Write(Box::new(staged)))
-            .await
-            .is_err()
-        {
-            // The lane's task ended: a write failed.
-            return Err(self.failure().await);
+        let mut shares: Vec<Vec<Staged>> = (0..self.queues.len()).map(|_| Vec::new()).collect();
+        for (partition, staged) in flush {
+            shares[partition.unsigned_abs() as usize % self.queues.len()].push(staged);
+        }
+        for (lane, share) in shares.into_iter().enumerate() {
+            if !share.is_empty() && self.queues[lane].send(Job::Write(share)).await.is_err() {
+                // The lane's task ended: a write failed.
+                return Err(self.failure().await);
+            }
         }
         Ok(())
     }
@@ -174,8 +181,7 @@ fn stopped(group: &str) -> Error {
     }
 }
 
-fn add(total: &Mutex<Consumed>, did: &Consumed) {
-    let mut total = total.lock().unwrap_or_else(PoisonError::into_inner);
+fn add(total: &mut Consumed, did: &Consumed) {
     let (t, d) = (&mut total.counts, &did.counts);
     t.read += d.read;
     t.invalid += d.invalid;
@@ -190,34 +196,42 @@ fn add(total: &Mutex<Consumed>, did: &Consumed) {
     total.predictions_published += did.predictions_published;
 }
 
-/// Writes one partition's batch and its next offset in one database
-/// transaction (the sink waits out a database outage), then commits the
-/// offset to Kafka for lag monitoring.
+/// Writes a lane's share of a flush (its partitions' batches and their
+/// next offsets) in one database transaction (the sink waits out a
+/// database outage), then commits the offsets to Kafka for lag
+/// monitoring.
 async fn write<S: Sink + ?Sized>(
     sink: &S,
     consumer: &BaseConsumer<Context>,
     group: &str,
-    staged: Staged,
+    share: Vec<Staged>,
 ) -> Result<Consumed> {
-    let Staged {
-        location,
-        batch,
-        timestamps,
-        mut done,
-    } = staged;
+    let mut done = Consumed::default();
+    let mut locations = Vec::with_capacity(share.len());
+    let mut batches = Vec::with_capacity(share.len());
+    let mut timestamps = Vec::with_capacity(share.len());
+    for staged in share {
+        add(&mut done, &staged.done);
+        locations.push(staged.location);
+        batches.push(staged.batch);
+        timestamps.push(staged.timestamps);
+    }
     let started = Instant::now();
-    let offered = batch.transactions.len() as u64;
-    let checkpoint = batch.checkpoint.clone();
+    let offered: u64 = batches.iter().map(|b| b.transactions.len() as u64).sum();
+    let checkpoints: Vec<_> = batches
+        .iter()
+        .filter_map(|b| b.checkpoint.clone())
+        .collect();
     let report = sink
-        .write_batch(batch)
+        .write_batches(batches)
         .await
         .map_err(|source| Error::Sink {
-            location: location.clone(),
+            location: locations.join(", "),
             source,
         })?;
     stage_done("write", started);
     let now_ms = Utc::now().timestamp_millis();
-    for ts in timestamps {
+    for ts in timestamps.into_iter().flatten() {
         metrics::histogram!(metric::END_TO_END_SECONDS)
             .record((now_ms - ts).max(0) as f64 / 1000.0);
     }
@@ -228,15 +242,16 @@ async fn write<S: Sink + ?Sized>(
     done.counts.queued = report.queued;
 
     // For lag monitoring only: the database holds the offsets that count.
-    if let Some(c) = checkpoint {
-        let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset))
+    let mut tpl = TopicPartitionList::new();
+    let listed = checkpoints.iter().all(|c| {
+        tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset))
             .is_ok()
-            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
-        {
-            tracing::debug!(group, error = %e, "committing the offset to Kafka");
-        }
+    });
+    if listed
+        && tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+    {
+        tracing::debug!(group, error = %e, "committing the offsets to Kafka");
     }
     Ok(done)
 }
