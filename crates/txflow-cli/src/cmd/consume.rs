@@ -62,8 +62,9 @@ pub struct Args {
     #[command(flatten)]
     membership: MemberArgs,
 
-    /// Records buffered before a flush, at most.
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Records buffered before a flush, at most. Larger flushes commit
+    /// less often and hold more memory (see docs/PERFORMANCE.md).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_batch: u32,
 
     /// How long a record may wait in the buffer (e.g. 500ms).
