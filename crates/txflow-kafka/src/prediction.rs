@@ -121,8 +121,15 @@ pub fn encode(event: &PredictionEvent) -> String {
         lineage: &event.lineage,
     };
     let mut out = Vec::new();
+    let mut id = [0; 36];
     write(
         &mut out,
+        event
+            .transaction
+            .id()
+            .as_uuid()
+            .hyphenated()
+            .encode_lower(&mut id),
         &event.transaction,
         &event.prediction,
         &shared,
@@ -133,21 +140,22 @@ pub fn encode(event: &PredictionEvent) -> String {
     String::from_utf8(out).expect("JSON is UTF-8")
 }
 
-/// Appends an event's JSON to `out`, its strings lent by its parts.
+/// Appends an event's JSON to `out`, its strings lent by its parts (`id`:
+/// the transaction's id as text, which the caller also keys the record by).
 fn write(
     out: &mut Vec<u8>,
+    id: &str,
     tx: &Transaction,
     p: &Prediction,
     shared: &Shared<'_>,
     position: Option<Position>,
     needs_review: bool,
 ) {
-    let mut id = uuid::Uuid::encode_buffer();
     let lineage = shared.lineage;
     let wire = Wire {
         schema: SCHEMA.into(),
         transaction: WireTransaction {
-            id: (&*tx.id().as_uuid().hyphenated().encode_lower(&mut id)).into(),
+            id: id.into(),
             source_id: tx.source_id().into(),
             description: tx.description().into(),
             amount: tx.amount().to_string().into(),
@@ -190,9 +198,9 @@ pub fn events(
         let needs_review = queued.contains(&(p.transaction_id, p.model_version.as_str()));
         // About what an event takes, so that writing it seldom grows it.
         let mut value = Vec::with_capacity(512 + tx.description().len());
-        write(&mut value, tx, p, &shared, Some(position), needs_review);
         let mut key = [0; 36];
-        tx.id().as_uuid().hyphenated().encode_lower(&mut key);
+        let id = tx.id().as_uuid().hyphenated().encode_lower(&mut key);
+        write(&mut value, id, tx, p, &shared, Some(position), needs_review);
         (key, value, position)
     })
 }

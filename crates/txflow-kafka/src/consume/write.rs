@@ -243,11 +243,10 @@ async fn write<S: Sink + ?Sized>(
 
     // For lag monitoring only: the database holds the offsets that count.
     let mut tpl = TopicPartitionList::new();
-    let listed = checkpoints.iter().all(|c| {
+    let listed = checkpoints.iter().try_for_each(|c| {
         tpl.add_partition_offset(&c.topic, c.partition, Offset::Offset(c.next_offset))
-            .is_ok()
     });
-    if listed
+    if listed.is_ok()
         && tpl.count() > 0
         && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
     {
