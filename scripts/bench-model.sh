@@ -9,7 +9,7 @@
 #      in a venv under ~/.cache/txflow) TF-IDF word 1-2 + char_wb 2-5
 #      (sublinear tf) + LogisticRegression (scripts/anchor_sklearn.py);
 #   4. in-process prediction per core (evaluate's one-thread prediction
-#      time over the whole labeled file, features included) and
+#      time over the whole labeled file, features included; median of 5) and
 #      `txflow serve --model` under wrk at batch 1,000 (as bench-serve does);
 #   5. `txflow batch` of ROWS generated rows into PostgreSQL (fsync on)
 #      with the model against the same run with reference-1.
@@ -74,11 +74,18 @@ PY
 
 echo
 echo "== in-process prediction, one thread (all $(($(wc -l <"$labeled") - 1)) labeled rows, features included)"
-"$txflow" --log-format text evaluate --model "$work/us17.txm" "$labeled" --json >"$work/all.json"
-python3 - "$work/all.json" <<'PY'
-import json, sys
-e = json.load(open(sys.argv[1]))
-print(f"{e['rows']} rows in {e['predict_seconds']:.3f} s: {e['rows'] / e['predict_seconds']:,.0f} predictions/s per core")
+# Five runs, the median: the first run after training is often the slowest
+# (0.19-0.34 s against 0.14-0.15 s for the next ones, session 18).
+for i in 1 2 3 4 5; do
+  "$txflow" --log-format text evaluate --model "$work/us17.txm" "$labeled" --json >"$work/all.$i.json"
+done
+python3 - "$work"/all.[1-5].json <<'PY'
+import json, statistics, sys
+runs = [json.load(open(p)) for p in sys.argv[1:]]
+rows = runs[0]["rows"]
+secs = [e["predict_seconds"] for e in runs]
+median = statistics.median(secs)
+print(f"{rows} rows, 5 runs: {' '.join(f'{s:.3f}' for s in secs)} s; median {median:.3f} s: {rows / median:,.0f} predictions/s per core")
 PY
 
 echo
