@@ -53,8 +53,9 @@ pub fn encode(model: &LearnedModel) -> Vec<u8> {
     for b in &used {
         out.extend_from_slice(&b.to_le_bytes());
     }
+    let none = vec![0f32; k];
     for &b in &used {
-        for w in &model.weights[b as usize * k..(b as usize + 1) * k] {
+        for w in model.weights_of(b).unwrap_or(&none) {
             out.extend_from_slice(&w.to_le_bytes());
         }
     }
@@ -149,12 +150,9 @@ pub fn decode(bytes: &[u8]) -> Result<LearnedModel> {
         }
         used.push(b);
     }
-    let mut weights = vec![0f32; buckets * k];
-    for &b in &used {
-        for j in 0..k {
-            weights[b as usize * k + j] = r.f32("weight")?;
-        }
-    }
+    let weights = (0..used.len() * k)
+        .map(|_| r.f32("weight"))
+        .collect::<Result<Vec<_>>>()?;
     let bias = (0..k).map(|_| r.f32("bias")).collect::<Result<Vec<_>>>()?;
     let mut idf = vec![0f32; buckets];
     for &b in &used {
@@ -164,6 +162,7 @@ pub fn decode(bytes: &[u8]) -> Result<LearnedModel> {
         header,
         labels,
         weights,
+        rows: crate::model::rows_of(&used, buckets),
         bias,
         idf,
     })
@@ -248,6 +247,7 @@ mod tests {
         let back = decode(&bytes).expect("decodes");
         assert_eq!(back.header, m.header);
         assert_eq!(back.weights, m.weights);
+        assert_eq!(back.rows, m.rows);
         assert_eq!(back.bias, m.bias);
         assert_eq!(back.idf, m.idf);
         assert_eq!(encode(&back), bytes);

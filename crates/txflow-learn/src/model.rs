@@ -72,11 +72,28 @@ pub struct TrainingInfo {
 pub struct LearnedModel {
     pub(crate) header: Header,
     pub(crate) labels: LabelSet,
-    /// `buckets × classes`, row-major: the weights of a bucket together.
+    /// `rows × classes`, row-major: the weights of a bucket that has any
+    /// together, one row per such bucket, in bucket order. Only those rows
+    /// are held (a third of the buckets for the 17-category model): a
+    /// prediction's lookups then stay in a third of the memory.
     pub(crate) weights: Vec<f32>,
+    /// Per bucket: its row in `weights`, or [`NO_ROW`].
+    pub(crate) rows: Vec<u32>,
     pub(crate) bias: Vec<f32>,
     /// Per bucket; 0 for a bucket training never saw.
     pub(crate) idf: Vec<f32>,
+}
+
+/// A bucket without weights (training never saw it).
+pub(crate) const NO_ROW: u32 = u32::MAX;
+
+/// Each bucket's row for `used` (sorted buckets, one row each in order).
+pub(crate) fn rows_of(used: &[u32], buckets: usize) -> Vec<u32> {
+    let mut rows = vec![NO_ROW; buckets];
+    for (row, &b) in used.iter().enumerate() {
+        rows[b as usize] = row as u32;
+    }
+    rows
 }
 
 struct Scratch {
@@ -102,15 +119,24 @@ impl LearnedModel {
         self.bias.len()
     }
 
+    /// The weights of `bucket`, if it has any.
+    pub(crate) fn weights_of(&self, bucket: u32) -> Option<&[f32]> {
+        let k = self.bias.len();
+        let row = *self.rows.get(bucket as usize)?;
+        (row != NO_ROW).then(|| &self.weights[row as usize * k..(row as usize + 1) * k])
+    }
+
     /// Raw scores (before the temperature) of a feature vector.
     pub(crate) fn logits_of(&self, x: &Sparse, out: &mut Vec<f32>) {
         out.clear();
         out.extend_from_slice(&self.bias);
-        let k = self.bias.len();
         for &(bucket, value) in x {
-            let row = &self.weights[bucket as usize * k..(bucket as usize + 1) * k];
-            for (o, w) in out.iter_mut().zip(row) {
-                *o += value * w;
+            // Features of a bucket without weights have no idf either, so
+            // are not in `x`; a row is always there.
+            if let Some(row) = self.weights_of(bucket) {
+                for (o, w) in out.iter_mut().zip(row) {
+                    *o += value * w;
+                }
             }
         }
     }

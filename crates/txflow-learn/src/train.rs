@@ -276,6 +276,7 @@ impl Fitted {
                 },
             },
             labels: labels.clone(),
+            rows: crate::model::rows_of(&self.used, self.idf.len()),
             weights: self.weights,
             bias: self.bias,
             idf: self.idf,
@@ -415,12 +416,8 @@ fn fit_rows(rows: &[&LabeledRow], labels: &LabelSet, options: &TrainOptions) -> 
     }
     let (theta, iterations, final_loss) = lbfgs(&objective, options.max_iterations);
 
-    let mut weights = vec![0f32; buckets * k];
-    for (c, &bucket) in used.iter().enumerate() {
-        for j in 0..k {
-            weights[bucket as usize * k + j] = theta[c * k + j] as f32;
-        }
-    }
+    // One row per used bucket, in bucket order (as theta has them).
+    let weights: Vec<f32> = theta[..m * k].iter().map(|&x| x as f32).collect();
     let bias: Vec<f32> = theta[m * k..].iter().map(|&x| x as f32).collect();
     Ok(Fitted {
         used,
@@ -741,9 +738,9 @@ fn lbfgs(objective: &Objective<'_>, max_iterations: usize) -> (Vec<f64>, usize, 
 /// suffix, so two different models never share a version.
 fn weights_digest(used: &[u32], weights: &[f32], bias: &[f32], k: usize) -> String {
     let mut h = Sha256::new();
-    for &b in used {
+    for (&b, row) in used.iter().zip(weights.chunks_exact(k)) {
         h.update(b.to_le_bytes());
-        for w in &weights[b as usize * k..(b as usize + 1) * k] {
+        for w in row {
             h.update(w.to_le_bytes());
         }
     }
