@@ -72,6 +72,14 @@ async fn begin(
 }
 
 const COPY_ROW: &str = "copying a batch";
+
+/// One row into a binary COPY.
+async fn write_row(
+    writer: std::pin::Pin<&mut BinaryCopyInWriter>,
+    row: &[&(dyn ToSql + Sync)],
+) -> Result<()> {
+    writer.write(row).await.map_err(Error::query(COPY_ROW))
+}
 const COPY_END: &str = "finishing a batch's COPY";
 
 /// Returns the rows copied.
@@ -127,11 +135,7 @@ pub(crate) async fn transactions(
                 &line,
                 &offset,
             ];
-            writer
-                .as_mut()
-                .write(&row)
-                .await
-                .map_err(Error::query(COPY_ROW))?;
+            write_row(writer.as_mut(), &row).await?;
         }
     }
     writer.finish().await.map_err(Error::query(COPY_END))
@@ -152,11 +156,7 @@ pub(crate) async fn predictions(
             let (id, category) = (*p.transaction_id.as_uuid(), p.category.as_str());
             let row: [&(dyn ToSql + Sync); 5] =
                 [&id, &p.model_version, &category, &p.confidence, &run];
-            writer
-                .as_mut()
-                .write(&row)
-                .await
-                .map_err(Error::query(COPY_ROW))?;
+            write_row(writer.as_mut(), &row).await?;
         }
     }
     writer.finish().await.map_err(Error::query(COPY_END))
@@ -202,11 +202,7 @@ pub(crate) async fn rejected(
                 &processing,
                 &run,
             ];
-            writer
-                .as_mut()
-                .write(&row)
-                .await
-                .map_err(Error::query(COPY_ROW))?;
+            write_row(writer.as_mut(), &row).await?;
         }
     }
     writer.finish().await.map_err(Error::query(COPY_END))
