@@ -62,7 +62,8 @@ pub struct TrainingInfo {
     /// The loss (mean cross-entropy + penalty) at the end.
     pub final_loss: f64,
     /// Accuracy and macro-F1 on the held-out (calibration) slice, whose
-    /// merchants training never saw.
+    /// merchants training never saw, scored by the calibration's models
+    /// (fitted without the copies, see `merchant_copies`).
     pub holdout_accuracy: f64,
     pub holdout_macro_f1: f64,
 }

@@ -74,9 +74,11 @@ pub struct TrainOptions {
     /// The weight of a copy of each row without its merchant
     /// ([`split::without_merchant`], and no merchant field), fitted beside
     /// the row (0: no copies). The model then also learns the cues a
-    /// merchant it never met leaves it: higher macro-F1 on new merchants,
-    /// but a confidence the cross-fitted temperature calibrates less
-    /// evenly across merchants (docs/MODELS.md), hence off by default.
+    /// merchant it never met leaves it. Only the final model has them: the
+    /// models that score held-out merchants for the temperature are fitted
+    /// without copies, which calibrated the default weight (0.05) better
+    /// on eight merchant splits; at high weights (0.5) it does not
+    /// (docs/MODELS.md, "Session 19").
     pub merchant_copies: f64,
     pub features: FeatureSettings,
     /// Threads for the gradient (at most [`SHARDS`] are used).
@@ -93,7 +95,7 @@ impl Default for TrainOptions {
             balanced: true,
             cross_fit: true,
             calibration_fraction: 0.3,
-            merchant_copies: 0.0,
+            merchant_copies: 0.05,
             features: FeatureSettings::default(),
             threads: thread::available_parallelism().map_or(1, usize::from),
         }
@@ -167,13 +169,20 @@ pub fn train(rows: &[LabeledRow], options: &TrainOptions) -> Result<Trained> {
     }
 
     // The temperature: a model fitted without the held-out merchants,
-    // scored on them.
+    // scored on them. Those models are fitted without the copies
+    // (docs/MODELS.md, "Session 19": the halves fitted with them were more
+    // over-confident than the final model turns out on new merchants).
+    let scoring = TrainOptions {
+        merchant_copies: 0.0,
+        ..options.clone()
+    };
     let mut extractor = Extractor::new(options.features);
     let mut calibration = Calibration {
         method: if options.cross_fit {
-            "temperature (Brier score), cross-fitted on two halves of the merchants".into()
+            "temperature (Brier score), cross-fitted on two halves of the merchants, without copies"
+                .into()
         } else {
-            "temperature (Brier score)".into()
+            "temperature (Brier score), without copies".into()
         },
         temperature: 1.0,
         rows: held.len(),
@@ -200,8 +209,8 @@ pub fn train(rows: &[LabeledRow], options: &TrainOptions) -> Result<Trained> {
         let mut version = String::new();
         calibration.rows = 0;
         for (fitted_on, scored_on) in plan {
-            let first = fit_rows(fitted_on, &labels, options)?;
-            let first = first.into_model(options, &names, &labels, calibration.clone(), rows);
+            let first = fit_rows(fitted_on, &labels, &scoring)?;
+            let first = first.into_model(&scoring, &names, &labels, calibration.clone(), rows);
             for row in scored_on {
                 extractor.extract(&row.input(), &first.idf, &mut x);
                 first.logits_of(&x, &mut z);
@@ -903,7 +912,10 @@ mod tests {
     #[test]
     fn copies_without_the_merchant_are_fitted_at_their_weight() {
         let rows = fixture();
-        let plain = uncalibrated();
+        let plain = TrainOptions {
+            merchant_copies: 0.0,
+            ..uncalibrated()
+        };
         let with_copies = TrainOptions {
             merchant_copies: 0.5,
             ..plain.clone()
