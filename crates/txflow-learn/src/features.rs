@@ -93,9 +93,9 @@ pub struct Extractor {
     word_starts: Vec<(usize, usize)>,
     hashes: Vec<u32>,
     padded: Vec<u8>,
-    /// Per bucket: the block that last counted it, and where.
-    stamps: Vec<u32>,
-    slots: Vec<u32>,
+    /// Per bucket: the block that last counted it, and where in `out`
+    /// (together: one memory access per hash).
+    stamps: Vec<(u32, u32)>,
     generation: u32,
 }
 
@@ -129,7 +129,6 @@ impl Extractor {
             hashes: Vec::new(),
             padded: Vec::new(),
             stamps: Vec::new(),
-            slots: Vec::new(),
             generation: 0,
         }
     }
@@ -253,21 +252,20 @@ impl Extractor {
     /// has it already (no sorting; a sort was a fifth of prediction time).
     fn tally(&mut self, out: &mut Vec<(u32, f32)>) {
         if self.stamps.is_empty() {
-            self.stamps = vec![0; self.settings.buckets()];
-            self.slots = vec![0; self.settings.buckets()];
+            self.stamps = vec![(0, 0); self.settings.buckets()];
         }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
-            self.stamps.fill(0);
+            self.stamps.fill((0, 0));
             self.generation = 1;
         }
         for &h in &self.hashes {
-            let b = h as usize;
-            if self.stamps[b] == self.generation {
-                out[self.slots[b] as usize].1 += 1.0;
+            let (stamp, slot) = &mut self.stamps[h as usize];
+            if *stamp == self.generation {
+                out[*slot as usize].1 += 1.0;
             } else {
-                self.stamps[b] = self.generation;
-                self.slots[b] = out.len() as u32;
+                *stamp = self.generation;
+                *slot = out.len() as u32;
                 out.push((h, 1.0));
             }
         }
@@ -299,17 +297,26 @@ pub fn weigh(raw: &mut [(u32, f32)], blocks: &[usize; BLOCKS], idf: &[f32]) {
         let block = &mut raw[from..to];
         for (bucket, value) in block.iter_mut() {
             let w = idf.get(*bucket as usize).copied().unwrap_or(0.0);
-            // Most counts are 1, whose log is 0.
-            let tf = if *value == 1.0 { 1.0 } else { 1.0 + value.ln() };
-            *value = tf * w;
+            *value = tf(*value) * w;
         }
-        let norm = block.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            for (_, x) in block.iter_mut() {
-                *x /= norm;
-            }
-        }
+        unit_length(block);
         from = to;
+    }
+}
+
+/// The sublinear term frequency `1 + ln count`.
+pub(crate) fn tf(count: f32) -> f32 {
+    // Most counts are 1, whose log is 0.
+    if count == 1.0 { 1.0 } else { 1.0 + count.ln() }
+}
+
+/// Scales the values of `block` to unit length (unless all are 0).
+pub(crate) fn unit_length(block: &mut [(u32, f32)]) {
+    let norm = block.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for (_, x) in block.iter_mut() {
+            *x /= norm;
+        }
     }
 }
 

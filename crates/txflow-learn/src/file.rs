@@ -38,8 +38,8 @@ const MAX_WEIGHTS: usize = 1 << 28;
 /// The file's bytes.
 pub fn encode(model: &LearnedModel) -> Vec<u8> {
     let k = model.classes();
-    let used: Vec<u32> = (0..model.idf.len() as u32)
-        .filter(|&b| model.idf[b as usize] != 0.0)
+    let used: Vec<u32> = (0..model.buckets.len() as u32)
+        .filter(|&b| model.idf_of(b) != 0.0)
         .collect();
     // A header of plain values always serializes.
     let header = serde_json::to_vec(&model.header).unwrap_or_default();
@@ -63,7 +63,7 @@ pub fn encode(model: &LearnedModel) -> Vec<u8> {
         out.extend_from_slice(&b.to_le_bytes());
     }
     for &b in &used {
-        out.extend_from_slice(&model.idf[b as usize].to_le_bytes());
+        out.extend_from_slice(&model.idf_of(b).to_le_bytes());
     }
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
@@ -162,9 +162,8 @@ pub fn decode(bytes: &[u8]) -> Result<LearnedModel> {
         header,
         labels,
         weights,
-        rows: crate::model::rows_of(&used, buckets),
+        buckets: crate::model::buckets_of(&used, &idf),
         bias,
-        idf,
     })
 }
 
@@ -247,9 +246,8 @@ mod tests {
         let back = decode(&bytes).expect("decodes");
         assert_eq!(back.header, m.header);
         assert_eq!(back.weights, m.weights);
-        assert_eq!(back.rows, m.rows);
+        assert_eq!(back.buckets, m.buckets);
         assert_eq!(back.bias, m.bias);
-        assert_eq!(back.idf, m.idf);
         assert_eq!(encode(&back), bytes);
     }
 

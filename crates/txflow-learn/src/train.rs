@@ -176,7 +176,6 @@ pub fn train(rows: &[LabeledRow], options: &TrainOptions) -> Result<Trained> {
         merchant_copies: 0.0,
         ..options.clone()
     };
-    let mut extractor = Extractor::new(options.features);
     let mut calibration = Calibration {
         method: if options.cross_fit {
             "temperature (Brier score), cross-fitted on two halves of the merchants, without copies"
@@ -204,17 +203,13 @@ pub fn train(rows: &[LabeledRow], options: &TrainOptions) -> Result<Trained> {
     if !plan.is_empty() {
         let mut logits = Vec::new();
         let mut truth = Vec::new();
-        let mut x = Vec::new();
-        let mut z = Vec::new();
         let mut version = String::new();
         calibration.rows = 0;
         for (fitted_on, scored_on) in plan {
             let first = fit_rows(fitted_on, &labels, &scoring)?;
             let first = first.into_model(&scoring, &names, &labels, calibration.clone(), rows);
             for row in scored_on {
-                extractor.extract(&row.input(), &first.idf, &mut x);
-                first.logits_of(&x, &mut z);
-                logits.push(z.clone());
+                logits.push(first.with_logits(&row.input(), <[f32]>::to_vec));
                 truth.push(labels.index_of(&row.category).unwrap_or(0));
             }
             calibration.rows += scored_on.len();
@@ -285,10 +280,9 @@ impl Fitted {
                 },
             },
             labels: labels.clone(),
-            rows: crate::model::rows_of(&self.used, self.idf.len()),
+            buckets: crate::model::buckets_of(&self.used, &self.idf),
             weights: self.weights,
             bias: self.bias,
-            idf: self.idf,
         }
     }
 }
