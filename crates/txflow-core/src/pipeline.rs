@@ -116,6 +116,7 @@ impl<C: Classifier, S: Sink + ?Sized> BatchPipeline<'_, C, S> {
                 rejected: pending.rejected,
                 reviews: Vec::new(),
                 checkpoint: None,
+                run_tally: true,
             };
             batch.reviews = review::route(self.classifier, self.review_below, &batch);
             in_flight = Some(batch);

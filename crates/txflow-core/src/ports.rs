@@ -127,9 +127,49 @@ pub struct Batch {
     /// For a stream: where the consumer stands once this batch is stored,
     /// written in the same database transaction as its rows.
     pub checkpoint: Option<Checkpoint>,
+    /// Whether the sink adds this batch's rows (read, valid, invalid,
+    /// classified, unclassified, newly written, predictions) to its run's
+    /// row in the run ledger, in the same database transaction: a run
+    /// stopped without recording its end (killed, the machine lost) still
+    /// says what it committed. The batch pipeline's batches are; a
+    /// stream's are not (its lanes would contend for the run's row). A
+    /// call of [`Sink::write_batches`] is tallied only when all its batches
+    /// are and belong to one run.
+    pub run_tally: bool,
 }
 
 impl Batch {
+    /// What a write of `batches`, committed as `report` says, adds to its
+    /// run's ledger row (see [`Batch::run_tally`]), when every batch asks
+    /// for it and all are of one run: the run, and the rows read, valid,
+    /// invalid, classified, unclassified, newly written and predictions
+    /// written (the order of the ledger's `ADD_BATCH`).
+    pub fn run_additions<'a>(
+        batches: &'a [Batch],
+        report: &WriteReport,
+    ) -> Option<(&'a str, [i64; 7])> {
+        let run = batches.first()?.lineage.run_id.as_str();
+        if !batches
+            .iter()
+            .all(|b| b.run_tally && b.lineage.run_id.as_str() == run)
+        {
+            return None;
+        }
+        let sum = |f: fn(&Batch) -> usize| batches.iter().map(f).sum::<usize>() as i64;
+        Some((
+            run,
+            [
+                sum(|b| b.transactions.len() + b.rejected.len()),
+                sum(|b| b.transactions.len()),
+                sum(|b| b.rejected.len()),
+                sum(|b| b.predictions.len()),
+                sum(|b| b.unclassified.len()),
+                report.transactions as i64,
+                report.predictions as i64,
+            ],
+        ))
+    }
+
     /// Each prediction with its transaction and position: what a predictions
     /// event carries. Predictions follow the transactions' order (those the
     /// classifier failed on have none), so one walk pairs them even when two

@@ -86,6 +86,8 @@ impl PostgresConnector {
                 rejected: Vec::new(),
                 reviews: Vec::new(),
                 checkpoint,
+                // The predictions' own runs, not this connector's.
+                run_tally: false,
             };
             batches.push(batch);
         }

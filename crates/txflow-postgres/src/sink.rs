@@ -8,6 +8,8 @@ use txflow_core::ports::WriteReport;
 use txflow_core::resilience::OutagePolicy;
 use txflow_core::{Batch, BoxError, OffsetStore, Sink};
 
+use txflow_sql::ledger;
+
 use crate::copy::{self, PREDICTION_COLUMNS, REJECTED_COLUMNS, TRANSACTION_COLUMNS};
 use crate::error::{Error, Result};
 use crate::review;
@@ -167,6 +169,11 @@ async fn write_batches(client: &mut Client, batches: &[Batch]) -> Result<WriteRe
         let marks = marks(&tx, batch).await?;
         report.unclassified += marks.unclassified;
         report.queued += marks.queued;
+    }
+    if let Some((run, [a, b, c, d, e, f, g])) = Batch::run_additions(batches, &report) {
+        tx.execute(ledger::ADD_BATCH, &[&a, &b, &c, &d, &e, &f, &g, &run])
+            .await
+            .map_err(Error::query("adding the batch to its run"))?;
     }
     tx.commit()
         .await

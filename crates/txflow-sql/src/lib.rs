@@ -82,6 +82,18 @@ ON CONFLICT (run_id) DO UPDATE SET kind = excluded.kind, status = excluded.statu
     error = excluded.error, txflow_version = excluded.txflow_version,
     rows_unclassified = excluded.rows_unclassified";
 
+    /// A committed batch's rows added to its run, in the batch's database
+    /// transaction (`Batch::run_tally`): $1 read, $2 valid, $3 invalid, $4
+    /// classified, $5 unclassified, $6 newly written, $7 predictions
+    /// written, $8 run id. (Numbered in the order they appear: SQLite
+    /// binds `$N` by first appearance.)
+    pub const ADD_BATCH: &str = "\
+UPDATE runs SET rows_read = rows_read + $1, rows_valid = rows_valid + $2,
+    rows_invalid = rows_invalid + $3, rows_classified = rows_classified + $4,
+    rows_unclassified = rows_unclassified + $5, rows_written = rows_written + $6,
+    predictions_written = predictions_written + $7
+WHERE run_id = $8";
+
     /// What a run did with one file: $1 run id, $2 location, $3 status
     /// (`done` or `failed`), $4 rows read, $5 valid, $6 invalid, $7
     /// written, $8 error, $9 finished at.

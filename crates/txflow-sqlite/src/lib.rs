@@ -166,6 +166,13 @@ fn write(conn: &mut Connection, path: &Path, batches: &[Batch]) -> Result<WriteR
     for batch in batches {
         report += write_rows(&tx, path, batch, &now)?;
     }
+    if let Some((run, [a, b, c, d, e, f, g])) = Batch::run_additions(batches, &report) {
+        tx.execute(
+            txflow_sql::ledger::ADD_BATCH,
+            params![a, b, c, d, e, f, g, run],
+        )
+        .map_err(query(path, "adding the batch to its run"))?;
+    }
     tx.commit().map_err(query(path, "committing a batch"))?;
     Ok(report)
 }

@@ -63,6 +63,89 @@ async fn two_batch_runs_started_together_into_one_sqlite_file_both_complete() {
 }
 
 #[tokio::test]
+async fn a_batch_run_killed_with_9_says_in_the_ledger_what_it_committed_and_a_rerun_completes_it() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = generate(dir.path(), "big.csv", 100_000, 5);
+    let path = dir.path().join("txflow.db");
+    let url = format!("sqlite://{}", path.display());
+    let args = [
+        file.as_str(),
+        "--database-url",
+        &url,
+        "--batch-size",
+        "1000",
+    ];
+    let mut first = spawn_batch(dir.path(), &args);
+    let stored = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("SELECT count(*) FROM transactions", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    loop {
+        if path.exists()
+            && let Ok(db) = rusqlite::Connection::open(&path)
+            && stored(&db) >= 10_000
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "10,000 rows not stored within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().expect("kill -9");
+    first.wait().expect("the killed run");
+    let db = rusqlite::Connection::open(&path).expect("the database");
+    let at_kill = stored(&db);
+    let (status, read, valid, invalid, written, predictions): (String, i64, i64, i64, i64, i64) =
+        db.query_row(
+            "SELECT status, rows_read, rows_valid, rows_invalid, rows_written, predictions_written
+             FROM runs",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .expect("the killed run's row");
+    let stored_predictions: i64 = db
+        .query_row("SELECT count(*) FROM predictions", [], |r| r.get(0))
+        .expect("a count");
+    // No end was recorded, but every committed batch counted itself.
+    assert_eq!(status, "running");
+    assert_eq!(
+        (written, predictions),
+        (at_kill, stored_predictions),
+        "the ledger against the tables"
+    );
+    assert_eq!(read, valid + invalid);
+    assert!(
+        valid >= written && at_kill < 100_000,
+        "{valid} {written} {at_kill}"
+    );
+    drop(db);
+    let rerun = finish(spawn_batch(dir.path(), &args));
+    rerun.assert_code(0);
+    let db = rusqlite::Connection::open(&path).expect("the database");
+    assert_eq!(stored(&db), 100_000);
+    let rerun_written: i64 = db
+        .query_row(
+            "SELECT rows_written FROM runs WHERE status <> 'running'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the rerun's row");
+    assert_eq!(rerun_written, 100_000 - at_kill);
+}
+
+#[tokio::test]
 async fn the_database_stopped_mid_batch_is_waited_for_and_the_run_completes_once() {
     let pg = PrivatePostgres::start();
     let dir = tempfile::tempdir().expect("a temp dir");

@@ -11,8 +11,8 @@ use txflow_core::{
     Amount, Batch, Category, Checkpoint, ClassifyFailure, Column, Counts, ErrorBudget,
     FailureClass, FileOutcome, Label, LabelError, LabelSource, Lineage, OffsetStore, Position,
     ProcessingType, Progress, QueueFilter, Ranked, ReferenceModel, ReviewRequest, ReviewStore,
-    RunId, RunLedger, RunSummary, Side, Sink, Transaction, TransactionId, TransactionParts,
-    Unclassified,
+    RunId, RunLedger, RunStatus, RunSummary, Side, Sink, Transaction, TransactionId,
+    TransactionParts, Unclassified,
 };
 
 use txflow_core::registry::{ModelKind, ModelRegistry, Registration, Selection};
@@ -65,6 +65,7 @@ fn batch() -> Batch {
         rejected: Vec::new(),
         reviews: Vec::new(),
         checkpoint: None,
+        run_tally: false,
     }
 }
 
@@ -440,6 +441,74 @@ async fn ledger<L: RunLedger>(ledger: &L) {
     // A prefix is taken literally: `_` and `%` are no wildcards.
     assert!(ledger.runs("ledger_").await.expect("no runs").is_empty());
     assert!(ledger.runs("%").await.expect("no runs").is_empty());
+}
+
+/// A batch of a run that asks for it adds its rows to the run's ledger
+/// row in its own transaction, so a run killed before recording its end
+/// still says what it committed; a rerun of the batch adds what it read but
+/// writes nothing new; a batch that does not ask adds nothing; the run's
+/// end records its totals.
+async fn tally<S: Sink + RunLedger>(store: &S) {
+    let run_id = RunId::parse("tally-1").expect("a run id");
+    let mut run = RunSummary::start(run_id.clone(), ProcessingType::Batch, Utc::now());
+    store.start_run(&run).await.expect("the run's start");
+    let mut b = batch();
+    b.lineage.run_id = run_id.clone();
+    b.run_tally = true;
+    b.rejected = vec![RejectedRecord {
+        source: Arc::from("file:///contract.csv"),
+        position: Position {
+            line: 9,
+            offset: 360,
+        },
+        rule: Rule::AmountFormat,
+        field: Some(Column::Amount),
+        message: "line 9".into(),
+        raw: "9;x".into(),
+    }];
+    let row = async || {
+        let runs = store.runs("tally-").await.expect("the runs");
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let r = runs[0].clone();
+        (r.status, r.rows_read, r.rows_invalid, r.rows_written)
+    };
+    assert_eq!(row().await, (RunStatus::Running, 0, 0, 0));
+    store.write_batch(b.clone()).await.expect("the batch");
+    assert_eq!(row().await, (RunStatus::Running, 4, 1, 3));
+    store.write_batch(b.clone()).await.expect("the batch again");
+    assert_eq!(row().await, (RunStatus::Running, 8, 2, 3));
+    let mut untallied = batch();
+    untallied.lineage.run_id = run_id.clone();
+    store.write_batch(untallied).await.expect("a batch");
+    assert_eq!(row().await, (RunStatus::Running, 8, 2, 3));
+    run.counts = Counts {
+        read: 4,
+        valid: 3,
+        invalid: 1,
+        written: 3,
+        files: 1,
+        ..Counts::default()
+    };
+    run.finish(Utc::now(), None, ErrorBudget::UNLIMITED);
+    store.finish_run(&run).await.expect("the run's end");
+    assert_eq!(row().await, (run.status, 4, 1, 3));
+}
+
+#[tokio::test]
+async fn the_postgres_sink_adds_each_batch_to_its_run_in_the_batch_transaction() {
+    let db = Database::create().await;
+    let sink = txflow_postgres::PostgresStore::connect(&db.url, "test")
+        .await
+        .expect("the sink");
+    tally(&sink).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_sink_adds_each_batch_to_its_run_in_the_batch_transaction() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let sink =
+        txflow_sqlite::SqliteStore::open(&dir.path().join("tally.db"), "test").expect("the sink");
+    tally(&sink).await;
 }
 
 /// Rejected rows as a batch stores them, read back by run and rule.

@@ -497,6 +497,7 @@ impl<C: Classifier, S: OffsetStore + ?Sized> Member<'_, C, S> {
                 next_offset: last + 1,
                 unpublished_from: None,
             }),
+            run_tally: false,
         };
         batch.reviews = review::route(self.classifier, self.config.review_below, &batch);
         let staged = Staged {
