@@ -84,8 +84,8 @@ pub struct LearnedModel {
 }
 
 /// What prediction looks up for a bucket, side by side: one memory access
-/// per feature instead of two (an idf table and a row table; the lookups
-/// are cache misses, most of prediction's time).
+/// per feature instead of two (an idf table and a row table of 2^18
+/// entries each, where a lookup is likely a cache miss).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Bucket {
     /// 0 for a bucket training never saw.
@@ -114,8 +114,9 @@ pub(crate) fn buckets_of(used: &[u32], idf: &[f32]) -> Vec<Bucket> {
 
 struct Scratch {
     extractor: Extractor,
-    /// Bucket counts, then (row, weighted value) of each.
+    /// The bucket counts of the input, block by block.
     counts: Sparse,
+    /// Their (row, weighted value), in the same order.
     features: Sparse,
     logits: Vec<f32>,
 }
