@@ -301,31 +301,36 @@ impl Extractor {
 /// Counts into weighted values: `(1 + ln count) * idf`, each block scaled
 /// to unit length.
 pub fn weigh(raw: &mut [(u32, f32)], blocks: &[usize; BLOCKS], idf: &[f32]) {
+    weigh_by(raw, blocks, |bucket| {
+        (bucket, idf.get(bucket as usize).copied().unwrap_or(0.0))
+    });
+}
+
+/// [`weigh`], with `lookup` giving a bucket's idf and what the bucket's
+/// place in `raw` becomes (the bucket itself, or the model's row for it:
+/// one lookup per feature when predicting).
+pub(crate) fn weigh_by(
+    raw: &mut [(u32, f32)],
+    blocks: &[usize; BLOCKS],
+    lookup: impl Fn(u32) -> (u32, f32),
+) {
     let mut from = 0;
     for &to in blocks {
         let block = &mut raw[from..to];
-        for (bucket, value) in block.iter_mut() {
-            let w = idf.get(*bucket as usize).copied().unwrap_or(0.0);
-            *value = tf(*value) * w;
+        for (key, value) in block.iter_mut() {
+            let (new_key, idf) = lookup(*key);
+            // Most counts are 1, whose log is 0.
+            let tf = if *value == 1.0 { 1.0 } else { 1.0 + value.ln() };
+            *key = new_key;
+            *value = tf * idf;
         }
-        unit_length(block);
+        let norm = block.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            for (_, x) in block.iter_mut() {
+                *x /= norm;
+            }
+        }
         from = to;
-    }
-}
-
-/// The sublinear term frequency `1 + ln count`.
-pub(crate) fn tf(count: f32) -> f32 {
-    // Most counts are 1, whose log is 0.
-    if count == 1.0 { 1.0 } else { 1.0 + count.ln() }
-}
-
-/// Scales the values of `block` to unit length (unless all are 0).
-pub(crate) fn unit_length(block: &mut [(u32, f32)]) {
-    let norm = block.iter().map(|(_, x)| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        for (_, x) in block.iter_mut() {
-            *x /= norm;
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 use txflow_core::{LabelSet, Model, Prediction, Transaction};
 
-use crate::features::{BLOCKS, Extractor, FeatureSettings, Input, Sparse, tf, unit_length};
+use crate::features::{BLOCKS, Extractor, FeatureSettings, Input, Sparse, weigh_by};
 
 /// What a model file says of itself besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,9 +114,8 @@ pub(crate) fn buckets_of(used: &[u32], idf: &[f32]) -> Vec<Bucket> {
 
 struct Scratch {
     extractor: Extractor,
-    /// The bucket counts of the input, block by block.
-    counts: Sparse,
-    /// Their (row, weighted value), in the same order.
+    /// The input's bucket counts, block by block, then (row, weighted
+    /// value) of each.
     features: Sparse,
     logits: Vec<f32>,
 }
@@ -156,12 +155,10 @@ impl LearnedModel {
 
     /// Runs `f` on the raw scores of `input`, with this thread's buffers.
     ///
-    /// The features are [`Extractor::extract`]'s, computed here with one
-    /// lookup of each bucket's idf and row together ([`weigh`] and the
-    /// logits, fused): the same values, summed in the same order, so the
-    /// scores are the same bit for bit (a unit test compares them).
-    ///
-    /// [`weigh`]: crate::features::weigh
+    /// The features are [`Extractor::extract`]'s, weighed with one lookup
+    /// of each bucket's idf and row together (`weigh_by`), so the scores
+    /// need no second lookup: the same values, summed in the same order,
+    /// the same scores bit for bit (a unit test compares them).
     pub(crate) fn with_logits<T>(&self, input: &Input<'_>, f: impl FnOnce(&[f32]) -> T) -> T {
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
@@ -169,27 +166,17 @@ impl LearnedModel {
                 Some(s) if s.extractor.settings() == &self.header.features => s,
                 _ => slot.insert(Scratch {
                     extractor: Extractor::new(self.header.features),
-                    counts: Vec::new(),
                     features: Vec::new(),
                     logits: Vec::new(),
                 }),
             };
             let mut blocks = [0; BLOCKS];
-            scratch
-                .extractor
-                .counts(input, &mut scratch.counts, &mut blocks);
             let features = &mut scratch.features;
-            features.clear();
-            let mut from = 0;
-            for to in blocks {
-                let start = features.len();
-                for &(bucket, count) in &scratch.counts[from..to] {
-                    let b = self.buckets.get(bucket as usize).unwrap_or(&UNSEEN);
-                    features.push((b.row, tf(count) * b.idf));
-                }
-                unit_length(&mut features[start..]);
-                from = to;
-            }
+            scratch.extractor.counts(input, features, &mut blocks);
+            weigh_by(features, &blocks, |bucket| {
+                let b = self.buckets.get(bucket as usize).unwrap_or(&UNSEEN);
+                (b.row, b.idf)
+            });
             let logits = &mut scratch.logits;
             logits.clear();
             logits.extend_from_slice(&self.bias);
