@@ -13,7 +13,9 @@ use crate::error::BoxError;
 use crate::record::{Position, RawRecord};
 use crate::review::{Ranked, ReviewRequest};
 pub use crate::run::WriteReport;
-use crate::run::{FileOutcome, Lineage, RejectionQuery, Rejections, RunId, RunRecord, RunSummary};
+use crate::run::{
+    Counts, FileOutcome, Lineage, RejectionQuery, Rejections, RunId, RunRecord, RunSummary,
+};
 use crate::transaction::{DecimalMark, Prediction, Transaction, TransactionId};
 use crate::validation::RejectedRecord;
 
@@ -141,13 +143,13 @@ pub struct Batch {
 impl Batch {
     /// What a write of `batches`, committed as `report` says, adds to its
     /// run's ledger row (see [`Batch::run_tally`]), when every batch asks
-    /// for it and all are of one run: the run, and the rows read, valid,
-    /// invalid, classified, unclassified, newly written and predictions
-    /// written (the order of the ledger's `ADD_BATCH`).
+    /// for it and all are of one run: the run, and the counts the pipeline
+    /// adds for these batches (read, valid, invalid, classified,
+    /// unclassified, written, predictions written).
     pub fn run_additions<'a>(
         batches: &'a [Batch],
         report: &WriteReport,
-    ) -> Option<(&'a str, [i64; 7])> {
+    ) -> Option<(&'a str, Counts)> {
         let run = batches.first()?.lineage.run_id.as_str();
         if !batches
             .iter()
@@ -155,19 +157,17 @@ impl Batch {
         {
             return None;
         }
-        let sum = |f: fn(&Batch) -> usize| batches.iter().map(f).sum::<usize>() as i64;
-        Some((
-            run,
-            [
-                sum(|b| b.transactions.len() + b.rejected.len()),
-                sum(|b| b.transactions.len()),
-                sum(|b| b.rejected.len()),
-                sum(|b| b.predictions.len()),
-                sum(|b| b.unclassified.len()),
-                report.transactions as i64,
-                report.predictions as i64,
-            ],
-        ))
+        let mut counts = Counts::default();
+        for b in batches {
+            let (valid, invalid) = (b.transactions.len() as u64, b.rejected.len() as u64);
+            counts.read += valid + invalid;
+            counts.valid += valid;
+            counts.invalid += invalid;
+            counts.classified += b.predictions.len() as u64;
+            counts.unclassified += b.unclassified.len() as u64;
+        }
+        counts.add_write(*report, counts.valid);
+        Some((run, counts))
     }
 
     /// Each prediction with its transaction and position: what a predictions

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::sink::PostgresStore;
 
 /// A count as PostgreSQL's `bigint`.
-fn n(v: u64) -> i64 {
+pub(crate) fn n(v: u64) -> i64 {
     v as i64
 }
 

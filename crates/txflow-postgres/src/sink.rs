@@ -170,10 +170,23 @@ async fn write_batches(client: &mut Client, batches: &[Batch]) -> Result<WriteRe
         report.unclassified += marks.unclassified;
         report.queued += marks.queued;
     }
-    if let Some((run, [a, b, c, d, e, f, g])) = Batch::run_additions(batches, &report) {
-        tx.execute(ledger::ADD_BATCH, &[&a, &b, &c, &d, &e, &f, &g, &run])
-            .await
-            .map_err(Error::query("adding the batch to its run"))?;
+    if let Some((run, c)) = Batch::run_additions(batches, &report) {
+        let n = crate::ledger::n;
+        tx.execute(
+            ledger::ADD_BATCH,
+            &[
+                &n(c.read),
+                &n(c.valid),
+                &n(c.invalid),
+                &n(c.classified),
+                &n(c.unclassified),
+                &n(c.written),
+                &n(c.predictions_written),
+                &run,
+            ],
+        )
+        .await
+        .map_err(Error::query("adding the batch to its run"))?;
     }
     tx.commit()
         .await

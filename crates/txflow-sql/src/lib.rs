@@ -83,8 +83,8 @@ ON CONFLICT (run_id) DO UPDATE SET kind = excluded.kind, status = excluded.statu
     rows_unclassified = excluded.rows_unclassified";
 
     /// A committed batch's rows added to its run, in the batch's database
-    /// transaction (`Batch::run_tally`): $1 read, $2 valid, $3 invalid, $4
-    /// classified, $5 unclassified, $6 newly written, $7 predictions
+    /// transaction (`Batch::run_additions`): $1 read, $2 valid, $3 invalid,
+    /// $4 classified, $5 unclassified, $6 newly written, $7 predictions
     /// written, $8 run id. (Numbered in the order they appear: SQLite
     /// binds `$N` by first appearance.)
     pub const ADD_BATCH: &str = "\

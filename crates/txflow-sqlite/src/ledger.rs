@@ -15,7 +15,7 @@ use txflow_sql::ledger;
 use crate::{SqliteStore, chrono_secs, query, values};
 
 /// A count as SQLite's 64-bit integer.
-fn n(v: u64) -> i64 {
+pub(crate) fn n(v: u64) -> i64 {
     v as i64
 }
 

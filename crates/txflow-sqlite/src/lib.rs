@@ -166,10 +166,20 @@ fn write(conn: &mut Connection, path: &Path, batches: &[Batch]) -> Result<WriteR
     for batch in batches {
         report += write_rows(&tx, path, batch, &now)?;
     }
-    if let Some((run, [a, b, c, d, e, f, g])) = Batch::run_additions(batches, &report) {
+    if let Some((run, c)) = Batch::run_additions(batches, &report) {
+        let n = ledger::n;
         tx.execute(
             txflow_sql::ledger::ADD_BATCH,
-            params![a, b, c, d, e, f, g, run],
+            params![
+                n(c.read),
+                n(c.valid),
+                n(c.invalid),
+                n(c.classified),
+                n(c.unclassified),
+                n(c.written),
+                n(c.predictions_written),
+                run
+            ],
         )
         .map_err(query(path, "adding the batch to its run"))?;
     }
