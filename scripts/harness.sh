@@ -198,9 +198,18 @@ offsets.topic.num.partitions=4
 transaction.state.log.num.partitions=4
 PROPS
   # A cluster id is 16 random bytes in URL-safe base64 (what
-  # kafka-storage.sh random-uuid prints, without starting a JVM).
+  # kafka-storage.sh random-uuid prints, without starting a JVM), drawn
+  # again when it starts with '-' as Kafka's own does: `-t -xyz…` is read
+  # as a missing argument (one start in 64 failed with "argument
+  # --cluster-id/-t: expected one argument").
   local cluster
-  cluster=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
+  cluster=$(python3 -c '
+import base64, os
+while True:
+    id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    if not id.startswith("-"):
+        print(id)
+        break')
   KAFKA_HEAP_OPTS="-Xmx256m" "$KAFKA_DIST/bin/kafka-storage.sh" format -t "$cluster" \
     -c "$dir/server.properties" \
     --add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]' \
